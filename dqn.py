@@ -1,0 +1,360 @@
+"""Deep Q-learning (DQN): learns action values Q(s, a) by regressing them on the one-step TD target
+r + gamma * max_a' Q_target(s', a') over minibatches drawn from a replay memory, with a target network
+copied every C steps and epsilon-greedy exploration; any gymnasium env with discrete actions, Atari
+games (ale-py) with the Nature-DQN preprocessing and CNN.
+Paper: Mnih et al., "Human-level control through deep reinforcement learning", Nature 2015;
+Double DQN: van Hasselt, Guez, Silver, "Deep Reinforcement Learning with Double Q-learning", AAAI 2016.
+Run: python dqn.py --device cuda
+Reference result: CartPole-v1 greedy return 500 +- 0 (20 episodes, seeds 1-5) in 5-7 s on 2 CPU cores (README)"""
+import argparse
+import copy
+import dataclasses
+import inspect
+import json
+import os
+import random
+import re
+import time
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+# --- config -------------------------------------------------------------------------------------
+@dataclass
+class Args:
+    env_id: str = "CartPole-v1"  # gymnasium id: Box observations, Discrete actions; ALE/<Game>-v5 for Atari
+    num_envs: int = 4  # environments stepped together (one batched forward per step)
+    total_steps: int = 40_000  # budget in environment steps, summed over the environments
+    buffer_size: int = 40_000  # replay memory capacity in transitions, preallocated on the device
+    batch_size: int = 64  # transitions per gradient step
+    lr: float = 1e-3  # Adam learning rate
+    gamma: float = 0.99  # discount factor
+    learning_starts: int = 1_000  # environment steps of pure exploration before the first update
+    train_every: int = 2  # environment steps per gradient step (2 with 4 envs: two updates per vector step)
+    target_every: int = 200  # C: environment steps between target-network updates
+    tau: float = 1.0  # target update theta' <- tau*theta + (1-tau)*theta'; 1.0 is the paper's hard copy
+    eps_start: float = 1.0  # epsilon of the epsilon-greedy policy at step 0
+    eps_end: float = 0.04  # epsilon after the linear decay
+    eps_fraction: float = 0.1  # fraction of total-steps over which epsilon decays linearly
+    loss: str = "huber"  # TD loss: huber (the paper's error clipping) or mse
+    double_q: bool = False  # Double DQN target: the online net picks a', the target net values it
+    hidden: int = 64  # width of the two hidden layers of the MLP Q-network (ignored for Atari)
+    eval_every: int = 5_000  # environment steps between greedy validations that keep the best weights (0: off)
+    eval_episodes: int = 20  # greedy episodes (epsilon 0) of each validation and of the final evaluation
+    log_every: int = 5_000  # environment steps between progress lines
+    seed: int = 1  # seeds python, numpy, torch and the environments
+    device: str = "auto"  # auto, cpu, cuda or mps (auto: cuda when available)
+    compile: bool = False  # torch.compile the TD loss (worth it on CUDA)
+    out: str = ""  # output folder (default runs/dqn-<seed>-<time>)
+    load: str = ""  # checkpoint to start from; its env-id and network size are used
+    eval_only: bool = False  # only evaluate the loaded model
+
+
+def parse_args(argv=None) -> Args:
+    """argparse from the Args dataclass: every field a flag, its comment the help text."""
+    helps = dict(re.findall(r"^\s+(\w+): .*?#\s*(.*)$", inspect.getsource(Args), re.M))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    for f in dataclasses.fields(Args):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=helps[f.name])
+        else:
+            parser.add_argument(flag, type=f.type, default=f.default, help=helps[f.name])
+    args = Args(**vars(parser.parse_args(argv)))
+    for name in ("num_envs", "total_steps", "buffer_size", "batch_size", "train_every", "target_every",
+                 "eval_episodes", "log_every"):
+        if getattr(args, name) <= 0:
+            parser.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    if args.loss not in ("huber", "mse"):
+        parser.error(f"--loss must be huber or mse, got {args.loss!r}")
+    if not 0.0 < args.tau <= 1.0:
+        parser.error(f"--tau must be in (0, 1], got {args.tau}")
+    if args.device not in ("auto", "cpu", "cuda", "mps"):
+        parser.error(f"--device must be auto, cpu, cuda or mps, got {args.device!r}")
+    if args.eval_only and not args.load:
+        parser.error("--eval-only needs --load CKPT")
+    if args.load:
+        if not os.path.isfile(args.load):
+            parser.error(f"--load: no such file {args.load!r}")
+        saved = torch.load(args.load, map_location="cpu", weights_only=True)["args"]
+        args.env_id, args.hidden = saved["env_id"], saved["hidden"]
+    try:
+        is_atari(args.env_id)  # registers the ALE games when the id names one
+        env = gym.make(args.env_id)
+    except (gym.error.Error, ModuleNotFoundError, ImportError) as e:
+        parser.error(f"--env-id {args.env_id!r}: {e}")
+    if not isinstance(env.action_space, gym.spaces.Discrete) or not isinstance(env.observation_space, gym.spaces.Box):
+        parser.error(f"--env-id {args.env_id!r} has {env.action_space} actions and {env.observation_space} "
+                     "observations; DQN needs Discrete actions and Box observations")
+    env.close()
+    return args
+
+
+# --- environment --------------------------------------------------------------------------------
+def is_atari(env_id: str) -> bool:
+    if env_id.startswith("ALE/"):
+        try:
+            import ale_py
+            gym.register_envs(ale_py)
+        except ImportError as e:
+            raise ImportError("Atari envs need ale-py: pip install ale-py") from e
+    return gym.spec(env_id).entry_point == "ale_py.env:AtariEnv"
+
+
+def make_envs(env_id: str, num_envs: int) -> gym.vector.VectorEnv:
+    """N environments stepping together. Autoreset is gymnasium's default NEXT_STEP mode: the step after an
+    episode ends returns the first observation of the next one (reward 0) and ignores the action."""
+    if is_atari(env_id):  # Nature DQN preprocessing: 4-frame skip with max-pool, 84x84 grey, 4-frame stack
+        wrappers = [lambda e: gym.wrappers.AtariPreprocessing(e, frame_skip=4, screen_size=84, noop_max=30),
+                    lambda e: gym.wrappers.FrameStackObservation(e, 4)]
+        return gym.make_vec(env_id, num_envs, vectorization_mode="sync", wrappers=wrappers, frameskip=1)
+    return gym.make_vec(env_id, num_envs)
+
+
+class ReplayMemory:
+    """The last `capacity` transitions (s, a, r, s', terminated) in tensors on the device, allocated once.
+    s' is the real next state also at a time-limit truncation, so the target bootstraps there."""
+
+    def __init__(self, capacity: int, obs_shape: tuple, obs_dtype: torch.dtype, device: torch.device):
+        self.obs = torch.zeros((capacity, *obs_shape), dtype=obs_dtype, device=device)
+        self.next_obs = torch.zeros_like(self.obs)
+        self.actions = torch.zeros(capacity, dtype=torch.long, device=device)
+        self.rewards = torch.zeros(capacity, device=device)
+        self.terminated = torch.zeros(capacity, device=device)
+        self.capacity, self.size, self.pos = capacity, 0, 0
+
+    def add(self, obs, actions, rewards, next_obs, terminated, keep):
+        """Store the transitions of the environments where `keep`; a ring buffer that overwrites the oldest."""
+        n = int(keep.sum())
+        idx = torch.from_numpy((self.pos + np.arange(n)) % self.capacity).to(self.obs.device, non_blocking=True)
+        for buf, x in ((self.obs, obs), (self.actions, actions), (self.rewards, rewards),
+                       (self.next_obs, next_obs), (self.terminated, terminated)):
+            buf[idx] = torch.as_tensor(x[keep]).to(buf.device, buf.dtype, non_blocking=True)
+        self.pos = (self.pos + n) % self.capacity
+        self.size = min(self.size + n, self.capacity)
+
+    def sample(self, batch_size: int):
+        idx = torch.randint(0, self.size, (batch_size,), device=self.obs.device)
+        return self.obs[idx], self.actions[idx], self.rewards[idx], self.next_obs[idx], self.terminated[idx]
+
+
+# --- model --------------------------------------------------------------------------------------
+class QNetwork(nn.Module):
+    """Q(s, .) for all actions at once: an MLP on vector observations, the Nature-DQN CNN on 4x84x84 frames."""
+
+    def __init__(self, obs_shape: tuple, num_actions: int, hidden: int):
+        super().__init__()
+        if len(obs_shape) == 3:  # Mnih et al. 2015, Methods: 32 8x8/4, 64 4x4/2, 64 3x3/1, 512 units
+            self.net = nn.Sequential(
+                nn.Conv2d(obs_shape[0], 32, 8, stride=4), nn.ReLU(), nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
+                nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(), nn.Flatten(), nn.Linear(64 * 7 * 7, 512), nn.ReLU(),
+                nn.Linear(512, num_actions))
+        else:
+            self.net = nn.Sequential(nn.Linear(int(np.prod(obs_shape)), hidden), nn.ReLU(),
+                                     nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, num_actions))
+        self.pixels = len(obs_shape) == 3
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:  # (B, *obs_shape) -> (B, num_actions)
+        x = obs.float() / 255.0 if self.pixels else obs.flatten(1)
+        return self.net(x)
+
+
+# --- algorithm ----------------------------------------------------------------------------------
+def epsilon_at(step: int, eps_start: float, eps_end: float, decay_steps: float) -> float:
+    """Linear annealing from eps_start to eps_end over decay_steps, then constant (Mnih et al. 2015)."""
+    return eps_end + (eps_start - eps_end) * max(0.0, 1.0 - step / decay_steps)
+
+
+def epsilon_greedy(q_values: torch.Tensor, epsilon: float) -> torch.Tensor:
+    """a = argmax_a Q(s, a) with probability 1 - epsilon, else uniform; drawn on the device."""
+    explore = torch.rand(q_values.shape[0], device=q_values.device) < epsilon
+    random_actions = torch.randint(0, q_values.shape[1], (q_values.shape[0],), device=q_values.device)
+    return torch.where(explore, random_actions, q_values.argmax(1))
+
+
+def td_target(rewards, terminated, next_q_target, gamma: float, next_q_online=None):
+    """y = r + gamma * (1 - terminated) * max_a' Q_target(s', a')            (Mnih et al. 2015, Algorithm 1)
+    Double DQN: y = r + gamma * (1 - terminated) * Q_target(s', argmax_a' Q(s', a'))  (van Hasselt et al. 2016)
+    A truncated episode is not terminated: its target still bootstraps from s'."""
+    if next_q_online is None:
+        next_value = next_q_target.max(1).values
+    else:
+        next_value = next_q_target.gather(1, next_q_online.argmax(1, keepdim=True)).squeeze(1)
+    return rewards + gamma * (1.0 - terminated) * next_value
+
+
+def td_loss(q_net, target_net, obs, actions, rewards, next_obs, terminated, gamma: float, double_q: bool, loss: str):
+    """Mean TD loss of Q(s, a) against the fixed target y; returns (loss, mean Q(s, a))."""
+    with torch.no_grad():
+        y = td_target(rewards, terminated, target_net(next_obs), gamma, q_net(next_obs) if double_q else None)
+    q = q_net(obs).gather(1, actions.unsqueeze(1)).squeeze(1)
+    error = F.smooth_l1_loss(q, y) if loss == "huber" else F.mse_loss(q, y)
+    return error, q.detach().mean()
+
+
+@torch.no_grad()
+def update_target(target_net: nn.Module, q_net: nn.Module, tau: float):
+    """theta' <- tau * theta + (1 - tau) * theta'  (tau = 1: the paper's copy every C steps)."""
+    torch._foreach_lerp_(list(target_net.parameters()), list(q_net.parameters()), tau)
+
+
+def step_envs(envs, memory: ReplayMemory, obs, actions, prev_done, clip_rewards: bool):
+    """One step of the N envs, its transitions stored. With NEXT_STEP autoreset an env whose episode ended at
+    the previous step only resets now (reward 0, action ignored): no transition, never stored.
+    Returns (next observations, rewards, done = terminated or truncated)."""
+    next_obs, rewards, terminated, truncated, _ = envs.step(actions)
+    stored_rewards = np.sign(rewards) if clip_rewards else rewards  # Nature DQN clips Atari rewards to [-1, 1]
+    memory.add(obs, actions, stored_rewards, next_obs, terminated, keep=~prev_done)
+    return next_obs, rewards, terminated | truncated
+
+
+# --- evaluation ---------------------------------------------------------------------------------
+@torch.no_grad()
+def evaluate(q_net: nn.Module, env_id: str, episodes: int, seed: int, device: torch.device) -> np.ndarray:
+    """Returns of `episodes` greedy (epsilon 0) episodes, all played at once in a vector env."""
+    envs = make_envs(env_id, episodes)
+    obs, _ = envs.reset(seed=seed)
+    returns, running = np.zeros(episodes), np.ones(episodes, dtype=bool)
+    while running.any():
+        actions = q_net(torch.as_tensor(obs, device=device)).argmax(1).cpu().numpy()
+        obs, rewards, terminated, truncated, _ = envs.step(actions)
+        returns += rewards * running
+        running &= ~(terminated | truncated)
+    envs.close()
+    return returns
+
+
+# --- training loop ------------------------------------------------------------------------------
+VALIDATION_SEED = 10_000  # validation episodes are seeded seed + 10_000 + ..., apart from the final evaluation
+FINAL_EVAL_SEED = 1_000_000  # the final evaluation's episodes: seed + 1_000_000 + i, never used to choose
+
+
+def train(args: Args, q_net: nn.Module, optimizer, device: torch.device, out: str, start_step: int = 0):
+    """Algorithm 1 of Mnih et al. (2015) with N vector envs. Returns the weights of the best validation
+    (the final ones without validation) and the number of environment steps taken."""
+    envs = make_envs(args.env_id, args.num_envs)
+    atari = is_atari(args.env_id)
+    n = args.num_envs
+    target_net = copy.deepcopy(q_net).requires_grad_(False)
+    obs_space = envs.single_observation_space
+    memory = ReplayMemory(args.buffer_size, obs_space.shape,
+                          torch.uint8 if obs_space.dtype == np.uint8 else torch.float32, device)
+    loss_fn = torch.compile(td_loss) if args.compile else td_loss
+
+    obs, _ = envs.reset(seed=args.seed)
+    prev_done = np.zeros(n, dtype=bool)  # NEXT_STEP autoreset: the next step of these envs is a reset
+    episode_return, episode_len = np.zeros(n), np.zeros(n, dtype=np.int64)
+    recent_returns, logged_loss, logged_q, num_updates = [], torch.zeros((), device=device), 0.0, 0
+    best_return, best_state, num_validations = -float("inf"), copy.deepcopy(q_net.state_dict()), 0
+    metrics = open(os.path.join(out, "metrics.jsonl"), "a", buffering=1)
+    start, last_log = time.time(), time.time()
+    end_step = start_step + -(-args.total_steps // n) * n  # whole vector steps
+    for step in range(start_step, end_step, n):  # step counts environment steps
+        epsilon = epsilon_at(step - start_step, args.eps_start, args.eps_end, args.eps_fraction * args.total_steps)
+        with torch.no_grad():
+            actions = epsilon_greedy(q_net(torch.as_tensor(obs).to(device, non_blocking=True)), epsilon)
+        actions = actions.cpu().numpy()  # the one host-device sync of a step: the envs need the actions
+        next_obs, rewards, done = step_envs(envs, memory, obs, actions, prev_done, clip_rewards=atari)
+        episode_return += rewards
+        episode_len += ~prev_done
+        for i in np.flatnonzero(done):  # log every finished training episode
+            recent_returns.append(episode_return[i])
+            metrics.write(json.dumps({"step": step + n, "episode_return": float(episode_return[i]),
+                                      "episode_len": int(episode_len[i]), "time": round(time.time(), 3)}) + "\n")
+        episode_return[done], episode_len[done] = 0.0, 0
+        prev_done, obs = done, next_obs
+
+        # Learning: one gradient step every train_every env steps once learning_starts steps are stored.
+        since = step - start_step + n
+        if since >= args.learning_starts:
+            for _ in range(since // args.train_every - (since - n) // args.train_every):
+                loss, q_mean = loss_fn(q_net, target_net, *memory.sample(args.batch_size),
+                                       args.gamma, args.double_q, args.loss)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                logged_loss += loss.detach()
+                logged_q, num_updates = q_mean, num_updates + 1
+            if since // args.target_every != (since - n) // args.target_every:
+                update_target(target_net, q_net, args.tau)
+
+        if args.eval_every and since // args.eval_every != (since - n) // args.eval_every:
+            seed = args.seed + VALIDATION_SEED + num_validations * args.eval_episodes
+            val_return = evaluate(q_net, args.env_id, args.eval_episodes, seed, device).mean()
+            num_validations += 1
+            if val_return > best_return:
+                best_return, best_state = val_return, copy.deepcopy(q_net.state_dict())
+            metrics.write(json.dumps({"step": step + n, "val_return": val_return, "best_val_return": best_return}) + "\n")
+        if since // args.log_every != (since - n) // args.log_every or step + n == end_step:
+            sps = since / (time.time() - start)
+            line = {"step": step + n, "epsilon": round(epsilon, 3),
+                    "return": round(float(np.mean(recent_returns)), 1) if recent_returns else None,
+                    "loss": round(logged_loss.item() / max(num_updates, 1), 4),
+                    "q": round(float(logged_q), 2), "best_val": best_return if num_validations else None, "sps": int(sps)}
+            print("  ".join(f"{k} {v}" for k, v in line.items()), flush=True)
+            metrics.write(json.dumps(line) + "\n")
+            recent_returns, logged_loss, num_updates = [], torch.zeros((), device=device), 0
+    envs.close()
+    metrics.close()
+    return (best_state if num_validations else q_net.state_dict()), end_step - start_step
+
+
+def save_checkpoint(path: str, q_net, optimizer, step: int, args: Args):
+    """One torch.save of a dict, written to a temporary file and moved into place. A run resumed from it
+    starts its target network as a copy of the Q-network."""
+    torch.save({"q_net": q_net.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                "args": dataclasses.asdict(args)}, path + ".tmp")
+    os.replace(path + ".tmp", path)
+
+
+# --- main ---------------------------------------------------------------------------------------
+def main(argv=None):
+    args = parse_args(argv)
+    t0 = time.time()
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    if device.type == "cpu":
+        torch.set_num_threads(1)  # a small net: more threads only fight over the cores
+    else:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    out = args.out or os.path.join("runs", f"dqn-{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
+    os.makedirs(out, exist_ok=True)
+
+    probe = make_envs(args.env_id, 1)
+    q_net = QNetwork(probe.single_observation_space.shape, int(probe.single_action_space.n), args.hidden).to(device)
+    probe.close()
+    optimizer = torch.optim.Adam(q_net.parameters(), lr=args.lr, fused=device.type in ("cuda", "cpu"))
+    step, env_steps, train_s = 0, 0, 0.0
+    if args.load:
+        ckpt = torch.load(args.load, map_location=device, weights_only=True)
+        q_net.load_state_dict(ckpt["q_net"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        step = ckpt["step"]
+    if not args.eval_only:
+        t_train = time.time()
+        best_state, env_steps = train(args, q_net, optimizer, device, out, start_step=step)
+        train_s = time.time() - t_train
+        q_net.load_state_dict(best_state)
+        save_checkpoint(os.path.join(out, "model.pt"), q_net, optimizer, step + env_steps, args)
+
+    returns = evaluate(q_net, args.env_id, args.eval_episodes, args.seed + FINAL_EVAL_SEED, device)
+    wall = time.time() - t0
+    summary = {"eval_return_mean": round(float(returns.mean()), 2), "eval_return_std": round(float(returns.std()), 2),
+               "env_id": args.env_id, "env_steps": env_steps, "wall_s": round(wall, 2),
+               "sps": int(env_steps / train_s) if train_s else 0,
+               "device": device.type, "seed": args.seed}
+    with open(os.path.join(out, "summary.json"), "w") as f:
+        json.dump(summary, f)
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
