@@ -165,3 +165,9 @@ def test_atari_smoke(run_script):
                             "--total-steps", 300, "--buffer-size", 300, "--learning-starts", 100, "--batch-size", 8,
                             "--eval-every", 0, "--eval-episodes", 1, "--log-every", 100)
     assert summary["env_id"] == "ALE/Pong-v5" and -21 <= summary["eval_return_mean"] <= 21
+
+
+def test_learns_cartpole(run_script):
+    # 10k steps (about 4 s): the random policy scores about 22; a broken TD update stays near it.
+    summary, _ = run_script("dqn.py", "--device", "cpu", "--total-steps", 10_000, "--eval-every", 2_500)
+    assert summary["eval_return_mean"] >= 100
