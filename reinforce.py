@@ -1,0 +1,376 @@
+"""REINFORCE: Monte-Carlo policy gradient. Plays batches of whole episodes with the stochastic policy
+pi(a|s), then ascends sum_t log pi(a_t|s_t) * (v_t - b(s_t)), where v_t is the return-to-go and b(s) a
+learned state-value baseline; categorical policies for discrete actions, diagonal Gaussians for Box actions.
+Paper: Williams, "Simple statistical gradient-following algorithms for connectionist reinforcement
+learning", Machine Learning 1992.  Run: python reinforce.py --device cuda
+Reference result: CartPole-v1 greedy return 500 (20 episodes) for seeds 1-5, under 5 s a run on 2 CPU cores (README)"""
+import argparse
+import copy
+import dataclasses
+import inspect
+import json
+import math
+import os
+import random
+import re
+import time
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+
+
+# --- config -------------------------------------------------------------------------------------
+@dataclass
+class Args:
+    env_id: str = "CartPole-v1"  # gymnasium id: Box observations; Discrete or Box actions; a time limit
+    num_envs: int = 16  # episodes per batch, played together in N vector envs that reset together
+    total_steps: int = 150_000  # budget in environment steps (transitions of the batches' episodes)
+    lr: float = 1e-2  # Adam learning rate of the policy and the value network
+    gamma: float = 0.99  # discount factor of the returns-to-go
+    baseline: str = "value"  # b(s): value (a learned V(s), regressed on the returns) or none (plain estimator)
+    value_coef: float = 0.5  # weight of the value regression loss
+    entropy_coef: float = 0.0  # weight of the entropy bonus
+    normalize_adv: bool = True  # scale v_t - b(s_t) to zero mean and unit variance in each batch
+    hidden: int = 64  # width of the two hidden layers of the policy and value MLPs
+    log_std_init: float = 0.0  # initial log sigma of the Gaussian policy (Box actions)
+    eval_every: int = 10_000  # environment steps between greedy validations that keep the best weights (0: off)
+    eval_episodes: int = 20  # greedy episodes (argmax / mean action) of each validation and of the final evaluation
+    log_every: int = 10_000  # environment steps between progress lines
+    seed: int = 1  # seeds python, numpy, torch and the environments
+    device: str = "auto"  # auto, cpu, cuda or mps (auto: cuda when available)
+    compile: bool = False  # torch.compile the policy and value networks (worth it on CUDA)
+    out: str = ""  # output folder (default runs/reinforce-<seed>-<time>)
+    load: str = ""  # checkpoint to start from; its env-id, baseline and network size are used
+    eval_only: bool = False  # only evaluate the loaded model
+
+
+def parse_args(argv=None) -> Args:
+    """argparse from the Args dataclass: every field a flag, its comment the help text."""
+    helps = dict(re.findall(r"^\s+(\w+): .*?#\s*(.*)$", inspect.getsource(Args), re.M))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    for f in dataclasses.fields(Args):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=helps[f.name])
+        else:
+            parser.add_argument(flag, type=f.type, default=f.default, help=helps[f.name])
+    args = Args(**vars(parser.parse_args(argv)))
+    for name in ("num_envs", "total_steps", "eval_episodes", "log_every", "hidden"):
+        if getattr(args, name) <= 0:
+            parser.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    for name in ("lr", "value_coef", "entropy_coef", "eval_every"):
+        if getattr(args, name) < 0:
+            parser.error(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
+    if not 0.0 <= args.gamma <= 1.0:
+        parser.error(f"--gamma must be in [0, 1], got {args.gamma}")
+    if args.baseline not in ("value", "none"):
+        parser.error(f"--baseline must be value or none, got {args.baseline!r}")
+    if args.device not in ("auto", "cpu", "cuda", "mps"):
+        parser.error(f"--device must be auto, cpu, cuda or mps, got {args.device!r}")
+    if args.eval_only and not args.load:
+        parser.error("--eval-only needs --load CKPT")
+    if args.load:
+        if not os.path.isfile(args.load):
+            parser.error(f"--load: no such file {args.load!r}")
+        saved = torch.load(args.load, map_location="cpu", weights_only=True)["args"]
+        args.env_id, args.baseline, args.hidden = saved["env_id"], saved["baseline"], saved["hidden"]
+    try:
+        env = gym.make(args.env_id)
+    except (gym.error.Error, ModuleNotFoundError, ImportError) as e:
+        parser.error(f"--env-id {args.env_id!r}: {e}")
+    obs_space, act_space = env.observation_space, env.action_space
+    env.close()
+    box_actions = isinstance(act_space, gym.spaces.Box) and len(act_space.shape) == 1
+    if not isinstance(obs_space, gym.spaces.Box) or not (isinstance(act_space, gym.spaces.Discrete) or box_actions):
+        parser.error(f"--env-id {args.env_id!r} has {act_space} actions and {obs_space} observations; "
+                     "this script needs Box observations and Discrete or 1-D Box actions")
+    if not gym.spec(args.env_id).max_episode_steps:
+        parser.error(f"--env-id {args.env_id!r} has no time limit; Monte-Carlo returns need episodes that end")
+    return args
+
+
+# --- environment --------------------------------------------------------------------------------
+def make_envs(env_id: str, num_envs: int) -> gym.vector.VectorEnv:
+    """N environments stepping together. Autoreset is gymnasium's default NEXT_STEP mode: the step that ends an
+    episode returns its final observation s_T, and only the step after it resets (action ignored)."""
+    return gym.make_vec(env_id, num_envs)
+
+
+def env_actions(actions: torch.Tensor, action_space: gym.Space) -> np.ndarray:
+    """Actions for the envs, on the host. Gaussian samples are clipped to the bounds here only: the learner
+    keeps the unclipped a_t, whose log-probability the gradient needs."""
+    actions = actions.cpu().numpy()  # the one host-device sync of a step: the envs need the actions
+    if isinstance(action_space, gym.spaces.Box):
+        return np.clip(actions, action_space.low, action_space.high)
+    return actions
+
+
+# --- model --------------------------------------------------------------------------------------
+def mlp(n_in: int, hidden: int, n_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(n_in, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh(),
+                         nn.Linear(hidden, n_out))
+
+
+class Policy(nn.Module):
+    """pi(a|s): a categorical over logits for Discrete actions; for Box actions a diagonal Gaussian
+    N(mu(s), sigma^2) with a state-independent learned log sigma."""
+
+    def __init__(self, obs_dim: int, action_space: gym.Space, hidden: int, log_std_init: float):
+        super().__init__()
+        self.continuous = isinstance(action_space, gym.spaces.Box)
+        n_out = action_space.shape[0] if self.continuous else int(action_space.n)
+        self.net = mlp(obs_dim, hidden, n_out)
+        with torch.no_grad():
+            self.net[-1].weight.mul_(0.01)  # near-uniform / zero-mean initial policy: exploration starts unbiased
+        self.log_std = nn.Parameter(torch.full((n_out,), log_std_init)) if self.continuous else None
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:  # (B, obs_dim) -> logits or mu, (B, n_out)
+        return self.net(obs)
+
+    @torch.no_grad()
+    def sample(self, obs: torch.Tensor) -> torch.Tensor:
+        out = self(obs)
+        if self.continuous:  # a = mu + sigma * eps, eps ~ N(0, I)
+            return out + self.log_std.exp() * torch.randn_like(out)
+        gumbel = -torch.log(-torch.log(torch.rand_like(out)))  # Gumbel-max: argmax(logits + G) ~ softmax(logits)
+        return (out + gumbel).argmax(-1)
+
+    @torch.no_grad()
+    def greedy(self, obs: torch.Tensor) -> torch.Tensor:
+        out = self(obs)
+        return out if self.continuous else out.argmax(-1)
+
+    def log_prob_entropy(self, obs: torch.Tensor, actions: torch.Tensor):
+        """log pi(a|s) and the entropy H(pi(.|s)), each (B,)."""
+        out = self(obs)
+        if self.continuous:
+            log_std = self.log_std.expand_as(out)
+            z = (actions - out) / log_std.exp()
+            log_prob = (-0.5 * z.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+            return log_prob, (log_std + 0.5 * math.log(2 * math.pi * math.e)).sum(-1)
+        log_p = torch.log_softmax(out, -1)
+        return log_p.gather(-1, actions.unsqueeze(-1)).squeeze(-1), -(log_p.exp() * log_p).sum(-1)
+
+
+# --- algorithm ----------------------------------------------------------------------------------
+def returns_to_go(rewards, next_values, terminated, done, gamma: float):
+    """v_t = r_t + gamma * v_{t+1} inside an episode, over (T, N) tensors. Where an episode ends at t (done),
+    v_t = r_t if it terminated, and r_t + gamma * V(s_{t+1}) if a time limit truncated it, since the
+    episode would have gone on. A last row that is not an end bootstraps from next_values too."""
+    returns = torch.empty_like(rewards)
+    v_next = next_values[-1]
+    for t in reversed(range(rewards.shape[0])):
+        bootstrap = torch.where(done[t], next_values[t] * ~terminated[t], v_next)
+        v_next = returns[t] = rewards[t] + gamma * bootstrap
+    return returns
+
+
+def masked_mean(x, mask):
+    return (x * mask).sum() / mask.sum()
+
+
+def reinforce_loss(policy, value_net, obs, actions, rewards, terminated, done, valid, gamma: float,
+                   value_coef: float, entropy_coef: float, normalize_adv: bool):
+    """-mean_t log pi(a_t|s_t) (v_t - b(s_t)) - c_H H + c_V mean_t (V(s_t) - v_t)^2 over the valid steps
+    (obs is (T+1, N, obs_dim): s_0..s_T, the last row the final states). Returns (loss, stats)."""
+    if value_net is None:  # plain estimator: b = 0, truncated episodes do not bootstrap
+        values = torch.zeros(obs.shape[:2], device=obs.device)
+    else:
+        values = value_net(obs).squeeze(-1)  # (T+1, N)
+    returns = returns_to_go(rewards, values[1:].detach(), terminated, done, gamma)
+    advantages = returns - values[:-1].detach()
+    if normalize_adv:
+        mean = masked_mean(advantages, valid)
+        std = masked_mean((advantages - mean).pow(2), valid).sqrt()
+        advantages = (advantages - mean) / (std + 1e-8)
+    log_prob, entropy = policy.log_prob_entropy(obs[:-1], actions)
+    pg_loss = -masked_mean(log_prob * advantages, valid)
+    entropy = masked_mean(entropy, valid)
+    value_loss = masked_mean((values[:-1] - returns).pow(2), valid)
+    loss = pg_loss - entropy_coef * entropy + value_coef * value_loss
+    return loss, torch.stack([pg_loss, value_loss, entropy]).detach()
+
+
+# --- training loop ------------------------------------------------------------------------------
+VALIDATION_SEED = 10_000  # validation episodes are seeded seed + 10_000 + ..., apart from the final evaluation
+FINAL_EVAL_SEED = 1_000_000  # the final evaluation's episodes: seed + 1_000_000 + i, never used to choose
+
+
+class EpisodeBatch:
+    """Storage for N whole episodes of at most T steps, allocated once on the device: s_t, a_t for t <= T
+    (row T, and row len+1 of each shorter episode, hold final states); rewards and flags on the host."""
+
+    def __init__(self, max_len: int, n: int, obs_dim: int, action_shape: tuple, action_dtype, device):
+        self.obs = torch.zeros((max_len + 1, n, obs_dim), device=device)
+        self.actions = torch.zeros((max_len, n, *action_shape), dtype=action_dtype, device=device)
+        self.rewards = np.zeros((max_len, n), dtype=np.float32)
+        self.terminated, self.done, self.valid = (np.zeros((max_len, n), dtype=bool) for _ in range(3))
+
+
+def play_episodes(envs, policy, batch: EpisodeBatch, device):
+    """One episode in each env, all started together; steps of an env after its episode ended are not
+    transitions (valid False). Returns the number of rows used, T."""
+    obs, _ = envs.reset()
+    running = np.ones(envs.num_envs, dtype=bool)
+    batch.valid[:], batch.done[:] = False, False
+    t = 0
+    while running.any():
+        batch.obs[t] = torch.as_tensor(obs, dtype=torch.float32).to(device, non_blocking=True)
+        actions = policy.sample(batch.obs[t])
+        batch.actions[t] = actions
+        obs, rewards, terminated, truncated, _ = envs.step(env_actions(actions, envs.single_action_space))
+        batch.rewards[t], batch.valid[t] = rewards * running, running
+        batch.terminated[t], batch.done[t] = terminated & running, (terminated | truncated) & running
+        running = running & ~batch.done[t]
+        t += 1
+    batch.obs[t] = torch.as_tensor(obs, dtype=torch.float32).to(device, non_blocking=True)
+    return t
+
+
+def to_device(x: np.ndarray, device):
+    return torch.from_numpy(x).to(device, non_blocking=True)
+
+
+def train(args: Args, policy, value_net, optimizer, device, out: str, start_step: int = 0):
+    """Williams (1992) with a baseline: play a batch of N episodes, one gradient step on them, repeat until the
+    budget is spent. Returns the best validated weights (the final ones without validation) and the steps."""
+    envs = make_envs(args.env_id, args.num_envs)
+    envs.reset(seed=args.seed)
+    act_space = envs.single_action_space
+    batch = EpisodeBatch(gym.spec(args.env_id).max_episode_steps, args.num_envs, policy.net[0].in_features,
+                         act_space.shape, torch.float32 if policy.continuous else torch.long, device)
+    if args.compile:  # the networks only: the loss loops over T, which changes with every batch
+        policy.compile()
+        if value_net is not None:
+            value_net.compile()
+    best_return, best_state, num_validations = -float("inf"), copy.deepcopy(modules_state(policy, value_net)), 0
+    metrics = open(os.path.join(out, "metrics.jsonl"), "a", buffering=1)
+    recent_returns, logged, num_updates = [], torch.zeros(3, device=device), 0
+    start, steps = time.time(), 0
+    while steps < args.total_steps:
+        T = play_episodes(envs, policy, batch, device)
+        lengths, returns = batch.valid[:T].sum(0), batch.rewards[:T].sum(0)
+        ends = batch.done[:T].argmax(0)  # the row where each episode ended: log them in the order they finished
+        for i in np.argsort(ends, kind="stable"):
+            recent_returns.append(float(returns[i]))
+            metrics.write(json.dumps({"step": start_step + steps + int(np.minimum(lengths, ends[i] + 1).sum()),
+                                      "episode_return": float(returns[i]), "episode_len": int(lengths[i]),
+                                      "time": round(time.time(), 3)}) + "\n")
+        prev_steps, steps = steps, steps + int(lengths.sum())
+
+        rewards, terminated, done, valid = (to_device(x[:T], device) for x in
+                                            (batch.rewards, batch.terminated, batch.done, batch.valid))
+        loss, stats = reinforce_loss(policy, value_net, batch.obs[:T + 1], batch.actions[:T], rewards, terminated,
+                                     done, valid.float(), args.gamma, args.value_coef, args.entropy_coef,
+                                     args.normalize_adv)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        logged += stats
+        num_updates += 1
+
+        if args.eval_every and steps // args.eval_every > prev_steps // args.eval_every:
+            seed = args.seed + VALIDATION_SEED + num_validations * args.eval_episodes
+            val_return = evaluate(policy, args.env_id, args.eval_episodes, seed, device).mean()
+            num_validations += 1
+            if val_return > best_return:
+                best_return, best_state = val_return, copy.deepcopy(modules_state(policy, value_net))
+            metrics.write(json.dumps({"step": start_step + steps, "val_return": val_return,
+                                      "best_val_return": best_return}) + "\n")
+        if steps // args.log_every > prev_steps // args.log_every or steps >= args.total_steps:
+            pg_loss, value_loss, entropy = (logged / num_updates).tolist()
+            line = {"step": start_step + steps, "return": round(float(np.mean(recent_returns)), 1),
+                    "pg_loss": round(pg_loss, 4), "value_loss": round(value_loss, 3), "entropy": round(entropy, 3),
+                    "best_val": round(float(best_return), 1) if num_validations else None,
+                    "sps": int(steps / (time.time() - start))}
+            print("  ".join(f"{k} {v}" for k, v in line.items()), flush=True)
+            metrics.write(json.dumps(line) + "\n")
+            recent_returns, logged, num_updates = [], torch.zeros(3, device=device), 0
+    envs.close()
+    metrics.close()
+    return best_state, steps
+
+
+def modules_state(policy, value_net) -> dict:
+    return {"policy": policy.state_dict(), "value_net": value_net.state_dict() if value_net is not None else None}
+
+
+# --- evaluation ---------------------------------------------------------------------------------
+@torch.no_grad()
+def evaluate(policy: Policy, env_id: str, episodes: int, seed: int, device) -> np.ndarray:
+    """Returns of `episodes` greedy episodes (argmax action, or the Gaussian's mean), played at once."""
+    envs = make_envs(env_id, episodes)
+    obs, _ = envs.reset(seed=seed)
+    returns, running = np.zeros(episodes), np.ones(episodes, dtype=bool)
+    while running.any():
+        actions = policy.greedy(torch.as_tensor(obs, dtype=torch.float32).to(device))
+        obs, rewards, terminated, truncated, _ = envs.step(env_actions(actions, envs.single_action_space))
+        returns += rewards * running
+        running &= ~(terminated | truncated)
+    envs.close()
+    return returns
+
+
+def save_checkpoint(path: str, policy, value_net, optimizer, step: int, args: Args):
+    """One torch.save of a dict, written to a temporary file and moved into place."""
+    torch.save({**modules_state(policy, value_net), "optimizer": optimizer.state_dict(), "step": step,
+                "args": dataclasses.asdict(args)}, path + ".tmp")
+    os.replace(path + ".tmp", path)
+
+
+# --- main ---------------------------------------------------------------------------------------
+def main(argv=None):
+    args = parse_args(argv)
+    t0 = time.time()
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    if device.type == "cpu":
+        torch.set_num_threads(1)  # small nets: more threads only fight over the cores
+    else:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    out = args.out or os.path.join("runs", f"reinforce-{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
+    os.makedirs(out, exist_ok=True)
+
+    probe = gym.make(args.env_id)
+    obs_dim = int(np.prod(probe.observation_space.shape))
+    policy = Policy(obs_dim, probe.action_space, args.hidden, args.log_std_init).to(device)
+    value_net = mlp(obs_dim, args.hidden, 1).to(device) if args.baseline == "value" else None
+    probe.close()
+    params = list(policy.parameters()) + (list(value_net.parameters()) if value_net is not None else [])
+    optimizer = torch.optim.Adam(params, lr=args.lr, fused=device.type in ("cuda", "cpu"))
+    step, env_steps, train_s = 0, 0, 0.0
+    if args.load:
+        ckpt = torch.load(args.load, map_location=device, weights_only=True)
+        policy.load_state_dict(ckpt["policy"])
+        if value_net is not None:
+            value_net.load_state_dict(ckpt["value_net"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        step = ckpt["step"]
+    if not args.eval_only:
+        t_train = time.time()
+        best_state, env_steps = train(args, policy, value_net, optimizer, device, out, start_step=step)
+        train_s = time.time() - t_train
+        policy.load_state_dict(best_state["policy"])
+        if value_net is not None:
+            value_net.load_state_dict(best_state["value_net"])
+        save_checkpoint(os.path.join(out, "model.pt"), policy, value_net, optimizer, step + env_steps, args)
+
+    returns = evaluate(policy, args.env_id, args.eval_episodes, args.seed + FINAL_EVAL_SEED, device)
+    wall = time.time() - t0
+    summary = {"eval_return_mean": round(float(returns.mean()), 2), "eval_return_std": round(float(returns.std()), 2),
+               "env_id": args.env_id, "env_steps": env_steps, "wall_s": round(wall, 2),
+               "sps": int(env_steps / train_s) if train_s else 0,
+               "device": device.type, "seed": args.seed}
+    with open(os.path.join(out, "summary.json"), "w") as f:
+        json.dump(summary, f)
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
