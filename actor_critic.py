@@ -1,0 +1,374 @@
+"""Advantage actor-critic (A2C): N vector envs play n-step rollouts with the policy pi(a|s); the actor ascends
+log pi(a_t|s_t) * A_t with A_t the generalized advantage estimate built from TD errors
+delta_t = r_t + gamma V(s_{t+1}) - V(s_t), and the critic V(s) regresses on A_t + V(s_t); categorical policies
+for discrete actions, diagonal Gaussians N(mu(s), sigma^2) for Box actions.
+Papers: Mnih et al., "Asynchronous methods for deep reinforcement learning", ICML 2016 (A2C is its synchronous
+variant); Schulman et al., "High-dimensional continuous control using generalized advantage estimation", ICLR 2016.
+Run: python actor_critic.py --device cuda
+Reference result: CartPole-v1 greedy return 500 (20 episodes) for seeds 1-5, about 7 s a run on 2 CPU cores (README)"""
+import argparse
+import copy
+import dataclasses
+import inspect
+import json
+import math
+import os
+import random
+import re
+import time
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+
+
+# --- config -------------------------------------------------------------------------------------
+@dataclass
+class Args:
+    env_id: str = "CartPole-v1"  # gymnasium id: Box observations; Discrete or Box actions
+    num_envs: int = 16  # N environments stepped together (one batched forward per step)
+    num_steps: int = 16  # n: steps per env in a rollout; one gradient step per rollout of N * n transitions
+    total_steps: int = 300_000  # budget in environment steps, summed over the environments
+    lr: float = 1e-2  # Adam learning rate of the actor and the critic
+    anneal_lr: bool = True  # decay the learning rate linearly to 0 over the budget
+    gamma: float = 0.99  # discount factor
+    reward_scale: float = 1.0  # the learner sees r * reward-scale (keeps V small, e.g. 0.1 for Pendulum's -16..0)
+    gae_lambda: float = 0.95  # GAE lambda: 0 gives the one-step TD error as advantage, 1 the Monte-Carlo advantage
+    value_coef: float = 0.5  # weight of the critic's regression loss
+    entropy_coef: float = 0.0  # weight of the entropy bonus
+    max_grad_norm: float = 0.5  # clip the global gradient norm to this (0: no clipping)
+    normalize_adv: bool = False  # scale advantages to mean 0, std 1 per rollout (on CartPole: collapses at 500)
+    hidden: int = 64  # width of the two hidden layers of the actor and critic MLPs
+    log_std_init: float = 0.0  # initial log sigma of the Gaussian policy (Box actions)
+    eval_every: int = 20_000  # environment steps between greedy validations that keep the best weights (0: off)
+    eval_episodes: int = 20  # greedy episodes (argmax / mean action) of each validation and of the final evaluation
+    log_every: int = 20_000  # environment steps between progress lines
+    seed: int = 1  # seeds python, numpy, torch and the environments
+    device: str = "auto"  # auto, cpu, cuda or mps (auto: cuda when available)
+    compile: bool = False  # torch.compile the loss (worth it on CUDA)
+    out: str = ""  # output folder (default runs/actor_critic-<seed>-<time>)
+    load: str = ""  # checkpoint to start from; its env-id and network size are used
+    eval_only: bool = False  # only evaluate the loaded model
+
+
+def parse_args(argv=None) -> Args:
+    """argparse from the Args dataclass: every field a flag, its comment the help text."""
+    helps = dict(re.findall(r"^\s+(\w+): .*?#\s*(.*)$", inspect.getsource(Args), re.M))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    for f in dataclasses.fields(Args):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=helps[f.name])
+        else:
+            parser.add_argument(flag, type=f.type, default=f.default, help=helps[f.name])
+    args = Args(**vars(parser.parse_args(argv)))
+    for name in ("num_envs", "num_steps", "total_steps", "eval_episodes", "log_every", "hidden"):
+        if getattr(args, name) <= 0:
+            parser.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    for name in ("lr", "reward_scale", "value_coef", "entropy_coef", "max_grad_norm", "eval_every"):
+        if getattr(args, name) < 0:
+            parser.error(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
+    for name in ("gamma", "gae_lambda"):
+        if not 0.0 <= getattr(args, name) <= 1.0:
+            parser.error(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(args, name)}")
+    if args.device not in ("auto", "cpu", "cuda", "mps"):
+        parser.error(f"--device must be auto, cpu, cuda or mps, got {args.device!r}")
+    if args.eval_only and not args.load:
+        parser.error("--eval-only needs --load CKPT")
+    if args.load:
+        if not os.path.isfile(args.load):
+            parser.error(f"--load: no such file {args.load!r}")
+        saved = torch.load(args.load, map_location="cpu", weights_only=True)["args"]
+        args.env_id, args.hidden = saved["env_id"], saved["hidden"]
+    try:
+        env = gym.make(args.env_id)
+    except (gym.error.Error, ModuleNotFoundError, ImportError) as e:
+        parser.error(f"--env-id {args.env_id!r}: {e}")
+    obs_space, act_space = env.observation_space, env.action_space
+    env.close()
+    box_actions = isinstance(act_space, gym.spaces.Box) and len(act_space.shape) == 1
+    if not isinstance(obs_space, gym.spaces.Box) or not (isinstance(act_space, gym.spaces.Discrete) or box_actions):
+        parser.error(f"--env-id {args.env_id!r} has {act_space} actions and {obs_space} observations; "
+                     "this script needs Box observations and Discrete or 1-D Box actions")
+    return args
+
+
+# --- environment --------------------------------------------------------------------------------
+def make_envs(env_id: str, num_envs: int) -> gym.vector.VectorEnv:
+    """N environments stepping together. Autoreset is gymnasium's default NEXT_STEP mode: the step that ends an
+    episode returns its final observation s_T, and only the step after it resets (action ignored, reward 0):
+    that step is no transition. So s_{t+1} is always the next row of a rollout, final states included."""
+    return gym.make_vec(env_id, num_envs)
+
+
+def env_actions(actions: torch.Tensor, action_space: gym.Space) -> np.ndarray:
+    """Actions for the envs, on the host. Gaussian samples are clipped to the bounds here only: the learner
+    keeps the unclipped a_t, whose log-probability the gradient needs."""
+    actions = actions.cpu().numpy()  # the one host-device sync of a step: the envs need the actions
+    if isinstance(action_space, gym.spaces.Box):
+        return np.clip(actions, action_space.low, action_space.high)
+    return actions
+
+
+# --- model --------------------------------------------------------------------------------------
+def mlp(n_in: int, hidden: int, n_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(n_in, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh(),
+                         nn.Linear(hidden, n_out))
+
+
+class Policy(nn.Module):
+    """pi(a|s): a categorical over logits for Discrete actions; for Box actions a diagonal Gaussian
+    N(mu(s), sigma^2) with a state-independent learned log sigma."""
+
+    def __init__(self, obs_dim: int, action_space: gym.Space, hidden: int, log_std_init: float):
+        super().__init__()
+        self.continuous = isinstance(action_space, gym.spaces.Box)
+        n_out = action_space.shape[0] if self.continuous else int(action_space.n)
+        self.net = mlp(obs_dim, hidden, n_out)
+        with torch.no_grad():
+            self.net[-1].weight.mul_(0.01)  # near-uniform / zero-mean initial policy: exploration starts unbiased
+        self.log_std = nn.Parameter(torch.full((n_out,), log_std_init)) if self.continuous else None
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:  # (B, obs_dim) -> logits or mu, (B, n_out)
+        return self.net(obs)
+
+    @torch.no_grad()
+    def sample(self, obs: torch.Tensor) -> torch.Tensor:
+        out = self(obs)
+        if self.continuous:  # a = mu + sigma * eps, eps ~ N(0, I)
+            return out + self.log_std.exp() * torch.randn_like(out)
+        gumbel = -torch.log(-torch.log(torch.rand_like(out)))  # Gumbel-max: argmax(logits + G) ~ softmax(logits)
+        return (out + gumbel).argmax(-1)
+
+    @torch.no_grad()
+    def greedy(self, obs: torch.Tensor) -> torch.Tensor:
+        out = self(obs)
+        return out if self.continuous else out.argmax(-1)
+
+    def log_prob_entropy(self, obs: torch.Tensor, actions: torch.Tensor):
+        """log pi(a|s) and the entropy H(pi(.|s)), each (B,)."""
+        out = self(obs)
+        if self.continuous:
+            log_std = self.log_std.expand_as(out)
+            z = (actions - out) / log_std.exp()
+            log_prob = (-0.5 * z.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+            return log_prob, (log_std + 0.5 * math.log(2 * math.pi * math.e)).sum(-1)
+        log_p = torch.log_softmax(out, -1)
+        return log_p.gather(-1, actions.unsqueeze(-1)).squeeze(-1), -(log_p.exp() * log_p).sum(-1)
+
+
+# --- algorithm ----------------------------------------------------------------------------------
+def gae(rewards, values, terminated, done, gamma: float, lam: float):
+    """Generalized advantage estimates over a (T, N) rollout, values (T+1, N) = V(s_0..s_T):
+    delta_t = r_t + gamma (1 - terminated_t) V(s_{t+1}) - V(s_t)           TD error (Schulman et al. 2016, eq. 9)
+    A_t = delta_t + gamma lambda (1 - done_t) A_{t+1}                      GAE(gamma, lambda), eq. 16
+    A truncated episode (time limit) still bootstraps from V(s_{t+1}), its final state; the sum stops at
+    every episode end; the last row bootstraps from V(s_T)."""
+    not_terminated, not_done = 1.0 - terminated.float(), 1.0 - done.float()
+    deltas = rewards + gamma * not_terminated * values[1:] - values[:-1]
+    advantages = torch.empty_like(rewards)
+    a_next = torch.zeros_like(rewards[0])
+    for t in reversed(range(rewards.shape[0])):
+        a_next = advantages[t] = deltas[t] + gamma * lam * not_done[t] * a_next
+    return advantages
+
+
+def masked_mean(x, mask):
+    return (x * mask).sum() / mask.sum()
+
+
+def a2c_loss(policy, value_net, obs, actions, rewards, terminated, done, valid, gamma: float, lam: float,
+             value_coef: float, entropy_coef: float, normalize_adv: bool):
+    """Actor: -mean_t log pi(a_t|s_t) A_t; critic: mean_t (V(s_t) - (A_t + V(s_t)))^2 with the target held fixed;
+    minus c_H times the entropy; over the valid steps of a rollout (obs (T+1, N, obs_dim)). Returns (loss, stats)."""
+    values = value_net(obs).squeeze(-1)  # (T+1, N)
+    advantages = gae(rewards, values.detach(), terminated, done, gamma, lam)
+    returns = advantages + values[:-1].detach()  # the critic's target: the lambda-return
+    if normalize_adv:
+        mean = masked_mean(advantages, valid)
+        std = masked_mean((advantages - mean).pow(2), valid).sqrt()
+        advantages = (advantages - mean) / (std + 1e-8)
+    log_prob, entropy = policy.log_prob_entropy(obs[:-1], actions)
+    pg_loss = -masked_mean(log_prob * advantages, valid)
+    entropy = masked_mean(entropy, valid)
+    value_loss = masked_mean((values[:-1] - returns).pow(2), valid)
+    loss = pg_loss - entropy_coef * entropy + value_coef * value_loss
+    return loss, torch.stack([pg_loss, value_loss, entropy]).detach()
+
+
+# --- training loop ------------------------------------------------------------------------------
+VALIDATION_SEED = 10_000  # validation episodes are seeded seed + 10_000 + ..., apart from the final evaluation
+FINAL_EVAL_SEED = 1_000_000  # the final evaluation's episodes: seed + 1_000_000 + i, never used to choose
+
+
+class Rollout:
+    """Storage for n steps of N envs, allocated once on the device: s_0..s_n (row n: the state to bootstrap
+    from) and a_t; rewards and flags filled on the host, copied over once per rollout."""
+
+    def __init__(self, n_steps: int, n: int, obs_dim: int, action_shape: tuple, action_dtype, device):
+        self.obs = torch.zeros((n_steps + 1, n, obs_dim), device=device)
+        self.actions = torch.zeros((n_steps, n, *action_shape), dtype=action_dtype, device=device)
+        self.rewards = np.zeros((n_steps, n), dtype=np.float32)
+        self.terminated, self.done, self.valid = (np.zeros((n_steps, n), dtype=bool) for _ in range(3))
+
+
+def to_device(x: np.ndarray, device):
+    return torch.from_numpy(x).to(device, non_blocking=True)
+
+
+def train(args: Args, policy, value_net, optimizer, device, out: str, start_step: int = 0):
+    """A2C: roll the N envs n steps with pi, one gradient step on the rollout, repeat until the budget is spent.
+    Returns the best validated weights (the final ones without validation) and the environment steps taken."""
+    envs = make_envs(args.env_id, args.num_envs)
+    act_space = envs.single_action_space
+    roll = Rollout(args.num_steps, args.num_envs, policy.net[0].in_features, act_space.shape,
+                   torch.float32 if policy.continuous else torch.long, device)
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    loss_fn = torch.compile(a2c_loss) if args.compile else a2c_loss
+    best_return, best_state, num_validations = -float("inf"), copy.deepcopy(modules_state(policy, value_net)), 0
+    metrics = open(os.path.join(out, "metrics.jsonl"), "a", buffering=1)
+    recent_returns, logged, num_updates = [], torch.zeros(3, device=device), 0
+    n, rollout_steps = args.num_envs, args.num_envs * args.num_steps
+    obs, _ = envs.reset(seed=args.seed)
+    prev_done = np.zeros(n, dtype=bool)  # NEXT_STEP autoreset: the next step of these envs is a reset
+    episode_return, episode_len = np.zeros(n), np.zeros(n, dtype=np.int64)
+    start, steps = time.time(), 0
+    while steps < args.total_steps:
+        for t in range(args.num_steps):
+            roll.obs[t] = torch.as_tensor(obs, dtype=torch.float32).to(device, non_blocking=True)
+            actions = policy.sample(roll.obs[t])
+            roll.actions[t] = actions
+            obs, rewards, terminated, truncated, _ = envs.step(env_actions(actions, act_space))
+            done = terminated | truncated
+            roll.rewards[t], roll.terminated[t], roll.done[t] = rewards * args.reward_scale, terminated, done
+            roll.valid[t] = ~prev_done
+            episode_return += rewards
+            episode_len += ~prev_done
+            for i in np.flatnonzero(done):  # log every finished training episode
+                recent_returns.append(float(episode_return[i]))
+                metrics.write(json.dumps({"step": start_step + steps + (t + 1) * n,
+                                          "episode_return": float(episode_return[i]),
+                                          "episode_len": int(episode_len[i]), "time": round(time.time(), 3)}) + "\n")
+            episode_return[done], episode_len[done] = 0.0, 0
+            prev_done = done
+        roll.obs[args.num_steps] = torch.as_tensor(obs, dtype=torch.float32).to(device, non_blocking=True)
+        prev_steps, steps = steps, steps + rollout_steps
+
+        rewards, terminated, done, valid = (to_device(x, device) for x in
+                                            (roll.rewards, roll.terminated, roll.done, roll.valid))
+        loss, stats = loss_fn(policy, value_net, roll.obs, roll.actions, rewards, terminated, done, valid.float(),
+                              args.gamma, args.gae_lambda, args.value_coef, args.entropy_coef, args.normalize_adv)
+        if args.anneal_lr:
+            for group in optimizer.param_groups:
+                group["lr"] = args.lr * (1.0 - prev_steps / args.total_steps)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if args.max_grad_norm:
+            nn.utils.clip_grad_norm_(params, args.max_grad_norm, foreach=True)
+        optimizer.step()
+        logged += stats
+        num_updates += 1
+
+        if args.eval_every and steps // args.eval_every > prev_steps // args.eval_every:
+            seed = args.seed + VALIDATION_SEED + num_validations * args.eval_episodes
+            val_return = evaluate(policy, args.env_id, args.eval_episodes, seed, device).mean()
+            num_validations += 1
+            if val_return > best_return:
+                best_return, best_state = val_return, copy.deepcopy(modules_state(policy, value_net))
+            metrics.write(json.dumps({"step": start_step + steps, "val_return": val_return,
+                                      "best_val_return": best_return}) + "\n")
+        if steps // args.log_every > prev_steps // args.log_every or steps >= args.total_steps:
+            pg_loss, value_loss, entropy = (logged / num_updates).tolist()
+            line = {"step": start_step + steps,
+                    "return": round(float(np.mean(recent_returns)), 1) if recent_returns else None,
+                    "pg_loss": round(pg_loss, 4), "value_loss": round(value_loss, 3), "entropy": round(entropy, 3),
+                    "best_val": round(float(best_return), 1) if num_validations else None,
+                    "sps": int(steps / (time.time() - start))}
+            print("  ".join(f"{k} {v}" for k, v in line.items()), flush=True)
+            metrics.write(json.dumps(line) + "\n")
+            recent_returns, logged, num_updates = [], torch.zeros(3, device=device), 0
+    envs.close()
+    metrics.close()
+    return best_state, steps
+
+
+def modules_state(policy, value_net) -> dict:
+    return {"policy": policy.state_dict(), "value_net": value_net.state_dict()}
+
+
+# --- evaluation ---------------------------------------------------------------------------------
+@torch.no_grad()
+def evaluate(policy: Policy, env_id: str, episodes: int, seed: int, device) -> np.ndarray:
+    """Returns of `episodes` greedy episodes (argmax action, or the Gaussian's mean), played at once."""
+    envs = make_envs(env_id, episodes)
+    obs, _ = envs.reset(seed=seed)
+    returns, running = np.zeros(episodes), np.ones(episodes, dtype=bool)
+    while running.any():
+        actions = policy.greedy(torch.as_tensor(obs, dtype=torch.float32).to(device))
+        obs, rewards, terminated, truncated, _ = envs.step(env_actions(actions, envs.single_action_space))
+        returns += rewards * running
+        running &= ~(terminated | truncated)
+    envs.close()
+    return returns
+
+
+def save_checkpoint(path: str, policy, value_net, optimizer, step: int, args: Args):
+    """One torch.save of a dict, written to a temporary file and moved into place."""
+    torch.save({**modules_state(policy, value_net), "optimizer": optimizer.state_dict(), "step": step,
+                "args": dataclasses.asdict(args)}, path + ".tmp")
+    os.replace(path + ".tmp", path)
+
+
+# --- main ---------------------------------------------------------------------------------------
+def main(argv=None):
+    args = parse_args(argv)
+    t0 = time.time()
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    if device.type == "cpu":
+        torch.set_num_threads(1)  # small nets: more threads only fight over the cores
+    else:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    out = args.out or os.path.join("runs", f"actor_critic-{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
+    os.makedirs(out, exist_ok=True)
+
+    probe = gym.make(args.env_id)
+    obs_dim = int(np.prod(probe.observation_space.shape))
+    policy = Policy(obs_dim, probe.action_space, args.hidden, args.log_std_init).to(device)
+    value_net = mlp(obs_dim, args.hidden, 1).to(device)
+    probe.close()
+    optimizer = torch.optim.Adam([*policy.parameters(), *value_net.parameters()], lr=args.lr,
+                                 fused=device.type in ("cuda", "cpu"))
+    step, env_steps, train_s = 0, 0, 0.0
+    if args.load:
+        ckpt = torch.load(args.load, map_location=device, weights_only=True)
+        policy.load_state_dict(ckpt["policy"])
+        value_net.load_state_dict(ckpt["value_net"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        step = ckpt["step"]
+    if not args.eval_only:
+        t_train = time.time()
+        best_state, env_steps = train(args, policy, value_net, optimizer, device, out, start_step=step)
+        train_s = time.time() - t_train
+        policy.load_state_dict(best_state["policy"])
+        value_net.load_state_dict(best_state["value_net"])
+        save_checkpoint(os.path.join(out, "model.pt"), policy, value_net, optimizer, step + env_steps, args)
+
+    returns = evaluate(policy, args.env_id, args.eval_episodes, args.seed + FINAL_EVAL_SEED, device)
+    wall = time.time() - t0
+    summary = {"eval_return_mean": round(float(returns.mean()), 2), "eval_return_std": round(float(returns.std()), 2),
+               "env_id": args.env_id, "env_steps": env_steps, "wall_s": round(wall, 2),
+               "sps": int(env_steps / train_s) if train_s else 0,
+               "device": device.type, "seed": args.seed}
+    with open(os.path.join(out, "summary.json"), "w") as f:
+        json.dump(summary, f)
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
