@@ -422,7 +422,8 @@ def train_scst(args: Args, model, data: dict, device, metrics) -> dict:
         if step % args.log_every == 0:
             loss_avg, sample_r, base_r = (logged / args.log_every).tolist()
             log(metrics, {"stage": "scst", "step": step, "loss": round(loss_avg, 4),
-                          "sample_reward": round(sample_r, 4), "greedy_reward" if args.baseline == "greedy" else "mean_reward": round(base_r, 4),
+                          "sample_reward": round(sample_r, 4),
+                          "greedy_reward" if args.baseline == "greedy" else "mean_reward": round(base_r, 4),
                           "words_per_s": int(step * len(batch) / (time.time() - start))})
             logged.zero_()
         if step % args.eval_every == 0 or step == args.scst_steps:  # evaluate() leaves the model in eval mode
