@@ -192,7 +192,7 @@ class Seq2Seq(nn.Module):
 
     def encode(self, src, src_mask):
         """(B, S) letters -> memory (B, S, H), keys W e_s (B, S, H), initial decoder state (layers, B, H)."""
-        lengths = src_mask.sum(1).cpu()
+        lengths = src_mask.sum(1).cpu()  # packing wants host lengths: one sync per batch, none per token
         packed = nn.utils.rnn.pack_padded_sequence(self.src_emb(src), lengths, batch_first=True, enforce_sorted=False)
         memory, _ = self.encoder(packed)
         memory, _ = nn.utils.rnn.pad_packed_sequence(memory, batch_first=True, total_length=src.shape[1])

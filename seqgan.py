@@ -1,0 +1,405 @@
+"""SeqGAN: a generator of discrete sequences (an LSTM language model) trained by policy gradient on the reward a
+CNN discriminator gives to its samples, grad J = E[sum_t grad log G(y_t | Y_1:t-1) Q(Y_1:t-1, y_t)], where Q is
+D's probability that the sequence is real, averaged over N Monte-Carlo rollouts that complete each prefix.
+Synthetic benchmark of the paper: an oracle LSTM generates the training data; quality is NLL-oracle.
+Paper: Yu, Zhang, Wang, Yu, "SeqGAN: sequence generative adversarial nets with policy gradient", AAAI 2017.
+Run: python seqgan.py --device cuda
+Reference result: see README (the full run needs a GPU; a reduced CPU configuration is measured there)"""
+import argparse
+import copy
+import dataclasses
+import inspect
+import json
+import os
+import random
+import re
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+# --- config -------------------------------------------------------------------------------------
+@dataclass
+class Args:
+    oracle: str = ""  # .npz of the paper's oracle LSTM (emb, Wi, Ui, bi, ..., Wo, bo); default: drawn from the seed
+    vocab_size: int = 5_000  # tokens (the oracle's vocabulary)
+    seq_len: int = 20  # tokens per sequence
+    emb: int = 32  # embedding width of the oracle and the generator
+    hidden: int = 32  # LSTM width of the oracle and the generator
+    num_train: int = 10_000  # oracle sequences in the training set (the paper: 10,000)
+    batch_size: int = 64  # sequences per gradient step, for G and D
+    mle_epochs: int = 120  # budget of the MLE pretraining of G (the official code: 120)
+    g_lr: float = 0.01  # Adam learning rate of the generator (MLE and policy gradient)
+    d_emb: int = 64  # embedding width of the discriminator
+    d_filter_scale: float = 1.0  # multiplies the paper's filter counts (100-200 per width, 1,720 in all)
+    d_dropout: float = 0.25  # dropout before D's output layer (the official keep probability 0.75)
+    d_l2: float = 0.2  # L2 penalty on D's output layer
+    d_lr: float = 1e-4  # Adam learning rate of the discriminator
+    d_pretrain: int = 50  # D pretraining: rounds of fresh negatives (3 epochs each in the official code)
+    d_epochs: int = 3  # epochs over positives + fresh negatives per D round
+    adv_epochs: int = 200  # adversarial budget: epochs of 1 g-step + d_steps D rounds (the official code: 200)
+    d_steps: int = 5  # D rounds per adversarial epoch
+    rollouts: int = 16  # N: Monte-Carlo rollouts completing each prefix
+    eval_every: int = 5  # adversarial epochs between NLL-oracle measurements
+    eval_samples: int = 10_000  # generated sequences scored by the oracle per measurement
+    controls: bool = True  # also run continued MLE and constant-reward policy gradient with the same budget
+    log_every: int = 20  # MLE epochs between progress lines
+    seed: int = 1  # seeds python, numpy and torch (and the oracle drawn without --oracle)
+    device: str = "auto"  # auto, cpu, cuda or mps (auto: cuda when available)
+    compile: bool = False  # torch.compile the discriminator (worth it on CUDA)
+    out: str = ""  # output folder (default runs/seqgan-<seed>-<time>)
+    load: str = ""  # checkpoint (model.pt or model_mle.pt) to start the adversarial phase from
+    eval_only: bool = False  # only measure the loaded generator's NLL-oracle
+
+
+PAPER_FILTERS = {1: 100, 2: 200, 3: 200, 4: 200, 5: 200, 6: 100, 7: 100, 8: 100, 9: 100, 10: 100, 15: 160, 20: 160}
+ORACLE_ARRAYS = ("emb", "Wi", "Ui", "bi", "Wf", "Uf", "bf", "Wog", "Uog", "bog", "Wc", "Uc", "bc", "Wo", "bo")
+START = 0  # the start token fed before the first position (the official code's START_TOKEN)
+
+
+def parse_args(argv=None) -> Args:
+    """argparse from the Args dataclass: every field a flag, its comment the help text."""
+    helps = dict(re.findall(r"^\s+(\w+): .*?#\s*(.*)$", inspect.getsource(Args), re.M))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    for f in dataclasses.fields(Args):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=helps[f.name])
+        else:
+            parser.add_argument(flag, type=f.type, default=f.default, help=helps[f.name])
+    args = Args(**vars(parser.parse_args(argv)))
+    for name in ("vocab_size", "seq_len", "emb", "hidden", "num_train", "batch_size", "d_emb", "d_epochs",
+                 "rollouts", "eval_every", "eval_samples", "log_every"):
+        if getattr(args, name) <= 0:
+            parser.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    for name in ("mle_epochs", "d_pretrain", "adv_epochs", "d_steps", "g_lr", "d_lr", "d_l2"):
+        if getattr(args, name) < 0:
+            parser.error(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
+    if not 0.0 < args.d_filter_scale:
+        parser.error(f"--d-filter-scale must be positive, got {args.d_filter_scale}")
+    if not 0.0 <= args.d_dropout < 1.0:
+        parser.error(f"--d-dropout must be in [0, 1), got {args.d_dropout}")
+    if args.device not in ("auto", "cpu", "cuda", "mps"):
+        parser.error(f"--device must be auto, cpu, cuda or mps, got {args.device!r}")
+    if args.eval_only and not args.load:
+        parser.error("--eval-only needs --load CKPT")
+    if args.load and not os.path.isfile(args.load):
+        parser.error(f"--load: no such file {args.load!r}")
+    if args.oracle:
+        try:
+            arrays = np.load(args.oracle)
+            missing = [k for k in ORACLE_ARRAYS if k not in arrays]
+        except Exception as e:  # a missing file, not an .npz, a corrupt archive: all the user's input
+            parser.error(f"--oracle {args.oracle!r}: {e}")
+        if missing:
+            parser.error(f"--oracle {args.oracle!r} lacks the arrays {missing}")
+        V, E = arrays["emb"].shape
+        H = arrays["Ui"].shape[0]
+        if arrays["Wo"].shape != (H, V) or arrays["Wi"].shape != (E, H):
+            parser.error(f"--oracle {args.oracle!r}: emb {arrays['emb'].shape}, Wi {arrays['Wi'].shape}, "
+                         f"Wo {arrays['Wo'].shape} do not fit one (V, E, H)")
+        args.vocab_size, args.emb, args.hidden = V, E, H
+    return args
+
+
+# --- model --------------------------------------------------------------------------------------
+def sample_categorical(logits):
+    """One draw per row of softmax(logits), (..., V) -> (..., 1), by inverting the cumulative distribution:
+    several times faster than torch.multinomial on a CPU over 5,000 classes, and the same on a GPU."""
+    cdf = torch.softmax(logits.float(), -1).cumsum(-1)
+    u = torch.rand(*cdf.shape[:-1], 1, device=cdf.device) * cdf[..., -1:]
+    return torch.searchsorted(cdf, u).clamp(max=logits.shape[-1] - 1)
+
+
+class LSTMLM(nn.Module):
+    """The oracle and the generator: embedding, one LSTM layer, a linear layer to the vocabulary. Position p reads
+    x_p (START at p = 0, else y_{p-1}) and predicts y_p."""
+
+    def __init__(self, vocab: int, emb: int, hidden: int):
+        super().__init__()
+        self.emb, self.lstm = nn.Embedding(vocab, emb), nn.LSTM(emb, hidden, batch_first=True)
+        self.out = nn.Linear(hidden, vocab)
+
+    def forward(self, inputs, state=None):  # (B, T) tokens -> logits (B, T, V), (h, c)
+        h, state = self.lstm(self.emb(inputs), state)
+        return self.out(h), state
+
+    def log_probs(self, seqs):
+        """log G(y_p | y_<p) of every token of (B, T) sequences, as (B, T)."""
+        inputs = torch.cat([torch.full_like(seqs[:, :1], START), seqs[:, :-1]], 1)
+        logits, _ = self(inputs)
+        return torch.log_softmax(logits.float(), -1).gather(-1, seqs.unsqueeze(-1)).squeeze(-1)
+
+    @torch.no_grad()
+    def sample(self, n: int, seq_len: int):
+        token = torch.full((n, 1), START, dtype=torch.long, device=self.out.weight.device)
+        seqs, state = [], None
+        for _ in range(seq_len):
+            logits, state = self(token, state)
+            token = sample_categorical(logits[:, -1])
+            seqs.append(token)
+        return torch.cat(seqs, 1)
+
+
+def oracle_from_npz(path: str) -> LSTMLM:
+    """The paper's oracle (official TF cell: i, f, o, c~ gates with separate W, U, b) in torch.nn.LSTM's layout:
+    weight_ih = [Wi; Wf; Wc; Wog]^T, weight_hh = [Ui; Uf; Uc; Uog]^T, bias_ih = [bi, bf, bc, bog], bias_hh = 0."""
+    a = {k: torch.from_numpy(np.asarray(v, dtype=np.float32)) for k, v in np.load(path).items()}
+    V, E = a["emb"].shape
+    oracle = LSTMLM(V, E, a["Ui"].shape[0])
+    with torch.no_grad():
+        oracle.emb.weight.copy_(a["emb"])
+        oracle.lstm.weight_ih_l0.copy_(torch.cat([a["Wi"], a["Wf"], a["Wc"], a["Wog"]], 1).T)
+        oracle.lstm.weight_hh_l0.copy_(torch.cat([a["Ui"], a["Uf"], a["Uc"], a["Uog"]], 1).T)
+        oracle.lstm.bias_ih_l0.copy_(torch.cat([a["bi"], a["bf"], a["bc"], a["bog"]]))
+        oracle.lstm.bias_hh_l0.zero_()
+        oracle.out.weight.copy_(a["Wo"].T)
+        oracle.out.bias.copy_(a["bo"])
+    return oracle
+
+
+def random_oracle(vocab: int, emb: int, hidden: int, seed: int) -> LSTMLM:
+    """An oracle drawn as the paper describes, every parameter ~ N(0, 1), from its own generator seeded by seed."""
+    oracle, g = LSTMLM(vocab, emb, hidden), torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in oracle.parameters():
+            p.copy_(torch.randn(p.shape, generator=g))
+    return oracle
+
+
+def init_generator(vocab: int, emb: int, hidden: int) -> LSTMLM:
+    """The generator, every parameter ~ N(0, 0.1) as in the official code."""
+    gen = LSTMLM(vocab, emb, hidden)
+    with torch.no_grad():
+        for p in gen.parameters():
+            p.normal_(0.0, 0.1)
+    return gen
+
+
+class Discriminator(nn.Module):
+    """The paper's CNN: token embeddings, convolutions of widths 1-10, 15, 20 with max-over-time pooling, a highway
+    layer, dropout, and a linear layer to (fake, real) logits."""
+
+    def __init__(self, vocab: int, emb: int, seq_len: int, filter_scale: float, dropout: float):
+        super().__init__()
+        filters = {w: max(1, round(n * filter_scale)) for w, n in PAPER_FILTERS.items() if w <= seq_len}
+        self.emb = nn.Embedding(vocab, emb)
+        nn.init.uniform_(self.emb.weight, -1.0, 1.0)
+        self.convs = nn.ModuleList(nn.Conv1d(emb, n, w) for w, n in filters.items())
+        total = sum(filters.values())
+        self.highway_h, self.highway_t = nn.Linear(total, total), nn.Linear(total, total)
+        self.drop = nn.Dropout(dropout)
+        self.out = nn.Linear(total, 2)
+
+    def forward(self, seqs):  # (B, T) tokens -> (B, 2) logits of (fake, real)
+        x = self.emb(seqs).transpose(1, 2)  # (B, emb, T)
+        pooled = torch.cat([F.relu(conv(x)).amax(-1) for conv in self.convs], 1)  # max over time
+        gate = torch.sigmoid(self.highway_t(pooled))  # highway: t * relu(W x) + (1 - t) * x
+        h = gate * F.relu(self.highway_h(pooled)) + (1.0 - gate) * pooled
+        return self.out(self.drop(h))
+
+    def prob_real(self, seqs):
+        return torch.softmax(self(seqs).float(), -1)[:, 1]
+
+
+# --- algorithm ----------------------------------------------------------------------------------
+@torch.no_grad()
+def nll_oracle(oracle: LSTMLM, seqs, batch: int = 2_000) -> float:
+    """NLL-oracle: the oracle's mean per-token negative log-likelihood of the sequences (Yu et al. 2017, eq. 14)."""
+    return -torch.cat([oracle.log_probs(seqs[i:i + batch]).mean(1) for i in range(0, len(seqs), batch)]).mean().item()
+
+
+@torch.no_grad()
+def rollout_rewards(gen: LSTMLM, disc: Discriminator, seqs, num_rollouts: int):
+    """Q(Y_1:t-1, y_t) for every position of (B, T) samples, as (B, T): for t < T, D's mean P(real) over N
+    completions of the prefix Y_1:t sampled from G; for t = T, D(Y) itself (paper, eq. 4). The rollout policy is G
+    itself (what the official code's rollout module amounts to; see README). Batched: the states after every
+    prefix come from one pass over the samples, then all prefixes x all N rollouts advance together, the ones
+    with the shortest remaining suffix dropping out first, so no prefix is recomputed."""
+    B, T = seqs.shape
+    inputs = torch.cat([torch.full_like(seqs[:, :1], START), seqs[:, :-1]], 1)
+    hs, cs, logits, state = [], [], [], None
+    for p in range(T):  # one step at a time to keep the LSTM state after each prefix
+        out, state = gen(inputs[:, p:p + 1], state)
+        hs.append(state[0])
+        cs.append(state[1])
+        logits.append(out[:, 0])
+    G = T - 1  # rollout groups: prefixes of length t = 1..T-1, group g = t - 1 samples positions t..T-1
+    grow = lambda x: x.unsqueeze(1).expand(G, num_rollouts, *x.shape[1:]).reshape(G, num_rollouts * B, *x.shape[2:])
+    h = grow(torch.stack(hs[1:]).squeeze(1))  # (G, N*B, H): state after reading x_0..x_t
+    c = grow(torch.stack(cs[1:]).squeeze(1))
+    lg = grow(torch.stack(logits[1:]))  # (G, N*B, V): logits of position t
+    rolled = seqs.repeat(num_rollouts, 1).unsqueeze(0).repeat(G, 1, 1)  # (G, N*B, T)
+    groups = torch.arange(G, device=seqs.device)
+    for k in range(G):  # relative step: group g writes position g + 1 + k while it is < T
+        active = G - k
+        token = sample_categorical(lg[:active].flatten(0, 1))  # (active*N*B, 1)
+        rolled[groups[:active], :, groups[:active] + 1 + k] = token.view(active, -1)
+        if active > 1:
+            H = h.shape[-1]
+            out, (h_new, c_new) = gen(token, (h[:active].reshape(1, -1, H), c[:active].reshape(1, -1, H)))
+            h, c = h_new.view(active, -1, H), c_new.view(active, -1, H)
+            lg = out[:, 0].view(active, -1, lg.shape[-1])
+    q = disc.prob_real(rolled.flatten(0, 1)).view(G, num_rollouts, B).mean(1)  # (G, B)
+    return torch.cat([q.T, disc.prob_real(seqs).unsqueeze(1)], 1)  # (B, T)
+
+
+def pg_loss(gen: LSTMLM, seqs, rewards):
+    """-sum_t log G(y_t | Y_1:t-1) Q(Y_1:t-1, y_t), averaged over the batch (paper, eq. 8, rewards held fixed)."""
+    return -(gen.log_probs(seqs) * rewards).sum(1).mean()
+
+
+def mle_loss(gen: LSTMLM, seqs):
+    """Teacher-forced negative log-likelihood per token."""
+    return -gen.log_probs(seqs).mean()
+
+
+def d_loss(disc: Discriminator, seqs, labels, l2: float):
+    """Cross-entropy on real (1) vs generated (0) plus l2 * ||W_out||^2 / 2 on the output layer (official code)."""
+    penalty = 0.5 * (disc.out.weight.pow(2).sum() + disc.out.bias.pow(2).sum())
+    return F.cross_entropy(disc(seqs).float(), labels) + l2 * penalty
+
+
+# --- training loop ------------------------------------------------------------------------------
+def g_step(gen, optimizer, loss):
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    nn.utils.clip_grad_norm_(gen.parameters(), 5.0)  # the official code clips G's gradient norm at 5
+    optimizer.step()
+
+
+def batches(n: int, size: int, device):
+    perm = torch.randperm(n, device=device)
+    return [perm[i:i + size] for i in range(0, n, size)]
+
+
+def train_mle(args: Args, gen, real, oracle, metrics) -> list:
+    """MLE pretraining: teacher-forced epochs over the oracle's sequences; NLL-oracle every log_every epochs."""
+    optimizer = torch.optim.Adam(gen.parameters(), lr=args.g_lr)
+    curve, start = [], time.time()
+    for epoch in range(1, args.mle_epochs + 1):
+        for idx in batches(len(real), args.batch_size, real.device):
+            g_step(gen, optimizer, mle_loss(gen, real[idx]))
+        if epoch % args.log_every == 0 or epoch == args.mle_epochs:
+            nll = nll_oracle(oracle, gen.sample(args.eval_samples, args.seq_len))
+            curve.append((epoch, nll))
+            log(metrics, {"stage": "mle", "epoch": epoch, "nll_oracle": round(nll, 4),
+                          "time": round(time.time() - start, 1)})
+    return curve
+
+
+def train_discriminator(args: Args, disc, optimizer, gen, real, rounds: int):
+    """`rounds` times: draw as many fresh negatives from G as there are real sequences, then d_epochs epochs of
+    minibatches over real (label 1) and generated (label 0) together."""
+    disc.train()
+    labels = torch.cat([torch.ones(len(real)), torch.zeros(len(real))]).long().to(real.device)
+    for _ in range(rounds):
+        data = torch.cat([real, gen.sample(len(real), args.seq_len)])
+        for _ in range(args.d_epochs):
+            for idx in batches(len(data), args.batch_size, real.device):
+                loss = d_loss(disc, data[idx], labels[idx], args.d_l2)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+    disc.eval()
+
+
+def adversarial(args: Args, gen, disc, d_optimizer, real, oracle, metrics, reward: str) -> list:
+    """adv_epochs epochs of one policy-gradient g-step and, for SeqGAN, d_steps D rounds. reward: seqgan (Monte-Carlo
+    rollouts scored by D), mle (the control: a teacher-forced step on real data instead) or const (the control:
+    the same policy gradient with every reward 1). Returns the NLL-oracle curve [(epoch, nll)]."""
+    optimizer = torch.optim.Adam(gen.parameters(), lr=args.g_lr)
+    curve, start = [(0, nll_oracle(oracle, gen.sample(args.eval_samples, args.seq_len)))], time.time()
+    for epoch in range(1, args.adv_epochs + 1):
+        if reward == "mle":
+            loss = mle_loss(gen, real[torch.randint(0, len(real), (args.batch_size,), device=real.device)])
+        else:
+            seqs = gen.sample(args.batch_size, args.seq_len)
+            q = rollout_rewards(gen, disc, seqs, args.rollouts) if reward == "seqgan" else torch.ones_like(seqs).float()
+            loss = pg_loss(gen, seqs, q)
+        g_step(gen, optimizer, loss)
+        if reward == "seqgan":
+            train_discriminator(args, disc, d_optimizer, gen, real, args.d_steps)
+        if epoch % args.eval_every == 0 or epoch == args.adv_epochs:
+            nll = nll_oracle(oracle, gen.sample(args.eval_samples, args.seq_len))
+            curve.append((epoch, nll))
+            log(metrics, {"stage": reward, "epoch": epoch, "nll_oracle": round(nll, 4),
+                          "time": round(time.time() - start, 1)})
+    return curve
+
+
+def log(metrics, line: dict):
+    """One progress line: `key value` pairs on stdout, a JSON object in metrics.jsonl."""
+    print("  ".join(f"{k} {v}" for k, v in line.items()), flush=True)
+    metrics.write(json.dumps(line) + "\n")
+
+
+def save_checkpoint(path: str, gen, disc, args: Args):
+    """One torch.save of a dict, written to a temporary file and moved into place."""
+    torch.save({"generator": gen.state_dict(), "discriminator": disc.state_dict(), "args": dataclasses.asdict(args)},
+               path + ".tmp")
+    os.replace(path + ".tmp", path)
+
+
+# --- main ---------------------------------------------------------------------------------------
+def main(argv=None):
+    args = parse_args(argv)
+    t0 = time.time()
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    if device.type == "cpu":
+        torch.set_num_threads(1)  # small models: more threads only fight over the cores
+    else:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    out = args.out or os.path.join("runs", f"seqgan-{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
+    os.makedirs(out, exist_ok=True)
+    metrics = open(os.path.join(out, "metrics.jsonl"), "a", buffering=1)
+
+    oracle = (oracle_from_npz(args.oracle) if args.oracle else
+              random_oracle(args.vocab_size, args.emb, args.hidden, args.seed)).to(device).requires_grad_(False)
+    real = oracle.sample(args.num_train, args.seq_len)  # the training set: the oracle's own samples
+    gen = init_generator(args.vocab_size, args.emb, args.hidden).to(device)
+    disc = Discriminator(args.vocab_size, args.d_emb, args.seq_len, args.d_filter_scale, args.d_dropout).to(device)
+    d_optimizer = torch.optim.Adam(disc.parameters(), lr=args.d_lr)
+    if args.compile:
+        disc.compile()
+    summary = {"nll_oracle_real": round(nll_oracle(oracle, real), 4)}
+    if args.load:
+        ckpt = torch.load(args.load, map_location=device, weights_only=True)
+        gen.load_state_dict(ckpt["generator"])
+        disc.load_state_dict(ckpt["discriminator"])
+    else:
+        train_mle(args, gen, real, oracle, metrics)
+        train_discriminator(args, disc, d_optimizer, gen, real, args.d_pretrain)
+        save_checkpoint(os.path.join(out, "model_mle.pt"), gen, disc, args)
+    summary["nll_oracle_mle"] = round(nll_oracle(oracle, gen.sample(args.eval_samples, args.seq_len)), 4)
+    if not args.eval_only:
+        pretrained = copy.deepcopy(gen.state_dict())
+        curves = {"seqgan": adversarial(args, gen, disc, d_optimizer, real, oracle, metrics, "seqgan")}
+        save_checkpoint(os.path.join(out, "model.pt"), gen, disc, args)
+        if args.controls:
+            for control in ("mle", "const"):
+                baseline = init_generator(args.vocab_size, args.emb, args.hidden).to(device)
+                baseline.load_state_dict(pretrained)
+                curves[control] = adversarial(args, baseline, disc, d_optimizer, real, oracle, metrics, control)
+            summary["nll_oracle_mle_control"] = round(curves["mle"][-1][1], 4)
+            summary["nll_oracle_const_control"] = round(curves["const"][-1][1], 4)
+        with open(os.path.join(out, "curves.json"), "w") as f:
+            json.dump(curves, f)
+    summary["nll_oracle"] = round(nll_oracle(oracle, gen.sample(args.eval_samples, args.seq_len)), 4)
+    summary.update(wall_s=round(time.time() - t0, 1), device=device.type, seed=args.seed)
+    metrics.close()
+    with open(os.path.join(out, "summary.json"), "w") as f:
+        json.dump(summary, f)
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()

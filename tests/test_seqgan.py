@@ -1,0 +1,145 @@
+"""seqgan.py: the oracle's loading and NLL, the Monte-Carlo rollout rewards, the policy-gradient sign, the
+discriminator's shapes, smoke runs on a small random oracle, and bad input."""
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import seqgan
+
+SMALL = ("--device", "cpu", "--vocab-size", 40, "--seq-len", 8, "--emb", 8, "--hidden", 8, "--num-train", 256,
+         "--batch-size", 32, "--mle-epochs", 2, "--log-every", 1, "--d-emb", 8, "--d-filter-scale", 0.05,
+         "--d-pretrain", 1, "--d-epochs", 1, "--adv-epochs", 2, "--d-steps", 1, "--rollouts", 2, "--eval-every", 1,
+         "--eval-samples", 64)
+
+
+def small_models(seed=0, V=30, T=6):
+    torch.manual_seed(seed)
+    oracle = seqgan.random_oracle(V, 8, 8, seed)
+    gen = seqgan.init_generator(V, 8, 8)
+    disc = seqgan.Discriminator(V, 8, T, 0.05, 0.0).eval()
+    return oracle, gen, disc
+
+
+def test_oracle_samples_beat_uniform_tokens():
+    oracle, _, _ = small_models()
+    own = seqgan.nll_oracle(oracle, oracle.sample(2000, 6))
+    uniform = seqgan.nll_oracle(oracle, torch.randint(0, 30, (2000, 6)))
+    assert own < uniform - 0.5
+
+
+def test_oracle_npz_matches_the_official_cell(tmp_path):
+    """The .npz layout (TF cell with separate gates) mapped onto torch.nn.LSTM gives the same step as the cell
+    written out by hand."""
+    rng = np.random.default_rng(0)
+    V, E, H = 11, 5, 4
+    a = {k: rng.standard_normal(s).astype(np.float32) for k, s in
+         [("emb", (V, E)), ("Wo", (H, V)), ("bo", (V,))] +
+         [(f"W{g}", (E, H)) for g in ("i", "f", "og", "c")] + [(f"U{g}", (H, H)) for g in ("i", "f", "og", "c")] +
+         [(f"b{g}", (H,)) for g in ("i", "f", "og", "c")]}
+    np.savez(tmp_path / "o.npz", **a)
+    oracle = seqgan.oracle_from_npz(str(tmp_path / "o.npz"))
+    tokens = torch.tensor([[3, 7]])
+    logits, _ = oracle(tokens)
+    sig = lambda z: 1 / (1 + np.exp(-z))
+    h, c = np.zeros(H), np.zeros(H)
+    for p, tok in enumerate([3, 7]):
+        x = a["emb"][tok]
+        i, f = sig(x @ a["Wi"] + h @ a["Ui"] + a["bi"]), sig(x @ a["Wf"] + h @ a["Uf"] + a["bf"])
+        o, c_new = sig(x @ a["Wog"] + h @ a["Uog"] + a["bog"]), np.tanh(x @ a["Wc"] + h @ a["Uc"] + a["bc"])
+        c = f * c + i * c_new
+        h = o * np.tanh(c)
+        assert np.allclose(logits[0, p].detach().numpy(), h @ a["Wo"] + a["bo"], atol=1e-4)
+
+
+def test_sample_categorical_follows_softmax():
+    torch.manual_seed(0)
+    logits = torch.tensor([[0.0, 1.0, 2.0, -1.0]]).expand(40_000, 4)
+    counts = torch.bincount(seqgan.sample_categorical(logits).flatten(), minlength=4) / 40_000
+    assert torch.allclose(counts, torch.softmax(logits[0], 0), atol=0.01)
+
+
+def test_rollout_rewards_shape_range_and_last_position():
+    _, gen, disc = small_models(1)
+    seqs = gen.sample(16, 6)
+    q = seqgan.rollout_rewards(gen, disc, seqs, 4)
+    assert q.shape == (16, 6) and (q >= 0).all() and (q <= 1).all()
+    assert torch.allclose(q[:, -1], disc.prob_real(seqs))  # a complete sequence is rewarded D(Y) exactly
+
+
+def test_rollouts_keep_the_prefix_and_complete_the_rest(monkeypatch):
+    """Every rolled-out sequence for prefix length t starts with the sample's first t tokens; the rest is drawn."""
+    _, gen, disc = small_models(2)
+    seqs = gen.sample(5, 6)
+    seen = []
+    monkeypatch.setattr(disc, "prob_real", lambda x: (seen.append(x.clone()), torch.rand(len(x)))[1])
+    seqgan.rollout_rewards(gen, disc, seqs, 3)
+    rolled = seen[0].view(5, 3 * 5, 6)  # (groups t = 1..5, N * B, T)
+    for g in range(5):
+        assert torch.equal(rolled[g, :, :g + 1], seqs.repeat(3, 1)[:, :g + 1])
+    assert not torch.equal(rolled[0], seqs.repeat(3, 1))  # completions differ from the sample somewhere
+
+
+def test_policy_gradient_raises_a_rewarded_token():
+    _, gen, _ = small_models(3)
+    seqs = gen.sample(8, 6)
+    rewards = torch.zeros(8, 6)
+    rewards[0, 2] = 1.0
+    before = gen.log_probs(seqs)[0, 2].item()
+    optimizer = torch.optim.SGD(gen.parameters(), lr=0.5)
+    seqgan.g_step(gen, optimizer, seqgan.pg_loss(gen, seqs, rewards))
+    assert gen.log_probs(seqs)[0, 2].item() > before
+
+
+def test_discriminator_learns_real_from_uniform():
+    oracle, _, _ = small_models(4)
+    disc = seqgan.Discriminator(30, 8, 6, 0.1, 0.0)
+    real, fake = oracle.sample(256, 6), torch.randint(0, 30, (256, 6))
+    data, labels = torch.cat([real, fake]), torch.cat([torch.ones(256), torch.zeros(256)]).long()
+    optimizer = torch.optim.Adam(disc.parameters(), lr=1e-2)
+    for _ in range(60):
+        optimizer.zero_grad()
+        seqgan.d_loss(disc, data, labels, 0.2).backward()
+        optimizer.step()
+    disc.eval()
+    assert disc.prob_real(real).mean() > 0.8 and disc.prob_real(fake).mean() < 0.2
+
+
+def test_smoke_and_reload(run_script, tmp_path):
+    s1, _ = run_script("seqgan.py", *SMALL, "--out", "a")
+    for key in ("nll_oracle", "nll_oracle_mle", "nll_oracle_mle_control", "nll_oracle_const_control", "wall_s",
+                "device", "seed"):
+        assert key in s1
+    s2, _ = run_script("seqgan.py", *SMALL, "--out", "b")
+    assert {k: v for k, v in s1.items() if k != "wall_s"} == {k: v for k, v in s2.items() if k != "wall_s"}
+    s3, _ = run_script("seqgan.py", *SMALL, "--load", "a/model.pt", "--eval-only", "--out", "c")
+    assert "nll_oracle_mle_control" not in s3 and s3["nll_oracle_real"] == s1["nll_oracle_real"]
+
+
+def test_paper_oracle_file_loads_when_present():
+    """Only where the benchmark data lies beside the repository (it is not part of the project)."""
+    path = os.path.join(os.path.dirname(seqgan.__file__), "..", "shared", "data", "seqgan_oracle_params.npz")
+    if not os.path.isfile(path):
+        pytest.skip("the paper's oracle parameters are not on this machine")
+    oracle = seqgan.oracle_from_npz(path)
+    torch.manual_seed(0)
+    assert seqgan.nll_oracle(oracle, oracle.sample(500, 20)) == pytest.approx(5.75, abs=0.1)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (("--oracle", "missing.npz"), "--oracle"),
+    (("--rollouts", 0), "--rollouts must be positive"),
+    (("--adv-epochs", -1), "--adv-epochs must be >= 0"),
+    (("--d-dropout", 1.0), "--d-dropout must be in [0, 1)"),
+    (("--eval-only",), "--eval-only needs --load"),
+])
+def test_bad_input(run_script, flags, message):
+    _, proc = run_script("seqgan.py", *flags, returncode=2)
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_ill_shaped_oracle_file(run_script, tmp_path):
+    np.savez(tmp_path / "bad.npz", emb=np.zeros((10, 4), np.float32))
+    _, proc = run_script("seqgan.py", "--oracle", "bad.npz", returncode=2)
+    assert "lacks the arrays" in proc.stderr and "Traceback" not in proc.stderr
