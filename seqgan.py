@@ -5,7 +5,7 @@ Synthetic benchmark of the paper: an oracle LSTM generates the training data; qu
 lines of text in a small BPE vocabulary; quality is BLEU-4 against held-out lines.
 Paper: Yu, Zhang, Wang, Yu, "SeqGAN: sequence generative adversarial nets with policy gradient", AAAI 2017.
 Run: python seqgan.py --device cuda
-Reference result: see README (the full run needs a GPU; a reduced CPU configuration is measured there)"""
+Reference result: reduced CPU run, paper's oracle: NLL-oracle 9.05 (MLE) -> 8.82 (SeqGAN), 8.78 (reward 1) (README)"""
 import argparse
 import copy
 import dataclasses
