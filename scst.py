@@ -4,7 +4,7 @@ cross-entropy; stage 2 fine-tunes it with REINFORCE on the reward R = -(edit dis
 (that reference's length), with the model's own greedy decode as the baseline: A = R(y_sample) - R(y_greedy).
 Papers: Rennie et al., "Self-critical sequence training for image captioning", CVPR 2017; Luo, "A better variant
 of self-critical sequence training", 2020 (--baseline mean).  Run: python scst.py --device cuda
-Reference result: small CPU run (30k words, 3 min of SCST): test PER 12.25 % (XE) -> 11.48 % (README)"""
+Reference result: default model, 10 XE epochs + 300 SCST steps on a CPU: test PER 9.84 % -> 9.23 % (README)"""
 import argparse
 import copy
 import dataclasses
