@@ -37,12 +37,12 @@ class Args:
     prompt_len: int = 16  # prompt tokens at most (left-padded to this)
     response_len: int = 32  # response tokens at most (EOS included)
     dropout: float = 0.1  # in pretraining and SFT only; off for the reward model and PPO
-    pretrain_iters: int = 3_000  # budget of language-model pretraining (batches of batch_size x block_size)
-    batch_size: int = 64  # sequences per step in pretraining, SFT and reward modelling
+    pretrain_iters: int = 1_000  # budget of language-model pretraining (batches of batch_size x block_size)
+    batch_size: int = 32  # sequences per step in pretraining, SFT and reward modelling
     lr: float = 1e-3  # pretraining peak learning rate (warmup, then cosine to a tenth)
     sft_epochs: int = 3  # epochs over the demonstrations
     sft_lr: float = 3e-4  # AdamW learning rate of SFT
-    rm_prompts: int = 2_000  # prompts whose K samples the labeler ranks for the reward model
+    rm_prompts: int = 4_000  # prompts whose K samples the labeler ranks for the reward model
     k: int = 4  # K: SFT samples per prompt, ranked (C(K,2) comparisons each)
     label_noise: float = 0.1  # temperature of the labeler's Bradley-Terry (Plackett-Luce) noise on VADER scores
     rm_epochs: int = 1  # epochs over the rankings (InstructGPT: one, the RM overfits beyond)
@@ -52,7 +52,7 @@ class Args:
     minibatch: int = 16  # sequences per PPO gradient step
     ppo_epochs: int = 4  # passes over each rollout batch
     ppo_lr: float = 3e-5  # AdamW learning rate of policy and critic
-    beta: float = 0.05  # KL penalty coefficient (the start value when kl_target > 0)
+    beta: float = 0.1  # KL penalty coefficient (the start value when kl_target > 0)
     kl_target: float = 0.0  # adaptive beta (Ziegler et al.): target KL to the reference in nats per sequence; 0: fixed
     clip: float = 0.2  # PPO ratio clip epsilon
     vf_clip: float = 0.2  # value clip, around the rollout's values
@@ -429,9 +429,10 @@ def ppo_losses(logp, logp_old, advantages, values, values_old, returns, mask, cl
     return pg_loss, vf_loss, clipfrac, masked_mean(0.5 * log_ratio ** 2, mask)
 
 
-def adaptive_beta(beta: float, kl: float, target: float, batch: int, horizon: int = 10_000) -> float:
-    """Ziegler et al. 2019: beta <- beta * (1 + K_beta e), e = clip(KL / target - 1, -0.2, 0.2), K_beta = B / horizon."""
-    return beta * (1 + float(np.clip(kl / target - 1, -0.2, 0.2)) * batch / horizon)
+def adaptive_beta(beta, kl, target: float, batch: int, horizon: int = 10_000):
+    """Ziegler et al. 2019: beta <- beta * (1 + K_beta e), e = clip(KL / target - 1, -0.2, 0.2), K_beta = B / horizon.
+    Tensors in, tensors out: the update stays on the device."""
+    return beta * (1 + (kl / target - 1).clamp(-0.2, 0.2) * batch / horizon)
 
 
 def distinct_n(responses: list, n: int = 2) -> float:
@@ -461,7 +462,7 @@ def lm_batch(tokens, batch: int, block: int):
 def pretrain(args: Args, model: GPT, train, val, device, metrics) -> dict:
     """Next-token prediction on the raw text (newlines included), AdamW, warmup then cosine decay."""
     optimizer = make_optimizer(model.parameters(), args.lr, device, weight_decay=0.1)
-    every, warmup, t0 = 25 * args.log_every, min(100, args.pretrain_iters // 10), time.time()
+    every, warmup, t0, val_loss = 25 * args.log_every, min(100, args.pretrain_iters // 10), time.time(), math.nan
     valid = torch.ones(args.batch_size, args.block_size, dtype=torch.bool, device=device)
 
     def loss_on(tokens):
@@ -527,7 +528,7 @@ def sample_responses(policy: GPT, prompts: list, args: Args, device, batch: int 
 def decode(enc, response, mask) -> list:
     """Response texts, EOS and padding dropped."""
     vocab = enc.n_vocab - 2  # ids from here on are EOS and PAD
-    return [enc.decode([t for t in row if t < vocab]) for row in (response * mask).tolist()]
+    return [enc.decode([t for t in row if t < vocab]) for row in token_lists(response, mask)]
 
 
 @torch.no_grad()
@@ -591,7 +592,7 @@ class PPO:
         self.prompts, self.prompt_valid = pad_prompts(prompts, args.prompt_len, pad, device)
         self.params = list(policy.parameters()) + list(critic.parameters())
         self.optimizer = make_optimizer(self.params, args.ppo_lr, device)
-        self.beta = args.beta
+        self.beta = torch.tensor(args.beta, device=device)
         compiled = (lambda m: torch.compile(m)) if args.compile else (lambda m: m)  # the full-sequence path only
         self.forward = {name: compiled(m) for name, m in (("policy", policy), ("ref", ref), ("critic", critic),
                                                            ("rm", rm))}
@@ -614,8 +615,8 @@ class PPO:
                 parts["score"].append(sequence_scores(full_forward(self.forward["rm"], *seq), mask[mb]))
         batch = {k: torch.cat(v) for k, v in parts.items()}
         batch.update(prompt=prompt, prompt_valid=prompt_valid, response=response, mask=mask.float(), has_eos=has_eos)
-        batch["score"] = batch["score"] - a.missing_eos_penalty * (~has_eos).float()
-        batch["rewards"] = token_rewards(batch["score"], batch["logp"], batch["logp_ref"], batch["mask"], self.beta)
+        score = batch["score"] - a.missing_eos_penalty * (~has_eos).float()
+        batch["rewards"] = token_rewards(score, batch["logp"], batch["logp_ref"], batch["mask"], self.beta)
         batch["advantages"], batch["returns"] = gae(batch["rewards"], batch["values"], batch["mask"], a.gamma, a.lam)
         batch["advantages"] = masked_whiten(batch["advantages"], batch["mask"])
         return batch
@@ -626,12 +627,12 @@ class PPO:
         stats = {k: [] for k in ("pg_loss", "vf_loss", "clipfrac", "approx_kl", "entropy")}
         for epoch in range(a.ppo_epochs):
             order = (torch.arange if epoch == 0 else torch.randperm)(a.rollout_batch, device=self.device)
-            for mb in order.split(a.minibatch):
+            for i, mb in enumerate(order.split(a.minibatch)):
                 seq = (batch["prompt"][mb], batch["prompt_valid"][mb], batch["response"][mb])
                 logp, entropy = response_logprobs(full_forward(self.forward["policy"], *seq), seq[2], a.temperature)
                 values = response_values(full_forward(self.forward["critic"], *seq), R)
                 mask = batch["mask"][mb]
-                if epoch == 0 and mb[0] == 0 and not stats["pg_loss"]:
+                if epoch == 0 and i == 0:
                     stats["first_ratio_dev"] = ((logp - batch["logp"][mb]).abs() * mask).max().detach()
                 pg_loss, vf_loss, clipfrac, approx_kl = ppo_losses(
                     logp, batch["logp"][mb], batch["advantages"][mb], values, batch["values"][mb],
@@ -652,29 +653,42 @@ def explained_variance(values, returns, mask) -> torch.Tensor:
     return 1 - var(returns - values) / var(returns).clamp(min=1e-8)
 
 
+def clock(device):
+    """A point in time on the device's clock: a CUDA event (the loop never waits for the GPU), else the host's."""
+    if device.type != "cuda":
+        return time.perf_counter()
+    event = torch.cuda.Event(enable_timing=True)
+    event.record()
+    return event
+
+
+def seconds(start, end) -> float:
+    if isinstance(start, float):
+        return end - start
+    end.synchronize()
+    return start.elapsed_time(end) / 1000
+
+
 def train_ppo(args: Args, ppo: PPO, labeler: Labeler, enc, metrics) -> dict:
-    t0, gen_s, train_s = time.time(), 0.0, 0.0
+    t0, gen_s, train_s, marks = time.time(), 0.0, 0.0, []
     for step in range(1, args.ppo_steps + 1):
-        t = time.time()
+        marks.append(clock(ppo.device))
         batch = ppo.rollout()
-        if ppo.device.type == "cuda":
-            torch.cuda.synchronize()  # timing split only: generation vs training
-        gen_s += time.time() - t
-        t = time.time()
+        marks.append(clock(ppo.device))
         stats = ppo.update(batch)
         kl_seq = ((batch["logp"] - batch["logp_ref"]) * batch["mask"]).sum(1).mean()
         if args.kl_target > 0:
-            ppo.beta = adaptive_beta(ppo.beta, kl_seq.item(), args.kl_target, args.rollout_batch)
-        if ppo.device.type == "cuda":
-            torch.cuda.synchronize()
-        train_s += time.time() - t
+            ppo.beta = adaptive_beta(ppo.beta, kl_seq, args.kl_target, args.rollout_batch)
+        marks.append(clock(ppo.device))
         if step % args.log_every == 0 or step == args.ppo_steps:
-            mask = batch["mask"]
+            gen_s += sum(seconds(a, b) for a, b in zip(marks[0::3], marks[1::3]))
+            train_s += sum(seconds(a, b) for a, b in zip(marks[1::3], marks[2::3]))
+            marks, mask = [], batch["mask"]
             tokens = mask.sum().item()
             gold = labeler.gold(decode(enc, batch["response"], mask.bool())).mean().item()
             log(metrics, {"stage": "ppo", "step": step, "gold": round(gold, 4),
                           "rm_score": round(batch["score"].mean().item(), 4), "kl_ref": round(kl_seq.item(), 3),
-                          "beta": round(ppo.beta, 4), **{k: round(v.item(), 4) for k, v in stats.items()},
+                          "beta": round(ppo.beta.item(), 4), **{k: round(v.item(), 4) for k, v in stats.items()},
                           "explained_var": round(explained_variance(batch["values"], batch["returns"], mask).item(), 3),
                           "resp_len": round(tokens / len(mask), 2),
                           "no_eos": round(1 - batch["has_eos"].float().mean().item(), 3),
@@ -682,9 +696,10 @@ def train_ppo(args: Args, ppo: PPO, labeler: Labeler, enc, metrics) -> dict:
                           "distinct2": round(distinct_n(token_lists(batch["response"], mask.bool())), 4),
                           "gen_s": round(gen_s, 1), "train_s": round(train_s, 1),
                           "tokens_per_s": round(step * args.rollout_batch * args.response_len / (gen_s + train_s))})
+    total = gen_s + train_s
     return {"ppo_s": round(time.time() - t0, 1), "ppo_gen_s": round(gen_s, 1), "ppo_train_s": round(train_s, 1),
-            "ppo_step_s": round((time.time() - t0) / max(args.ppo_steps, 1), 4),
-            "tokens_per_s": round(args.ppo_steps * args.rollout_batch * args.response_len / max(gen_s + train_s, 1e-9))}
+            "ppo_step_s": round(total / max(args.ppo_steps, 1), 4),
+            "tokens_per_s": round(args.ppo_steps * args.rollout_batch * args.response_len / max(total, 1e-9))}
 
 
 def token_lists(response, mask) -> list:
@@ -747,7 +762,6 @@ def main(argv=None):
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
-    generator = torch.Generator().manual_seed(args.seed)  # the labeler's noise
     os.makedirs(args.out, exist_ok=True)
     metrics = open(os.path.join(args.out, "metrics.jsonl"), "a", buffering=1)
 
@@ -768,6 +782,7 @@ def main(argv=None):
         path = find_checkpoint(args, stage)
         if stage not in stages and stage not in {n for s in stages for n in NEEDS[s]}:
             continue
+        torch.manual_seed(args.seed + 1000 * STAGES.index(stage))  # each stage reproducible alone: resumption is exact
         model = GPT(args, scalar_head=stage == "rm",
                     dropout=args.dropout if stage in ("pretrain", "sft") else 0.0).to(device)
         if path and (stage not in stages or args.stage == "all"):  # a prerequisite, or resuming `all`
@@ -792,6 +807,7 @@ def main(argv=None):
             prompts = [p for p, _, _ in train_pairs[:args.rm_prompts]]
             held = [p for p, _, _ in val_pairs[args.eval_prompts:args.eval_prompts + max(50, args.rm_prompts // 10)]]
             t = time.time()
+            generator = torch.Generator().manual_seed(args.seed)  # the labeler's noise
             train = ranked_samples(args, models["sft"], prompts, labeler, enc, device, generator)
             held_out = ranked_samples(args, models["sft"], held or eval_prompts, labeler, enc, device, generator)
             result = {"rm_sampling_s": round(time.time() - t, 1)}
@@ -810,6 +826,7 @@ def main(argv=None):
     if "eval" in stages:
         t = time.time()
         for name in ("sft", "ppo"):
+            torch.manual_seed(args.seed + 1000 * STAGES.index("eval"))  # both policies see the same random numbers
             result, texts = evaluate(args, models[name], models["sft"], models["rm"], eval_prompts, labeler, enc,
                                      device)
             summary.update({f"{k}_{name}": v for k, v in result.items()})

@@ -115,8 +115,8 @@ def test_truncate_after_eos_and_distinct_n():
 
 
 def test_adaptive_beta_moves_towards_the_target():
-    assert rlhf_ppo.adaptive_beta(0.1, kl=12.0, target=6.0, batch=64) == pytest.approx(0.1 * (1 + 0.2 * 64 / 10_000))
-    assert rlhf_ppo.adaptive_beta(0.1, kl=5.7, target=6.0, batch=64) == pytest.approx(0.1 * (1 - 0.05 * 64 / 10_000))
+    assert rlhf_ppo.adaptive_beta(torch.tensor(0.1), torch.tensor(12.0), 6.0, 64).item() == pytest.approx(0.1 * (1 + 0.2 * 64 / 10_000))
+    assert rlhf_ppo.adaptive_beta(torch.tensor(0.1), torch.tensor(5.7), 6.0, 64).item() == pytest.approx(0.1 * (1 - 0.05 * 64 / 10_000))
 
 
 # --- masking, positions and the KV cache ------------------------------------------------------------------------
@@ -242,7 +242,7 @@ SMOKE = ("--device", "cpu", "--vocab-size", 300, "--n-layer", 1, "--n-head", 2, 
          "--log-every", 1)
 
 
-def test_every_stage_then_resume_then_eval_only(run_script, tmp_path):
+def test_stage_by_stage_resume_and_eval_only_equal_one_whole_run(run_script, tmp_path):
     data = write_corpus(tmp_path / "text.txt")
     out = tmp_path / "run"
     for stage in ("pretrain", "sft", "rm", "ppo"):
@@ -252,22 +252,18 @@ def test_every_stage_then_resume_then_eval_only(run_script, tmp_path):
     ppo_lines = [json.loads(line) for line in open(out / "metrics.jsonl") if '"ppo"' in line]
     assert ppo_lines and all(line["first_ratio_dev"] == 0.0 for line in ppo_lines)
     # `all` on a folder with every stage checkpoint resumes: nothing is retrained, only evaluated
-    summary, proc = run_script("rlhf_ppo.py", *SMOKE, "--data", data, "--out", out, "--prompt", "O death")
+    resumed, proc = run_script("rlhf_ppo.py", *SMOKE, "--data", data, "--out", out, "--prompt", "O death")
     assert all(f"{s}: loaded" in proc.stdout for s in ("pretrain", "sft", "rm", "ppo"))
     for key in ("gold_sft", "gold_ppo", "rm_score_ppo", "kl_ppo", "rm_pair_accuracy", "distinct2_ppo", "wall_s",
                 "tokens_per_s", "device", "seed"):
-        assert key in summary, key
-    assert -1 <= summary["gold_ppo"] <= 1 and summary["kl_sft"] == 0.0
-    again, _ = run_script("rlhf_ppo.py", *SMOKE, "--data", data, "--eval-only", "--load", out, "--out", tmp_path / "e")
-    assert again["rm_pair_accuracy"] == summary["rm_pair_accuracy"]
-
-
-def test_all_stages_in_one_run_are_deterministic(run_script, tmp_path):
-    data = write_corpus(tmp_path / "text.txt")
-    a, _ = run_script("rlhf_ppo.py", *SMOKE, "--data", data, "--out", tmp_path / "a")
-    b, _ = run_script("rlhf_ppo.py", *SMOKE, "--data", data, "--out", tmp_path / "b")
+        assert key in resumed, key
+    assert -1 <= resumed["gold_ppo"] <= 1 and resumed["kl_sft"] == 0.0
+    evaluated, _ = run_script("rlhf_ppo.py", *SMOKE, "--data", data, "--eval-only", "--load", out,
+                              "--out", tmp_path / "e")
+    whole, _ = run_script("rlhf_ppo.py", *SMOKE, "--data", data, "--out", tmp_path / "whole")
     timeless = lambda s: {k: v for k, v in s.items() if not k.endswith("_s") and k != "tokens_per_s"}
-    assert timeless(a) == timeless(b)
+    assert timeless(resumed) == timeless(whole)
+    assert timeless(evaluated).items() <= timeless(whole).items()  # all but the pretraining loss
 
 
 @pytest.mark.parametrize("flags, message", [

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# PPO seconds per step, rlhf_ppo.py vs TRL 1.12.0's PPOTrainer, side by side on the CPU with one thread: the same
+# tiny GPT (vocab 4096 + 2, width 64, 3 layers, 4 heads), random weights, batch 16 prompts of 16 tokens, 32-token
+# responses, 4 PPO epochs over one minibatch, temperature 0.7. TRL needs a venv of its own:
+#   python3 -m venv trl-venv && trl-venv/bin/pip install torch==2.13.0 trl==1.12.0
+# Usage: TRL_PYTHON=trl-venv/bin/python DATA=tinyshakespeare.txt bash benchmarks/rlhf_ppo_vs_trl.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export OMP_NUM_THREADS=1
+STEPS=${STEPS:-20}
+OUT=${OUT:-runs/rlhf_ppo_speed}
+FLAGS=(--data "$DATA" --vocab-size 4096 --n-embd 64 --n-layer 3 --n-head 4 --block-size 64 --prompt-len 16
+       --response-len 32 --temperature 0.7 --device cpu --out "$OUT")
+uptime
+# random-weight SFT policy and reward model: no pretraining, no SFT epochs, no RM epochs
+python rlhf_ppo.py "${FLAGS[@]}" --stage pretrain --pretrain-iters 0 | tail -1
+python rlhf_ppo.py "${FLAGS[@]}" --stage sft --sft-epochs 0 | tail -1
+python rlhf_ppo.py "${FLAGS[@]}" --stage rm --rm-epochs 0 --rm-prompts 16 | tail -1
+for run in 1 2; do
+  python rlhf_ppo.py "${FLAGS[@]}" --stage ppo --ppo-steps "$STEPS" --rollout-batch 16 --minibatch 16 --ppo-epochs 4 \
+    --log-every "$STEPS" | tail -1
+  (cd /tmp && "$TRL_PYTHON" "$OLDPWD/benchmarks/trl_ppo_speed.py" "$STEPS" 2>/dev/null | tail -1)
+done
+uptime
