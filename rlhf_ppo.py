@@ -269,17 +269,18 @@ class GPT(nn.Module):
         if isinstance(m, nn.Linear) and m.bias is not None:
             nn.init.zeros_(m.bias)
 
-    def forward(self, idx, valid, kv=None, at: int = 0):
+    def forward(self, idx, valid, kv=None, at: int = 0, first: int = 0):
         """idx (B, T) at positions at..at+T-1 of a sequence whose (B, L) `valid` marks real tokens (left padding
         False). Position ids count real tokens only, so a left-padded prompt starts at position 0. Returns logits
-        (B, T, vocab - 1) or scalars (B, T)."""
+        (B, T - first, vocab - 1) or scalars (B, T - first): only from input `first` on, since the head over the
+        vocabulary is the costliest matmul of a small model."""
         T = idx.shape[1]
         pos = (valid.long().cumsum(1) - 1).clamp(min=0)[:, at:at + T]
         x = self.drop(self.wte(idx) + self.wpe(pos))
         mask = attention_mask(valid, torch.arange(at, at + T, device=idx.device))
         for i, block in enumerate(self.blocks):
             x = block(x, mask, None if kv is None else kv[i], at)
-        x = self.ln_f(x)
+        x = self.ln_f(x[:, first:])
         if self.value_head is not None:
             return self.value_head(x).squeeze(-1)
         return x @ self.wte.weight[:-1].T  # every token but PAD
@@ -313,7 +314,7 @@ def generate(policy: GPT, prompt, prompt_valid, response_len: int, temperature: 
     kv = policy.kv_cache(B, P + response_len)
     valid = torch.cat([prompt_valid, prompt_valid.new_ones(B, response_len)], 1)
     with autocast(prompt.device):
-        logits = policy(prompt, valid, kv, 0)[:, -1]
+        logits = policy(prompt, valid, kv, 0, first=P - 1)[:, -1]
         tokens = []
         for t in range(response_len):
             tokens.append(sample_categorical(logits.float() / temperature))
@@ -337,31 +338,34 @@ def truncate_after_eos(response, eos: int, pad: int):
 
 
 def full_forward(model, prompt, prompt_valid, response):
-    """The one forward path for every log-prob, value and score: prompt + response in one pass. Row t of the
-    (B, R) slice is read at the token before response token t (logits and values); the full output is returned."""
+    """The one forward path for every log-prob, value and score: prompt + response in one pass, outputs (B, R + 1)
+    read from the last prompt token on. Output t < R sits on the token before response token t (its logits, its
+    value); output t + 1 on response token t (where the reward model scores a response ending there)."""
     seq = torch.cat([prompt, response], 1)
     valid = torch.cat([prompt_valid, torch.ones_like(response, dtype=torch.bool)], 1)
     with autocast(prompt.device):
-        return model(seq, valid)
+        return model(seq, valid, first=prompt.shape[1] - 1)
 
 
 def response_logprobs(logits, response, temperature: float):
-    """log pi(y_t | x, y_<t) of each response token from the full-sequence logits (B, P+R, V), at the sampling
-    temperature; PAD rows (after EOS) read an arbitrary class and are masked by the caller. Also the entropy."""
-    R = response.shape[1]
-    logp_all = torch.log_softmax(logits[:, -R - 1:-1].float() / temperature, -1)
+    """log pi(y_t | x, y_<t) of each response token from full_forward's logits (B, R + 1, V), at the sampling
+    temperature; PAD rows (after EOS) read an arbitrary class and are masked by the caller. Also the entropy (for
+    the log: no gradient)."""
+    logp_all = torch.log_softmax(logits[:, :-1].float() / temperature, -1)
     logp = logp_all.gather(-1, response.clamp(max=logp_all.shape[-1] - 1).unsqueeze(-1)).squeeze(-1)
-    return logp, -(logp_all.exp() * logp_all).sum(-1)
+    with torch.no_grad():
+        return logp, -(logp_all.exp() * logp_all).sum(-1)
 
 
-def response_values(values, R: int):
-    """V(s_t) for each response token t: the scalar read where the token's logits are, (B, P+R) -> (B, R)."""
-    return values[:, -R - 1:-1].float()
+def response_values(values):
+    """V(s_t) for each response token t: the scalar read where the token's logits are, (B, R + 1) -> (B, R)."""
+    return values[:, :-1].float()
 
 
 def sequence_scores(values, mask):
-    """The reward model's r(x, y), read at the last real token of the response (the EOS when there is one)."""
-    last = values.shape[1] - mask.shape[1] + mask.sum(1) - 1  # (B,) index into prompt + response
+    """The reward model's r(x, y), read at the last real token of the response (the EOS when there is one), from
+    full_forward's (B, R + 1) scalars."""
+    last = mask.sum(1).long()  # output t + 1 sits on response token t
     return values.float().gather(1, last.unsqueeze(1)).squeeze(1)
 
 
@@ -611,7 +615,7 @@ class PPO:
                 for name, key in (("policy", "logp"), ("ref", "logp_ref")):
                     parts[key].append(response_logprobs(full_forward(self.forward[name], *seq), response[mb],
                                                         a.temperature)[0])
-                parts["values"].append(response_values(full_forward(self.forward["critic"], *seq), R))
+                parts["values"].append(response_values(full_forward(self.forward["critic"], *seq)))
                 parts["score"].append(sequence_scores(full_forward(self.forward["rm"], *seq), mask[mb]))
         batch = {k: torch.cat(v) for k, v in parts.items()}
         batch.update(prompt=prompt, prompt_valid=prompt_valid, response=response, mask=mask.float(), has_eos=has_eos)
@@ -623,14 +627,14 @@ class PPO:
 
     def update(self, batch) -> dict:
         """ppo_epochs passes over the batch in minibatches; epoch 0 in rollout order, later epochs shuffled."""
-        a, R = self.args, self.args.response_len
+        a = self.args
         stats = {k: [] for k in ("pg_loss", "vf_loss", "clipfrac", "approx_kl", "entropy")}
         for epoch in range(a.ppo_epochs):
             order = (torch.arange if epoch == 0 else torch.randperm)(a.rollout_batch, device=self.device)
             for i, mb in enumerate(order.split(a.minibatch)):
                 seq = (batch["prompt"][mb], batch["prompt_valid"][mb], batch["response"][mb])
                 logp, entropy = response_logprobs(full_forward(self.forward["policy"], *seq), seq[2], a.temperature)
-                values = response_values(full_forward(self.forward["critic"], *seq), R)
+                values = response_values(full_forward(self.forward["critic"], *seq))
                 mask = batch["mask"][mb]
                 if epoch == 0 and i == 0:
                     stats["first_ratio_dev"] = ((logp - batch["logp"][mb]).abs() * mask).max().detach()

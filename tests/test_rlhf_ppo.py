@@ -130,7 +130,7 @@ def test_left_padding_changes_nothing():
         p, valid = rlhf_ppo.pad_prompts([prompt], length, PAD, "cpu")
         logp, _ = rlhf_ppo.response_logprobs(rlhf_ppo.full_forward(policy, p, valid, response), response, 0.7)
         values = rlhf_ppo.full_forward(critic, p, valid, response)
-        out[length] = (logp[mask], rlhf_ppo.response_values(values, 4)[mask], rlhf_ppo.sequence_scores(values, mask))
+        out[length] = (logp[mask], rlhf_ppo.response_values(values)[mask], rlhf_ppo.sequence_scores(values, mask))
     for a, b in zip(out[3], out[8]):
         assert torch.allclose(a, b, atol=1e-5)
 
@@ -153,11 +153,11 @@ def test_kv_cache_decoding_matches_the_full_forward():
     prompt, valid = rlhf_ppo.pad_prompts([[1, 2, 3], [4, 5, 6, 7, 8, 9]], 8, PAD, "cpu")
     torch.manual_seed(0)
     response = rlhf_ppo.generate(policy, prompt, valid, 6, 1.0)
-    full = rlhf_ppo.full_forward(policy, prompt, valid, response)  # (B, 14, V)
+    full = rlhf_ppo.full_forward(policy, prompt, valid, response)  # (B, 7, V): from the last prompt token on
     kv = policy.kv_cache(2, 14)
     all_valid = torch.cat([valid, torch.ones(2, 6, dtype=torch.bool)], 1)
     step = [policy(prompt, all_valid, kv, 0)] + [policy(response[:, t:t + 1], all_valid, kv, 8 + t) for t in range(6)]
-    assert torch.allclose(torch.cat(step, 1), full, atol=1e-5)
+    assert torch.allclose(torch.cat(step, 1)[:, 7:], full, atol=1e-5)
     assert (response < EOS + 1).all()  # PAD is never sampled
 
 
@@ -198,8 +198,8 @@ class CountReward(torch.nn.Module):
         super().__init__()
         self.token = token
 
-    def forward(self, idx, valid):
-        return (idx == self.token).float().cumsum(1)
+    def forward(self, idx, valid, first=0):
+        return (idx == self.token).float().cumsum(1)[:, first:]
 
 
 def test_ppo_raises_a_toy_reward_and_starts_each_batch_at_ratio_one():
