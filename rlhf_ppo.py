@@ -447,7 +447,7 @@ def distinct_n(responses: list, n: int = 2) -> float:
 
 # --- training stages ----------------------------------------------------------------------------
 def make_optimizer(params, lr: float, device, weight_decay: float = 0.0):
-    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=device.type == "cuda")
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=device.type in ("cuda", "cpu"))
 
 
 def log(metrics, line: dict):
