@@ -115,8 +115,10 @@ def test_truncate_after_eos_and_distinct_n():
 
 
 def test_adaptive_beta_moves_towards_the_target():
-    assert rlhf_ppo.adaptive_beta(torch.tensor(0.1), torch.tensor(12.0), 6.0, 64).item() == pytest.approx(0.1 * (1 + 0.2 * 64 / 10_000))
-    assert rlhf_ppo.adaptive_beta(torch.tensor(0.1), torch.tensor(5.7), 6.0, 64).item() == pytest.approx(0.1 * (1 - 0.05 * 64 / 10_000))
+    up = rlhf_ppo.adaptive_beta(torch.tensor(0.1), torch.tensor(12.0), 6.0, 64)  # KL twice the target: +20 % x B/H
+    assert up.item() == pytest.approx(0.1 * (1 + 0.2 * 64 / 10_000))
+    down = rlhf_ppo.adaptive_beta(torch.tensor(0.1), torch.tensor(5.7), 6.0, 64)
+    assert down.item() == pytest.approx(0.1 * (1 - 0.05 * 64 / 10_000))
 
 
 # --- masking, positions and the KV cache ------------------------------------------------------------------------
