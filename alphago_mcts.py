@@ -1,0 +1,1078 @@
+"""AlphaGo on small boards: a supervised policy network learned from expert moves, a policy improved by self-play
+policy gradient (grad log p(a|s) z), a value network regressed on self-play outcomes, and Monte-Carlo tree search
+that selects by Q + u (u ~ P / (1 + N)), expands leaves with the policy's prior and evaluates them by
+(1 - lambda) v + lambda z_rollout. Go rules (Tromp-Taylor: positional superko, area scoring), a GTP engine.
+Paper: Silver et al., "Mastering the game of Go with deep neural networks and tree search", Nature 2016.
+Run: python alphago_mcts.py --device cuda   (GTP: python alphago_mcts.py --gtp --load runs/.../model.pt)
+Reference result: in progress, see README (rules exact; strength not measured yet)"""
+import argparse
+import dataclasses
+import inspect
+import json
+import math
+import os
+import random
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+# --- config -------------------------------------------------------------------------------------
+@dataclass
+class Args:
+    stage: str = "all"  # sl, rl, value, play or all (sl, rl, value, then play)
+    board_size: int = 9  # 5 to 19
+    komi: float = -1.0  # points given to White; -1: 7.5, or 9 on 7x7 (and 24.5 on 5x5, 4.5 on 6x6)
+    expert: str = "uct"  # where the SL stage's expert games come from: uct (built in) or gnugo (over GTP)
+    expert_games: int = 400  # games the expert plays against itself for the SL stage
+    expert_sims: int = 400  # simulations per move of the built-in UCT expert
+    gnugo_level: int = 10  # GNU Go's --level, as expert and as opponent
+    width: int = 64  # filters of the policy and value networks
+    layers: int = 6  # convolution layers of each network
+    sl_epochs: int = 20  # epochs over the expert positions (8 symmetries each)
+    lr: float = 1e-3  # AdamW learning rate of SL and value training
+    batch_size: int = 256  # positions per gradient step (SL, value)
+    rl_iters: int = 200  # RL stage: policy-gradient steps, each on a batch of self-play games
+    rl_games: int = 64  # games per RL step, the learner against an opponent drawn from the pool
+    rl_lr: float = 1e-4  # learning rate of the RL policy (SGD as in the paper would also do)
+    pool_every: int = 20  # RL steps between snapshots added to the opponent pool
+    value_games: int = 4_000  # self-play games for the value network, one position kept from each
+    value_epochs: int = 10  # epochs over those positions
+    sims: int = 200  # MCTS simulations per move
+    leaf_batch: int = 16  # leaves evaluated together (virtual loss spreads the descents)
+    c_puct: float = 5.0  # exploration constant of PUCT
+    mix: float = 0.5  # lambda: weight of the rollout outcome in a leaf's value
+    uct_c: float = 1.0  # exploration constant of the pure UCT opponent (UCB1)
+    games: int = 20  # evaluation games against each opponent, colours alternating
+    opponents: str = "random,policy,uct,gnugo"  # evaluation opponents (gnugo only when installed)
+    gtp: bool = False  # speak GTP on stdin/stdout instead of training
+    log_every: int = 10  # RL steps (SL and value: epochs) between progress lines
+    seed: int = 1  # seeds python, numpy and torch
+    device: str = "auto"  # auto, cpu, cuda or mps (auto: cuda when available)
+    compile: bool = False  # torch.compile the networks (worth it on CUDA)
+    out: str = ""  # output folder (default runs/alphago_mcts-<seed>-<time>)
+    load: str = ""  # checkpoint (model.pt or a stage's checkpoint) to start from, to evaluate or to play GTP with
+    eval_only: bool = False  # only play the evaluation matches of the loaded player (same as --stage play)
+
+
+DEFAULT_KOMI = {5: 24.5, 6: 4.5, 7: 9.0}  # 5x5 is a Black win by 25 under perfect play; 7x7 by 9 (Davies, Li)
+
+
+def parse_args(argv=None) -> Args:
+    """argparse from the Args dataclass: every field a flag, its comment the help text."""
+    helps = dict(re.findall(r"^\s+(\w+): .*?#\s*(.*)$", inspect.getsource(Args), re.M))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    for f in dataclasses.fields(Args):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=helps[f.name])
+        else:
+            parser.add_argument(flag, type=f.type, default=f.default, help=helps[f.name])
+    args = Args(**vars(parser.parse_args(argv)))
+    if args.eval_only:
+        args.stage = "play"
+    if args.stage not in ("all", "sl", "rl", "value", "play"):
+        parser.error(f"--stage must be all, sl, rl, value or play; got {args.stage!r}")
+    if not 5 <= args.board_size <= 19:
+        parser.error(f"--board-size must be in [5, 19], got {args.board_size}")
+    if args.komi == -1.0:
+        args.komi = DEFAULT_KOMI.get(args.board_size, 7.5)
+    if args.expert not in ("uct", "gnugo"):
+        parser.error(f"--expert must be uct or gnugo, got {args.expert!r}")
+    if args.expert == "gnugo" and not gnugo_path():
+        parser.error("--expert gnugo: GNU Go is not installed (apt-get install gnugo)")
+    for name in ("expert_games", "expert_sims", "width", "layers", "batch_size", "rl_games", "pool_every",
+                 "value_games", "sims", "leaf_batch", "games", "log_every", "lr", "rl_lr", "c_puct", "uct_c"):
+        if getattr(args, name) <= 0:
+            parser.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    for name in ("sl_epochs", "rl_iters", "value_epochs"):
+        if getattr(args, name) < 0:
+            parser.error(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
+    if not 0.0 <= args.mix <= 1.0:
+        parser.error(f"--mix must be in [0, 1], got {args.mix}")
+    unknown = set(args.opponents.split(",")) - {"random", "policy", "uct", "gnugo"}
+    if unknown:
+        parser.error(f"--opponents: unknown {sorted(unknown)}; choose from random, policy, uct, gnugo")
+    if args.device not in ("auto", "cpu", "cuda", "mps"):
+        parser.error(f"--device must be auto, cpu, cuda or mps, got {args.device!r}")
+    if args.load and not os.path.isfile(args.load):
+        parser.error(f"--load: no such file {args.load!r}")
+    if args.stage == "play" and not args.gtp and not args.load:
+        parser.error("--stage play (--eval-only) needs --load CKPT")
+    return args
+
+
+def gnugo_path() -> str:
+    for path in ("gnugo", "/usr/games/gnugo"):
+        try:
+            subprocess.run([path, "--version"], capture_output=True, timeout=10)
+            return path
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+    return ""
+
+
+# --- Go rules -------------------------------------------------------------------------------------
+EMPTY, BLACK, WHITE, BORDER = 0, 1, 2, 3
+
+
+class IllegalMove(Exception):
+    pass
+
+
+def zobrist(n: int) -> list:
+    """Random 64-bit keys for each (padded point, colour): a position's hash is the xor of its stones' keys."""
+    rng = random.Random(n)
+    return [[0, rng.getrandbits(64), rng.getrandbits(64)] for _ in range((n + 2) ** 2)]
+
+
+class Position:
+    """A Go position on an N x N board (Tromp-Taylor rules: captures, no suicide, positional superko, area scoring).
+    Points live on a padded (N+2) x (N+2) grid with a BORDER frame, so neighbours are p +- 1 and p +- W without bound
+    checks. Groups are tracked incrementally: `group[p]` is the id of the group at p, and per id its stones and its
+    liberties (frozensets: a copy of the position shares every group a move did not touch). Moves are the policy's
+    indices, r * N + c for the point at row r (0 = top), column c, and N * N for a pass."""
+
+    __slots__ = ("n", "w", "board", "group", "stones", "libs", "to_play", "hash", "seen", "passes", "ko", "keys",
+                 "komi", "history")
+
+    def __init__(self, n: int, komi: float):
+        self.n, self.w, self.komi = n, n + 2, komi
+        self.board = [BORDER] * (n + 2) ** 2
+        for r in range(n):
+            for c in range(n):
+                self.board[self.point(r * n + c)] = EMPTY
+        self.group = [0] * (n + 2) ** 2
+        self.stones, self.libs = {}, {}
+        self.to_play, self.hash, self.passes, self.ko = BLACK, 0, 0, None
+        self.keys = zobrist(n)
+        self.seen = frozenset([0])  # hashes of every board so far (positional superko)
+        self.history = ()  # moves played
+
+    def point(self, move: int) -> int:
+        return (move // self.n + 1) * self.w + move % self.n + 1
+
+    def move(self, p: int) -> int:
+        return (p // self.w - 1) * self.n + p % self.w - 1
+
+    def copy(self) -> "Position":
+        other = object.__new__(Position)
+        for name in Position.__slots__:
+            setattr(other, name, getattr(self, name))
+        other.board, other.group = self.board[:], self.group[:]
+        other.stones, other.libs = dict(self.stones), dict(self.libs)
+        return other
+
+    def neighbours(self, p: int) -> tuple:
+        return p - 1, p + 1, p - self.w, p + self.w
+
+    def _outcome(self, p: int):
+        """What playing at padded point p would do, without doing it: (merged group ids, captured group ids,
+        liberties of the new group, hash after the move), or None if p is occupied or the move is suicide."""
+        color, board = self.to_play, self.board
+        if board[p] != EMPTY:
+            return None
+        friends, captured, libs = set(), set(), set()
+        for q in self.neighbours(p):
+            v = board[q]
+            if v == EMPTY:
+                libs.add(q)
+            elif v == color:
+                friends.add(self.group[q])
+            elif v != BORDER and len(self.libs[self.group[q]]) == 1:  # its last liberty is p
+                captured.add(self.group[q])
+        for g in friends:
+            libs |= self.libs[g]
+        libs.discard(p)
+        if not libs and not captured:
+            return None  # suicide: no liberty of its own, none from friends, and nothing captured
+        h = self.hash ^ self.keys[p][color]
+        for g in captured:
+            for s in self.stones[g]:
+                h ^= self.keys[s][3 - color]
+        return friends, captured, libs, h
+
+    def is_legal(self, move: int) -> bool:
+        if move == self.n * self.n:
+            return True
+        outcome = self._outcome(self.point(move))
+        return outcome is not None and outcome[3] not in self.seen
+
+    def legal_moves(self) -> list:
+        return [m for m in range(self.n * self.n + 1) if self.is_legal(m)]
+
+    def play(self, move: int, superko: bool = True) -> "Position":
+        """The position after `move` (a new object); IllegalMove if it is not legal. superko=False skips the
+        history check (fast random playouts)."""
+        pos = self.copy()
+        pos.history = self.history + (move,)
+        if move == self.n * self.n:
+            pos.passes, pos.ko, pos.to_play = self.passes + 1, None, 3 - self.to_play
+            return pos
+        p = self.point(move) if 0 <= move < self.n * self.n else -1
+        outcome = self._outcome(p) if p >= 0 else None
+        if outcome is None or (superko and outcome[3] in self.seen):
+            raise IllegalMove(f"move {move} is not legal")
+        pos._place(p, *outcome)
+        if superko:
+            pos.seen = self.seen | {pos.hash}
+        return pos
+
+    def _place(self, p, friends, captured, libs, h):
+        color, other, board, group = self.to_play, 3 - self.to_play, self.board, self.group
+        stones = frozenset([p]).union(*(self.stones.pop(g) for g in friends))
+        for g in friends:
+            del self.libs[g]
+        for s in stones:
+            group[s] = p
+        board[p] = color
+        self.stones[p] = stones
+        for q in self.neighbours(p):  # enemy groups lose the liberty p
+            if board[q] == other and group[q] not in captured:
+                self.libs[group[q]] = self.libs[group[q]] - {p}
+        freed = []
+        for g in captured:
+            for s in self.stones.pop(g):
+                board[s], group[s] = EMPTY, 0
+                freed.append(s)
+            del self.libs[g]
+        self.libs[p] = frozenset(libs)
+        for s in freed:  # a captured stone's point is a liberty of each of our groups next to it
+            for q in self.neighbours(s):
+                if board[q] == color:
+                    self.libs[group[q]] = self.libs[group[q]] | {s}
+        # simple ko: one stone captured by a lone stone that is left in atari; retaking at once is illegal
+        self.ko = freed[0] if len(freed) == 1 and len(stones) == 1 and len(self.libs[p]) == 1 else None
+        self.hash, self.passes, self.to_play = h, 0, other
+
+    def is_over(self) -> bool:
+        return self.passes >= 2
+
+    def area(self) -> tuple:
+        """Tromp-Taylor area: each colour's stones plus the empty points that reach only that colour."""
+        counts, board, done = [0, 0, 0], self.board, set()
+        for p, v in enumerate(board):
+            if v in (BLACK, WHITE):
+                counts[v] += 1
+            elif v == EMPTY and p not in done:
+                region, frontier, borders = {p}, [p], set()
+                while frontier:
+                    for q in self.neighbours(frontier.pop()):
+                        if board[q] == EMPTY and q not in region:
+                            region.add(q)
+                            frontier.append(q)
+                        elif board[q] in (BLACK, WHITE):
+                            borders.add(board[q])
+                done |= region
+                if len(borders) == 1:
+                    counts[borders.pop()] += len(region)
+        return counts[BLACK], counts[WHITE]
+
+    def score(self) -> float:
+        """Black's area minus White's, minus komi: > 0 means Black wins."""
+        black, white = self.area()
+        return black - white - self.komi
+
+    def with_to_play(self, color: int) -> "Position":
+        """The same board with `color` to move (GTP lets a controller play either colour at any time)."""
+        if color == self.to_play:
+            return self
+        pos = self.copy()
+        pos.to_play, pos.ko = color, None
+        return pos
+
+    def legal_mask(self) -> np.ndarray:
+        mask = np.zeros(self.n * self.n + 1, dtype=bool)
+        mask[self.legal_moves()] = True
+        return mask
+
+    def result(self, color: int) -> float:
+        """The finished game for `color`: +1 won, -1 lost, 0 a draw (jigo, with an integer komi)."""
+        return float(np.sign(self.score())) * (1.0 if color == BLACK else -1.0)
+
+    def __str__(self) -> str:
+        """The board as GTP's showboard draws it: row N at the top, columns A-T without I."""
+        rows = []
+        for r in range(self.n):
+            cells = ".XO"
+            rows.append(f"{self.n - r:2d} " + " ".join(cells[self.board[self.point(r * self.n + c)]]
+                                                        for c in range(self.n)))
+        return "\n".join(rows + ["   " + " ".join(COLUMNS[:self.n])])
+
+
+COLUMNS = "ABCDEFGHJKLMNOPQRST"
+
+
+def random_playout(pos: Position, rng: random.Random) -> int:
+    """Uniformly random legal moves that fill no eye of the mover's own, to the end (simple ko only, no superko:
+    the playout is an estimate). Returns the final position."""
+    pos = pos.copy()
+    n, board = pos.n, pos.board
+    for _ in range(3 * n * n):
+        if pos.passes >= 2:
+            break
+        empties = [p for p, v in enumerate(board) if v == EMPTY]
+        rng.shuffle(empties)
+        for p in empties:
+            if p == pos.ko or all(board[q] in (pos.to_play, BORDER) for q in pos.neighbours(p)):
+                continue
+            outcome = pos._outcome(p)
+            if outcome is not None:
+                pos._place(p, *outcome)
+                break
+        else:
+            pos.passes, pos.ko, pos.to_play = pos.passes + 1, None, 3 - pos.to_play
+    return pos
+
+
+# --- search: MCTS with PUCT (AlphaGo) or UCB1 (pure UCT), virtual loss, batched leaf evaluation ----
+class Node:
+    """A position in the tree and the statistics of its moves as arrays, so that selection is one vectorized
+    argmax: prior P(s, a), visit count N(s, a), total value W(s, a) for the player to move at s."""
+    __slots__ = ("pos", "children", "prior", "visits", "value", "legal")
+
+    def __init__(self, pos: Position):
+        self.pos, self.children, self.prior = pos, {}, None
+
+    def expand(self, prior: np.ndarray):
+        self.legal = self.pos.legal_mask()
+        p = np.where(self.legal, prior, 0.0)
+        self.prior = p / p.sum() if p.sum() > 0 else self.legal / self.legal.sum()
+        self.visits, self.value = np.zeros(len(p)), np.zeros(len(p))
+
+    def q(self) -> np.ndarray:
+        return np.divide(self.value, self.visits, out=np.zeros_like(self.value), where=self.visits > 0)
+
+
+def puct(node: Node, c: float) -> np.ndarray:
+    """a_t = argmax_a Q(s, a) + u(s, a), u = c P(s, a) sqrt(sum_b N(s, b)) / (1 + N(s, a)) (Silver et al. 2016), with
+    1 added under the root so that the priors order the moves of a node not yet visited."""
+    u = c * node.prior * math.sqrt(node.visits.sum() + 1) / (1 + node.visits)
+    return np.where(node.legal, node.q() + u, -np.inf)
+
+
+def ucb1(node: Node, c: float) -> np.ndarray:
+    """Pure UCT (Kocsis and Szepesvari 2006): Q(s, a) + c sqrt(ln N(s) / N(s, a)), every untried move first."""
+    u = c * np.sqrt(np.log(node.visits.sum() + 1) / np.maximum(node.visits, 1e-9))
+    return np.where(node.legal, np.where(node.visits > 0, node.q() + u, np.inf), -np.inf)
+
+
+def terminal_value(pos: Position) -> float:
+    """The finished game's result for the player to move."""
+    return pos.result(pos.to_play)
+
+
+class MCTS:
+    """Simulations in rounds: `leaf_batch` descents in each of several trees (virtual loss makes the descents of
+    one tree spread), one call of `evaluate` on all their leaves, then the backups. evaluate(positions) returns
+    (priors (B, N*N + 1), values (B,) for the player to move)."""
+
+    def __init__(self, evaluate, select, c: float, leaf_batch: int, virtual_loss: float = 1.0):
+        self.evaluate, self.select, self.c, self.leaf_batch, self.vl = evaluate, select, c, leaf_batch, virtual_loss
+
+    def descend(self, root: Node):
+        node, path = root, []
+        while node.prior is not None and not node.pos.is_over():
+            a = int(np.argmax(self.select(node, self.c)))
+            node.visits[a] += self.vl  # virtual loss: counted as a visit that was lost, until the backup
+            node.value[a] -= self.vl
+            path.append((node, a))
+            if a not in node.children:
+                node.children[a] = Node(node.pos.play(a))
+            node = node.children[a]
+        return node, path
+
+    def backup(self, path: list, v: float):
+        """v is the leaf's value for the player to move there; every ply up, the view flips."""
+        for node, a in reversed(path):
+            v = -v
+            node.visits[a] += 1 - self.vl
+            node.value[a] += v + self.vl
+
+    def search(self, roots: list, simulations: int) -> list:
+        """Run `simulations` from each root (trees kept from earlier moves go on growing)."""
+        fresh = [r for r in roots if r.prior is None]
+        if fresh:
+            priors, _ = self.evaluate([r.pos for r in fresh])
+            for r, prior in zip(fresh, priors):
+                r.expand(prior)
+        done = 0
+        while done < simulations:
+            k = min(self.leaf_batch, simulations - done)
+            done += k
+            pending = {}  # leaf id -> (leaf, the paths that reached it)
+            for root in roots:
+                if root.pos.is_over():
+                    continue
+                for _ in range(k):
+                    leaf, path = self.descend(root)
+                    if leaf.pos.is_over():
+                        self.backup(path, terminal_value(leaf.pos))
+                    else:
+                        pending.setdefault(id(leaf), (leaf, []))[1].append(path)
+            if pending:
+                priors, values = self.evaluate([leaf.pos for leaf, _ in pending.values()])
+                for (leaf, paths), prior, v in zip(pending.values(), priors, values):
+                    if leaf.prior is None:
+                        leaf.expand(prior)
+                    for path in paths:
+                        self.backup(path, float(v))
+        return roots
+
+
+def best_move(root: Node) -> int:
+    """The most visited move (the paper's choice at the root)."""
+    return int(np.argmax(root.visits))
+
+
+def advance(root: Node, move: int, pos: Position) -> Node:
+    """Tree reuse: the subtree under the move played becomes the next root."""
+    child = root.children.get(move) if root is not None else None
+    return child if child is not None and child.pos.hash == pos.hash and child.pos.to_play == pos.to_play \
+        else Node(pos)
+
+
+def rollout_evaluator(rng: random.Random):
+    """Pure Monte-Carlo: uniform priors, each leaf valued by one random playout."""
+    def evaluate(positions):
+        A = positions[0].n ** 2 + 1
+        return np.ones((len(positions), A)), np.array([random_playout(p, rng).result(p.to_play) for p in positions])
+    return evaluate
+
+
+# --- networks -----------------------------------------------------------------------------------
+PLANES, LEGAL_PLANE = 12, 9
+
+
+def features(pos: Position) -> np.ndarray:
+    """(PLANES, N, N) input planes from the view of the player to move: own and opponent stones with 1, 2 and
+    >= 3 liberties (6 planes), empty points, the simple-ko point, the last move, legal moves, Black to play (komi
+    makes the colours unequal), ones (so the zero padding of the convolutions marks the edge)."""
+    n, me = pos.n, pos.to_play
+    x = np.zeros((PLANES, n * n), dtype=np.float32)
+    for m in range(n * n):
+        p = pos.point(m)
+        v = pos.board[p]
+        if v == EMPTY:
+            x[6, m] = 1
+        else:
+            x[(0 if v == me else 3) + min(len(pos.libs[pos.group[p]]), 3) - 1, m] = 1
+    if pos.ko is not None:
+        x[7, pos.move(pos.ko)] = 1
+    if pos.history and pos.history[-1] < n * n:
+        x[8, pos.history[-1]] = 1
+    x[LEGAL_PLANE] = pos.legal_mask()[:-1]
+    x[10] = me == BLACK
+    x[11] = 1
+    return x.reshape(PLANES, n, n)
+
+
+def symmetries(planes: np.ndarray, moves: np.ndarray):
+    """The 8 rotations and reflections of (B, C, N, N) planes with their (B,) move indices (pass stays pass)."""
+    n = planes.shape[-1]
+    board = np.arange(n * n).reshape(n, n)
+    for k in range(8):
+        def f(a):
+            a = np.rot90(a, k % 4, axes=(-2, -1))
+            return np.flip(a, -1) if k >= 4 else a
+        index = np.append(np.argsort(f(board).ravel()), n * n)  # where each move goes under f
+        yield np.ascontiguousarray(f(planes)), index[moves]
+
+
+class ConvNet(nn.Module):
+    """AlphaGo's networks, narrowed for small boards: a 5x5 convolution, then (layers - 1) 3x3 ones, ReLU. The
+    policy head is a 1x1 convolution (one logit per point) plus a pass logit from the mean features; the value
+    head a 1x1 convolution, a 256-unit layer and tanh."""
+
+    def __init__(self, n: int, width: int, layers: int, value: bool):
+        super().__init__()
+        self.n, self.is_value = n, value
+        self.convs = nn.ModuleList([nn.Conv2d(PLANES, width, 5, padding=2)] +
+                                   [nn.Conv2d(width, width, 3, padding=1) for _ in range(layers - 1)])
+        if value:
+            self.head = nn.Sequential(nn.Conv2d(width, 1, 1), nn.Flatten(), nn.ReLU(), nn.Linear(n * n, 256),
+                                      nn.ReLU(), nn.Linear(256, 1), nn.Tanh())
+        else:
+            self.point, self.pass_logit = nn.Conv2d(width, 1, 1), nn.Linear(width, 1)
+
+    def forward(self, x):  # (B, PLANES, N, N) -> move logits (B, N*N + 1), or values (B,)
+        for conv in self.convs:
+            x = F.relu(conv(x))
+        if self.is_value:
+            return self.head(x).squeeze(-1)
+        return torch.cat([self.point(x).flatten(1), self.pass_logit(x.mean((2, 3)))], 1)
+
+
+def legal_log_probs(logits, legal):
+    """log p(a | s) over the legal moves only (the legal-move plane is an input; the mask makes it exact)."""
+    return torch.log_softmax(logits.float().masked_fill(~legal, -1e9), -1)
+
+
+def autocast(device):
+    """bf16 autocast on CUDA; a no-op elsewhere."""
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+def batch_planes(positions: list, device):
+    """Features and legal masks of many positions as device tensors: (B, PLANES, N, N), (B, N*N + 1)."""
+    x = np.stack([features(p) for p in positions])
+    legal = np.stack([p.legal_mask() for p in positions])
+    return torch.from_numpy(x).to(device), torch.from_numpy(legal).to(device)
+
+
+@torch.no_grad()
+def policy_probs(policy: ConvNet, positions: list, device) -> np.ndarray:
+    x, legal = batch_planes(positions, device)
+    with autocast(device):
+        logits = policy(x)
+    return legal_log_probs(logits, legal).exp().cpu().numpy()
+
+
+def alphago_evaluator(policy: ConvNet, value: ConvNet, mix: float, rng: random.Random, device):
+    """AlphaGo's leaf evaluation: priors from the policy network; V(s_L) = (1 - lambda) v_theta(s_L) + lambda z_L,
+    z_L the outcome of a random playout. One network call for all the leaves of a round."""
+    @torch.no_grad()
+    def evaluate(positions):
+        x, legal = batch_planes(positions, device)
+        with autocast(device):
+            priors = legal_log_probs(policy(x), legal).exp().cpu().numpy()
+            v = value(x).float().cpu().numpy() if mix < 1 else 0.0
+        z = np.array([random_playout(p, rng).result(p.to_play) for p in positions]) if mix > 0 else 0.0
+        return priors, (1 - mix) * v + mix * z
+    return evaluate
+
+
+# --- players: GTP coordinates, GNU Go over GTP, expert games -----------------------------------
+def to_gtp(move: int, n: int) -> str:
+    return "pass" if move == n * n else f"{COLUMNS[move % n]}{n - move // n}"
+
+
+def from_gtp(vertex: str, n: int) -> int:
+    """'D4' -> move index; 'pass' -> N*N; ValueError if it is not a vertex of the board."""
+    v = vertex.strip().upper()
+    if v == "PASS":
+        return n * n
+    col, row = COLUMNS.find(v[:1]), int(v[1:]) if v[1:].isdigit() else 0
+    if col < 0 or col >= n or not 1 <= row <= n:
+        raise ValueError(f"not a vertex of a {n}x{n} board: {vertex!r}")
+    return (n - row) * n + col
+
+
+class GnuGo:
+    """GNU Go as a GTP subprocess: an expert for SL games and an opponent."""
+
+    def __init__(self, n: int, komi: float, level: int, seed: int):
+        self.proc = subprocess.Popen([gnugo_path(), "--mode", "gtp", "--level", str(level), "--seed", str(seed),
+                                      "--chinese-rules", "--positional-superko"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.n = n
+        self.send(f"boardsize {n}")
+        self.send(f"komi {komi}")
+
+    def send(self, command: str) -> str:
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        lines = []
+        while True:
+            line = self.proc.stdout.readline()
+            if not line.strip() and lines:
+                break
+            if line.strip():
+                lines.append(line.strip())
+        if not lines[0].startswith("="):
+            raise RuntimeError(f"GNU Go: {command!r} -> {lines}")
+        return lines[0][1:].strip()
+
+    def new_game(self):
+        self.send("clear_board")
+
+    def play(self, color: int, move: int):
+        self.send(f"play {'b' if color == BLACK else 'w'} {to_gtp(move, self.n)}")
+
+    def genmove(self, color: int) -> int:
+        vertex = self.send(f"genmove {'b' if color == BLACK else 'w'}")
+        return self.n * self.n if vertex.upper() == "RESIGN" else from_gtp(vertex, self.n)
+
+    def close(self):
+        self.proc.stdin.write("quit\n")
+        self.proc.stdin.flush()
+        self.proc.wait(timeout=10)
+
+
+def expert_game(job) -> list:
+    """One self-play game of the expert, as [(position planes, move)]: GNU Go, or UCT with random playouts (the
+    first few moves drawn from the root's visit counts, so that games differ)."""
+    args, seed = job
+    n, rng, samples = args.board_size, random.Random(seed), []
+    pos = Position(n, args.komi)
+    if args.expert == "gnugo":
+        gnugo = GnuGo(n, args.komi, args.gnugo_level, seed)
+        for _ in range(rng.randint(0, 2)):  # a random opening move or two: GNU Go is deterministic
+            move = rng.choice(pos.legal_moves()[:-1])
+            gnugo.play(pos.to_play, move)
+            pos = pos.play(move)
+    else:
+        uct = MCTS(rollout_evaluator(rng), ucb1, args.uct_c, args.leaf_batch)
+    while not pos.is_over() and len(pos.history) < 3 * n * n:
+        if args.expert == "gnugo":
+            move = gnugo.genmove(pos.to_play)
+            if not pos.is_legal(move):  # GNU Go's superko differs in rare cases: pass instead
+                move = n * n
+        else:
+            root = uct.search([Node(pos)], args.expert_sims)[0]
+            visits = root.visits
+            move = int(rng.choices(range(len(visits)), weights=visits)[0]) if len(pos.history) < n // 2 \
+                else best_move(root)
+        samples.append((features(pos), move))
+        pos = pos.play(move)
+    if args.expert == "gnugo":
+        gnugo.close()
+    return samples
+
+
+def expert_dataset(args: Args, log_fn) -> tuple:
+    """The expert's games, played in parallel processes: planes (M, PLANES, N, N) and moves (M,)."""
+    import multiprocessing
+    t0, planes, moves = time.time(), [], []
+    jobs = [(args, args.seed * 100_003 + i) for i in range(args.expert_games)]
+    with multiprocessing.get_context("spawn").Pool(max(1, min(os.cpu_count() or 1, 32))) as pool:
+        for i, game in enumerate(pool.imap_unordered(expert_game, jobs)):
+            planes += [x for x, _ in game]
+            moves += [m for _, m in game]
+            if (i + 1) % max(1, args.expert_games // 10) == 0:
+                log_fn({"stage": "expert", "games": i + 1, "positions": len(moves), "s": round(time.time() - t0, 1)})
+    return np.stack(planes), np.array(moves)
+
+
+# --- training stages ----------------------------------------------------------------------------
+def log(metrics, line: dict):
+    """One progress line: `key value` pairs on stdout, a JSON object in metrics.jsonl."""
+    print("  ".join(f"{k} {v}" for k, v in line.items()), flush=True)
+    metrics.write(json.dumps(line) + "\n")
+
+
+def fit(args: Args, net: ConvNet, loss_fn, train: tuple, held: tuple, epochs: int, stage: str, device,
+        metrics) -> float:
+    """Minibatch AdamW on loss_fn(net, x, y) over `train`; at log intervals the held-out loss and, for a policy,
+    the held-out accuracy of its most likely legal move. Returns the last held-out figure (accuracy or loss)."""
+    optimizer = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4, fused=device.type != "mps")
+    t0, result = time.time(), float("nan")
+    for epoch in range(1, epochs + 1):
+        net.train()
+        for idx in torch.randperm(len(train[1]), device=device).split(args.batch_size):
+            with autocast(device):
+                loss = loss_fn(net, train[0][idx], train[1][idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        if epoch % args.log_every == 0 or epoch == epochs:
+            net.eval()
+            with torch.no_grad(), autocast(device):
+                line = {"stage": stage, "epoch": epoch, "loss": round(loss.item(), 4),
+                        "held_out_loss": round(loss_fn(net, *held).item(), 4)}
+                if not net.is_value:
+                    line["held_out_accuracy"] = round((legal_log_probs(net(held[0]), legal_of(held[0])).argmax(1)
+                                                       == held[1]).float().mean().item(), 4)
+            result = line.get("held_out_accuracy", line["held_out_loss"])
+            log(metrics, {**line, "s": round(time.time() - t0, 1)})
+    net.eval()
+    return result
+
+
+def legal_of(x):
+    """The legal moves of a batch of input planes, (B, PLANES, N, N) -> (B, N*N + 1); pass is always legal."""
+    return torch.cat([x[:, LEGAL_PLANE].flatten(1) > 0, torch.ones_like(x[:, 0, :1, 0], dtype=torch.bool)], 1)
+
+
+def policy_nll(net, x, y):
+    return F.nll_loss(legal_log_probs(net(x), legal_of(x)), y)
+
+
+def value_mse(net, x, y):
+    return F.mse_loss(net(x).float(), y)
+
+
+def train_sl(args: Args, policy: ConvNet, planes: np.ndarray, moves: np.ndarray, device, metrics) -> dict:
+    """Stage 1 (SL policy p_sigma): maximize log p(a | s) of the expert's moves, in all 8 symmetries of each
+    position; the first 5 % of the positions are held out."""
+    t0, held = time.time(), max(1, len(moves) // 20)
+    pairs = list(symmetries(planes[held:], moves[held:]))
+    train = (torch.from_numpy(np.concatenate([p for p, _ in pairs])).to(device),
+             torch.from_numpy(np.concatenate([m for _, m in pairs])).to(device))
+    held_out = torch.from_numpy(planes[:held]).to(device), torch.from_numpy(moves[:held]).to(device)
+    accuracy = fit(args, policy, policy_nll, train, held_out, args.sl_epochs, "sl", device, metrics)
+    return {"sl_positions": len(moves), "sl_accuracy": accuracy, "sl_s": round(time.time() - t0, 1)}
+
+
+def self_play(players: list, n: int, komi: float, games: int, device, rng: np.random.Generator, random_at=None):
+    """`games` games played together, one ply per round in every game, one batched network call per player and
+    round. players[0] is Black in even games and White in odd ones; moves are sampled from the policies. With
+    random_at (games,), game g plays a uniformly random legal move at ply random_at[g] (the paper's recipe for
+    value data). Returns per game (positions, moves, which player moved) and the final positions."""
+    positions = [Position(n, komi) for _ in range(games)]
+    record = [([], [], []) for _ in range(games)]
+    for ply in range(3 * n * n):
+        live = [g for g in range(games) if not positions[g].is_over()]
+        if not live:
+            break
+        turns = [[g for g in live if (positions[g].to_play == BLACK) == (g % 2 == side)] for side in (0, 1)]
+        for side, (policy, mine) in enumerate(zip(players, turns)):
+            if not mine:
+                continue
+            probs = policy_probs(policy, [positions[g] for g in mine], device)
+            for g, p in zip(mine, probs):
+                pos = positions[g]
+                if random_at is not None and ply == random_at[g]:
+                    move = int(rng.choice(np.flatnonzero(pos.legal_mask())))
+                else:
+                    move = int(rng.choice(len(p), p=p / p.sum()))
+                record[g][0].append(pos)
+                record[g][1].append(move)
+                record[g][2].append(side)
+                positions[g] = pos.play(move)
+    return record, positions
+
+
+def train_rl(args: Args, policy: ConvNet, device, metrics, rng) -> dict:
+    """Stage 2 (RL policy p_rho): games of the learner against an opponent drawn from a pool of its earlier
+    selves (the SL policy first); REINFORCE, grad log p_rho(a_t | s_t) z_t over the learner's moves, z_t = +-1
+    the outcome for the learner, averaged over the games of a step."""
+    import copy
+    t0, pool, results = time.time(), [copy.deepcopy(policy).eval()], []
+    optimizer = torch.optim.SGD(policy.parameters(), lr=args.rl_lr)
+    n = args.board_size
+    for it in range(1, args.rl_iters + 1):
+        opponent = pool[rng.integers(len(pool))]
+        record, finals = self_play([policy, opponent], n, args.komi, args.rl_games, device, rng)
+        states, moves, z = [], [], []
+        for g, ((positions, played, sides), final) in enumerate(zip(record, finals)):
+            learner_color = BLACK if g % 2 == 0 else WHITE
+            outcome = final.result(learner_color)
+            results.append((outcome + 1) / 2)
+            for pos, move, side in zip(positions, played, sides):
+                if side == 0:
+                    states.append(pos)
+                    moves.append(move)
+                    z.append(outcome)
+        x, legal = batch_planes(states, device)
+        policy.train()
+        with autocast(device):
+            logp = legal_log_probs(policy(x), legal).gather(1, torch.tensor(moves, device=device)[:, None])
+        loss = -(logp.squeeze(1) * torch.tensor(z, device=device)).sum() / args.rl_games
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        policy.eval()
+        if it % args.pool_every == 0:
+            pool.append(copy.deepcopy(policy).eval())
+        if it % args.log_every == 0 or it == args.rl_iters:
+            log(metrics, {"stage": "rl", "iter": it, "winrate_vs_pool": round(float(np.mean(results)), 3),
+                          "pool": len(pool), "positions": len(moves), "s": round(time.time() - t0, 1)})
+            results = []
+    return {"rl_s": round(time.time() - t0, 1)}
+
+
+def train_value(args: Args, value: ConvNet, rl_policy: ConvNet, device, metrics, rng) -> dict:
+    """Stage 3 (value network v_theta): one position per self-play game, as in the paper: the SL policy plays
+    moves 1..U-1, a random legal move at U, the RL policy to the end; v_theta(s_{U+1}) regresses on the outcome
+    for the player to move there (MSE). Here the RL policy plays both colours from the start and the game is cut
+    at U (uniform in the game's first 2 N^2 / 3 moves) to keep one batched loop; 10 % held out."""
+    t0, n = time.time(), args.board_size
+    states, targets = [], []
+    chunk = 256
+    for start in range(0, args.value_games, chunk):
+        k = min(chunk, args.value_games - start)
+        u = rng.integers(0, max(1, 2 * n * n // 3), size=k)
+        record, finals = self_play([rl_policy, rl_policy], n, args.komi, k, device, rng, u)
+        for (positions, _, _), final, cut in zip(record, finals, u):
+            if cut + 1 < len(positions):
+                pos = positions[cut + 1]
+                states.append(features(pos))
+                targets.append(final.result(pos.to_play))
+    x, y = torch.from_numpy(np.stack(states)).to(device), torch.tensor(targets, device=device)
+    held = max(1, len(y) // 10)
+    mse = fit(args, value, value_mse, (x[held:], y[held:]), (x[:held], y[:held]), args.value_epochs, "value", device,
+              metrics)
+    return {"value_positions": len(y), "value_mse": mse, "value_s": round(time.time() - t0, 1)}
+
+
+# --- evaluation: matches against other players --------------------------------------------------
+def alphago_player(args: Args, nets: dict, device, rng: random.Random) -> MCTS:
+    """The full player: MCTS, priors from the SL policy (the paper found them better than the RL policy's in
+    search), leaves valued by the value network mixed with a playout."""
+    return MCTS(alphago_evaluator(nets["sl"], nets["value"], args.mix, rng, device), puct, args.c_puct,
+                args.leaf_batch)
+
+
+def match(args: Args, ours: MCTS, opponent: str, nets: dict, device, rng: random.Random, metrics) -> dict:
+    """args.games games against `opponent`, all played at once (one MCTS round covers every game whose turn it
+    is, so the networks see large batches). Game pairs share a random two-move opening and swap colours."""
+    n, G, t0 = args.board_size, args.games, time.time()
+    positions, roots, ours_color = [], [None] * G, [BLACK if g % 2 == 0 else WHITE for g in range(G)]
+    for g in range(G):
+        pos = Position(n, args.komi)
+        if g % 2 == 0:
+            opening = []
+            for _ in range(2):
+                opening.append(rng.choice(pos.legal_moves()[:-1]))
+                pos = pos.play(opening[-1])
+        else:
+            for move in opening:
+                pos = pos.play(move)
+        positions.append(pos)
+    gnugo = [GnuGo(n, args.komi, args.gnugo_level, args.seed + g) for g in range(G)] if opponent == "gnugo" else []
+    for engine, pos in zip(gnugo, positions):
+        for i, move in enumerate(pos.history):
+            engine.play(BLACK if i % 2 == 0 else WHITE, move)
+    uct = MCTS(rollout_evaluator(rng), ucb1, args.uct_c, args.leaf_batch)
+    sims, search_s = 0, 0.0
+    for _ in range(3 * n * n):
+        live = [g for g in range(G) if not positions[g].is_over()]
+        if not live:
+            break
+        mine = [g for g in live if positions[g].to_play == ours_color[g]]
+        theirs = [g for g in live if positions[g].to_play != ours_color[g]]
+        moves = {}
+        if mine:
+            t = time.time()
+            for g in mine:
+                roots[g] = advance(roots[g], positions[g].history[-1] if positions[g].history else -1, positions[g])
+            ours.search([roots[g] for g in mine], args.sims)
+            search_s += time.time() - t
+            sims += args.sims * len(mine)
+            moves.update({g: best_move(roots[g]) for g in mine})
+        if theirs and opponent == "random":
+            moves.update({g: rng.choice(positions[g].legal_moves()[:-1] or [n * n]) for g in theirs})
+        elif theirs and opponent == "policy":
+            probs = policy_probs(nets["rl"], [positions[g] for g in theirs], device)
+            moves.update({g: int(np.argmax(p)) for g, p in zip(theirs, probs)})
+        elif theirs and opponent == "uct":
+            roots_uct = uct.search([Node(positions[g]) for g in theirs], args.sims)
+            moves.update({g: best_move(r) for g, r in zip(theirs, roots_uct)})
+        elif theirs:
+            for g in theirs:
+                move = gnugo[g].genmove(positions[g].to_play)
+                moves[g] = move if positions[g].is_legal(move) else n * n
+        for g, move in moves.items():
+            if gnugo and g in mine:
+                gnugo[g].play(positions[g].to_play, move)
+            positions[g] = positions[g].play(move)
+            if g in mine:
+                roots[g] = roots[g].children.get(move)
+    for engine in gnugo:
+        engine.close()
+    wins = [(positions[g].result(ours_color[g]) + 1) / 2 for g in range(G)]  # a draw is half a win
+    result = {"opponent": opponent, "games": G, "draws": wins.count(0.5), "winrate": round(float(np.mean(wins)), 4),
+              "winrate_black": round(float(np.mean(wins[0::2])), 4),
+              "winrate_white": round(float(np.mean(wins[1::2])), 4),
+              "sims": sims, "search_s": round(search_s, 2), "sims_per_s": round(sims / max(search_s, 1e-9)),
+              "s": round(time.time() - t0, 1)}
+    log(metrics, {"stage": "play", **result})
+    return result
+
+
+# --- GTP engine -----------------------------------------------------------------------------------
+GTP_COMMANDS = ("protocol_version", "name", "version", "known_command", "list_commands", "quit", "boardsize",
+                "clear_board", "komi", "play", "genmove", "showboard", "undo", "final_score")
+
+
+class GTPEngine:
+    """Go Text Protocol v2: one command per line in, '= result' or '? error' and a blank line out."""
+
+    def __init__(self, args: Args, nets: dict, device, rng: random.Random):
+        self.args, self.nets, self.device, self.rng = args, nets, device, rng
+        self.n, self.komi = args.board_size, args.komi
+        self.clear()
+
+    def clear(self):
+        self.history, self.done = [Position(self.n, self.komi)], False
+
+    def player(self) -> MCTS:
+        """The trained player on its own board size; on another size the policy network (fully convolutional)
+        still gives the priors, and playouts alone value the leaves (the value network's layer is size-bound)."""
+        same = self.nets["value"].n == self.n
+        evaluate = alphago_evaluator(self.nets["sl"], self.nets["value"], self.args.mix if same else 1.0, self.rng,
+                                     self.device)
+        return MCTS(evaluate, puct, self.args.c_puct, self.args.leaf_batch)
+
+    def handle(self, line: str):
+        """The reply to one command line (without the '=' or '?'), or None for a blank line; raises ValueError
+        with the error message."""
+        line = line.split("#")[0].strip()
+        if not line:
+            return None
+        words = line.split()
+        ident = words.pop(0) if words[0].isdigit() else ""
+        command, params = (words[0].lower(), words[1:]) if words else ("", [])
+        try:
+            return ident, True, self.run(command, params)
+        except ValueError as e:
+            return ident, False, str(e)
+
+    def run(self, command: str, params: list) -> str:
+        pos = self.history[-1]
+        if command == "protocol_version":
+            return "2"
+        if command == "name":
+            return "alphago_mcts"
+        if command == "version":
+            return "1.0"
+        if command == "known_command":
+            return "true" if params and params[0] in GTP_COMMANDS else "false"
+        if command == "list_commands":
+            return "\n".join(GTP_COMMANDS)
+        if command == "quit":
+            self.done = True
+            return ""
+        if command == "boardsize":
+            size = int(params[0]) if params and params[0].isdigit() else 0
+            if not 5 <= size <= 19:
+                raise ValueError("unacceptable size")
+            self.n = size
+            self.clear()
+            return ""
+        if command == "clear_board":
+            self.clear()
+            return ""
+        if command == "komi":
+            try:
+                self.komi = float(params[0])
+            except (IndexError, ValueError):
+                raise ValueError("syntax error")
+            for p in self.history:
+                p.komi = self.komi
+            return ""
+        if command == "play":
+            if len(params) < 2:
+                raise ValueError("syntax error")
+            color = parse_color(params[0])
+            try:
+                move = from_gtp(params[1], self.n)
+            except ValueError:
+                raise ValueError("syntax error")
+            pos = pos.with_to_play(color)
+            if not pos.is_legal(move):
+                raise ValueError("illegal move")
+            self.history.append(pos.play(move))
+            return ""
+        if command == "genmove":
+            if not params:
+                raise ValueError("syntax error")
+            color = parse_color(params[0])
+            pos = pos.with_to_play(color)
+            root = self.player().search([Node(pos)], self.args.sims)[0]
+            move = best_move(root)
+            self.history.append(pos.play(move))
+            return to_gtp(move, self.n)
+        if command == "showboard":
+            return "\n" + str(pos)
+        if command == "undo":
+            if len(self.history) < 2:
+                raise ValueError("cannot undo")
+            self.history.pop()
+            return ""
+        if command == "final_score":
+            score = pos.score()
+            return "0" if score == 0 else f"{'B' if score > 0 else 'W'}+{abs(score):g}"
+        raise ValueError("unknown command")
+
+    def serve(self, stdin=sys.stdin, stdout=sys.stdout):
+        for line in stdin:
+            reply = self.handle(line)
+            if reply is None:
+                continue
+            ident, ok, text = reply
+            stdout.write(f"{'=' if ok else '?'}{ident} {text}".rstrip(" ") + "\n\n")
+            stdout.flush()
+            if self.done:
+                break
+
+
+def parse_color(word: str) -> int:
+    w = word.lower()
+    if w in ("b", "black"):
+        return BLACK
+    if w in ("w", "white"):
+        return WHITE
+    raise ValueError("syntax error")
+
+
+# --- main ---------------------------------------------------------------------------------------
+def save_checkpoint(path: str, nets: dict, args: Args, done: list):
+    """One torch.save of a dict, written to a temporary file and moved into place."""
+    torch.save({name: net.state_dict() for name, net in nets.items()} |
+               {"args": dataclasses.asdict(args), "stages": done}, path + ".tmp")
+    os.replace(path + ".tmp", path)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    t0 = time.time()
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    if device.type == "cpu":
+        torch.set_num_threads(1)  # small networks: more threads only fight over the cores
+    else:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    rng, np_rng = random.Random(args.seed), np.random.default_rng(args.seed)
+    n, done = args.board_size, []
+    nets = {"sl": ConvNet(n, args.width, args.layers, False), "rl": ConvNet(n, args.width, args.layers, False),
+            "value": ConvNet(n, args.width, args.layers, True)}
+    if args.load:
+        ckpt = torch.load(args.load, map_location="cpu", weights_only=True)
+        for name, net in nets.items():
+            net.load_state_dict(ckpt[name])
+        done = ckpt["stages"]
+    for net in nets.values():
+        net.to(device).eval()
+    if args.compile:
+        for net in nets.values():
+            net.compile()
+    if args.gtp:
+        GTPEngine(args, nets, device, rng).serve()
+        return
+    out = args.out or os.path.join("runs", f"alphago_mcts-{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
+    os.makedirs(out, exist_ok=True)
+    metrics = open(os.path.join(out, "metrics.jsonl"), "a", buffering=1)
+    summary = {}
+    for stage in (("sl", "rl", "value", "play") if args.stage == "all" else (args.stage,)):
+        if stage == "sl":
+            planes, moves = expert_dataset(args, lambda line: log(metrics, line))
+            summary.update(train_sl(args, nets["sl"], planes, moves, device, metrics))
+            nets["rl"].load_state_dict(nets["sl"].state_dict())  # p_rho starts as p_sigma
+        elif stage == "rl":
+            summary.update(train_rl(args, nets["rl"], device, metrics, np_rng))
+        elif stage == "value":
+            summary.update(train_value(args, nets["value"], nets["rl"], device, metrics, np_rng))
+        else:
+            ours, sims, search_s = alphago_player(args, nets, device, rng), 0, 0.0
+            for opponent in args.opponents.split(","):
+                if opponent == "gnugo" and not gnugo_path():
+                    continue
+                result = match(args, ours, opponent, nets, device, rng, metrics)
+                summary[f"winrate_vs_{opponent}"] = result["winrate"]
+                sims, search_s = sims + result["sims"], search_s + result["search_s"]
+            summary["sims_per_s"] = round(sims / max(search_s, 1e-9))
+        if stage != "play":
+            done.append(stage)
+            save_checkpoint(os.path.join(out, "model.pt"), nets, args, done)
+    summary.update(board_size=n, komi=args.komi, stages=done, wall_s=round(time.time() - t0, 1), device=device.type,
+                   seed=args.seed)
+    metrics.close()
+    with open(os.path.join(out, "summary.json"), "w") as f:
+        json.dump(summary, f)
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()

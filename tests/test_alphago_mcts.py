@@ -1,0 +1,248 @@
+"""alphago_mcts.py: the Go rules on hand-made positions (captures, suicide, ko, snapback, superko, seki), legality
+against GNU Go when it is installed, PUCT against a hand computation, MCTS finding the one winning move, the GTP
+engine, a smoke run of every stage on 5x5, and bad input."""
+import io
+import re
+import random
+
+import numpy as np
+import pytest
+import torch
+
+import alphago_mcts as ag
+
+B, W = ag.BLACK, ag.WHITE
+
+
+def setup(rows, to_play=B, komi=0.5):
+    """A position from rows of 'X' (Black), 'O' (White), '.' drawn top down, reached by alternating plays with
+    passes filling in, then `to_play` to move."""
+    n = len(rows)
+    black = [r * n + c for r, row in enumerate(rows) for c, ch in enumerate(row.split()) if ch == "X"]
+    white = [r * n + c for r, row in enumerate(rows) for c, ch in enumerate(row.split()) if ch == "O"]
+    pos = ag.Position(n, komi)
+    while black or white:
+        pos = pos.play(black.pop(0) if black else n * n)
+        pos = pos.play(white.pop(0) if white else n * n)
+    pos = pos.with_to_play(to_play)
+    pos.passes = 0
+    return pos
+
+
+def at(pos, r, c):
+    return pos.board[pos.point(r * pos.n + c)]
+
+
+def test_single_and_multi_stone_capture():
+    pos = setup([". X . . .", "X O X . .", ". . . . .", ". . . . .", ". . . . ."]).play(2 * 5 + 1)
+    assert at(pos, 1, 1) == ag.EMPTY
+    pos = setup([". X X . .", "X O O X .", ". X . . .", ". . . . .", ". . . . ."]).play(2 * 5 + 2)
+    assert at(pos, 1, 1) == at(pos, 1, 2) == ag.EMPTY
+    assert pos.area() == (25, 0)
+
+
+def test_a_move_without_liberties_that_captures_is_legal():
+    pos = setup([". O X . .", "O X . . .", "X . . . .", ". . . . .", ". . . . ."])
+    assert pos.is_legal(0)
+    after = pos.play(0)
+    assert at(after, 0, 1) == at(after, 1, 0) == ag.EMPTY and at(after, 0, 0) == B
+
+
+def test_single_and_multi_stone_suicide_are_illegal():
+    pos = setup([". O . . .", "O . . . .", ". . . . .", ". . . . .", ". . . . ."])
+    assert not pos.is_legal(0)
+    with pytest.raises(ag.IllegalMove):
+        pos.play(0)
+    pos = setup(["X . O . .", "X O . . .", "O . . . .", ". . . . .", ". . . . ."])
+    assert not pos.is_legal(1)  # would join (0,0), (1,0): three stones, no liberty, nothing captured
+
+
+def test_simple_ko_and_positional_superko_after_two_passes():
+    pos = setup([". X O . .", "X O . O .", ". X O . .", ". . . . .", ". . . . ."]).play(1 * 5 + 2)
+    assert at(pos, 1, 1) == ag.EMPTY and pos.ko == pos.point(1 * 5 + 1)
+    assert not pos.is_legal(1 * 5 + 1)  # the immediate retake
+    passed = pos.play(25).play(25)
+    assert not passed.is_legal(1 * 5 + 1)  # the board after the retake has been seen: still illegal
+    elsewhere = pos.play(25).play(4 * 5 + 4)
+    assert elsewhere.is_legal(1 * 5 + 1)  # a new board elsewhere makes the retake a new position
+
+
+def test_snapback_is_not_a_ko():
+    pos = setup([". . O . .", "X X O . .", "O O . . .", ". . . . .", ". . . . ."], to_play=W)
+    pos = pos.play(0).play(1)  # White throws in at the corner, Black takes it
+    assert at(pos, 0, 0) == ag.EMPTY
+    pos = pos.play(0)  # White retakes at once, three stones
+    assert at(pos, 0, 1) == at(pos, 1, 0) == at(pos, 1, 1) == ag.EMPTY and at(pos, 0, 0) == W
+
+
+def test_area_scoring_of_a_seki():
+    """Both groups have one eye and share two liberties: the eyes count for their owners, the shared liberties
+    for nobody."""
+    pos = setup([". X . O .", "X X . O O", "X X X O O", "X X X O O", "X X X O O"], komi=0.5)
+    assert pos.area() == (12 + 1, 9 + 1)
+    assert pos.score() == 2.5 and pos.result(B) == 1.0 and pos.result(W) == -1.0
+
+
+def test_incremental_liberties_match_a_flood_fill():
+    rng = random.Random(0)
+    pos = ag.Position(7, 9.0)
+    for _ in range(150):
+        pos = pos.play(rng.choice(pos.legal_moves()))
+        for g, stones in pos.stones.items():
+            libs = {q for s in stones for q in pos.neighbours(s) if pos.board[q] == ag.EMPTY}
+            assert pos.libs[g] == libs
+            assert all(pos.group[s] == g and pos.board[s] in (B, W) for s in stones)
+
+
+@pytest.mark.skipif(not ag.gnugo_path(), reason="GNU Go is not installed")
+def test_legal_moves_agree_with_gnugo():
+    rng = random.Random(1)
+    n = 5
+    gnugo = ag.GnuGo(n, 0.5, 1, 0)
+    pos = ag.Position(n, 0.5)
+    for _ in range(40):
+        color = "b" if pos.to_play == B else "w"
+        for move in range(n * n):
+            theirs = gnugo.send(f"is_legal {color} {ag.to_gtp(move, n)}") == "1"
+            assert theirs == pos.is_legal(move), (str(pos), move)
+        move = rng.choice(pos.legal_moves()[:-1] or [n * n])
+        gnugo.play(pos.to_play, move)
+        pos = pos.play(move)
+    gnugo.close()
+
+
+def test_puct_against_a_hand_computation():
+    node = ag.Node(ag.Position(5, 0.5))
+    node.expand(np.ones(26))
+    node.prior[:] = 0.0
+    node.prior[[0, 1, 2]] = [0.5, 0.3, 0.2]
+    node.visits[[0, 1]], node.value[[0, 1]] = [3, 1], [1.5, -0.5]
+    scores = ag.puct(node, c=2.0)
+    # u = c P sqrt(sum N + 1) / (1 + N): sum N = 4
+    assert scores[0] == pytest.approx(0.5 + 2 * 0.5 * np.sqrt(5) / 4)
+    assert scores[1] == pytest.approx(-0.5 + 2 * 0.3 * np.sqrt(5) / 2)
+    assert scores[2] == pytest.approx(0 + 2 * 0.2 * np.sqrt(5) / 1)
+    assert int(np.argmax(scores)) == 0
+
+
+@pytest.mark.parametrize("rows, winning", [
+    (["O X X X .", "O X O O X", "O O O O O", "X X X X .", "O . X . ."], 3 * 5 + 4),  # E2 takes nine stones
+    ([". X X X .", "X O O O X", "O O O X O", "X X O . O", ". X X X ."], 3 * 5 + 3),  # D2 takes seven
+])
+def test_mcts_finds_the_only_winning_move(rows, winning):
+    """Black to play, komi 0.5; every other move loses (checked by exhaustive search to depth 7 when the positions
+    were chosen). Pure UCT with random playouts must find it."""
+    pos = setup(rows, to_play=B, komi=0.5)
+    search = ag.MCTS(ag.rollout_evaluator(random.Random(0)), ag.ucb1, 1.0, 8)
+    root = search.search([ag.Node(pos)], 400)[0]
+    assert ag.best_move(root) == winning
+    alphago = ag.MCTS(ag.alphago_evaluator(ag.ConvNet(5, 8, 2, False).eval(), ag.ConvNet(5, 8, 2, True).eval(), 1.0,
+                                           random.Random(0), torch.device("cpu")), ag.puct, 5.0, 8)
+    assert ag.best_move(alphago.search([ag.Node(pos)], 400)[0]) == winning  # untrained priors, playouts only
+
+
+def gtp(engine, text):
+    out = io.StringIO()
+    engine.serve(io.StringIO(text), out)
+    return out.getvalue()
+
+
+def tiny_engine(n=7):
+    args = ag.Args(board_size=n, komi=9.0, width=8, layers=2, sims=16, leaf_batch=4)
+    nets = {"sl": ag.ConvNet(n, 8, 2, False).eval(), "rl": ag.ConvNet(n, 8, 2, False).eval(),
+            "value": ag.ConvNet(n, 8, 2, True).eval()}
+    return ag.GTPEngine(args, nets, torch.device("cpu"), random.Random(0))
+
+
+def test_gtp_session_round_trip():
+    reply = gtp(tiny_engine(), "1 protocol_version\nboardsize 7\nclear_board\nkomi 9\nplay b D4\nplay w D4\n"
+                               "genmove w\nfinal_score\nundo\nfinal_score\nlist_commands\nquit\n")
+    blocks = reply.strip().split("\n\n")
+    assert blocks[0] == "=1 2"
+    assert blocks[1:5] == ["=", "=", "=", "="]
+    assert blocks[5] == "? illegal move"
+    assert blocks[6].startswith("= ") and ag.from_gtp(blocks[6][2:], 7) != 3 * 7 + 3
+    assert blocks[7] == "= W+9"  # one stone each, every empty point neutral, komi 9
+    assert blocks[8] == "="
+    assert blocks[9] == "= B+40"  # the black stone alone: 49 - 9
+    assert "genmove" in blocks[10]
+    assert blocks[-1] == "="
+
+
+def test_gtp_errors_never_crash_the_engine():
+    reply = gtp(tiny_engine(), "frobnicate\nboardsize 3\nboardsize x\nplay b Z99\nplay q D4\nplay b\nkomi abc\n"
+                               "undo\ngenmove\nshowboard\nquit\n")
+    blocks = reply.strip().split("\n\n")
+    assert blocks[:9] == ["? unknown command", "? unacceptable size", "? unacceptable size", "? syntax error",
+                          "? syntax error", "? syntax error", "? syntax error", "? cannot undo", "? syntax error"]
+    assert blocks[9].startswith("= \n 7 . . .")
+
+
+SMOKE = ("--device", "cpu", "--board-size", 5, "--expert-games", 4, "--expert-sims", 16, "--sl-epochs", 1,
+         "--width", 8, "--layers", 2, "--rl-iters", 2, "--rl-games", 4, "--value-games", 16, "--value-epochs", 1,
+         "--sims", 8, "--leaf-batch", 4, "--games", 2, "--opponents", "random,policy,uct", "--log-every", 1)
+
+
+def test_every_stage_on_5x5_then_eval_only(run_script, tmp_path):
+    summary, _ = run_script("alphago_mcts.py", *SMOKE, "--out", tmp_path / "a")
+    assert summary["stages"] == ["sl", "rl", "value"]
+    for key in ("winrate_vs_random", "winrate_vs_policy", "winrate_vs_uct", "sims_per_s", "board_size", "wall_s",
+                "device", "seed"):
+        assert key in summary, key
+    again, _ = run_script("alphago_mcts.py", *SMOKE, "--eval-only", "--load", tmp_path / "a" / "model.pt",
+                          "--out", tmp_path / "b")
+    assert 0 <= again["winrate_vs_random"] <= 1
+
+
+@pytest.mark.parametrize("flags, message", [
+    (("--board-size", 4), "--board-size must be in"),
+    (("--stage", "bogus"), "--stage must be"),
+    (("--eval-only",), "needs --load"),
+    (("--load", "missing.pt"), "no such file"),
+    (("--opponents", "random,kata"), "unknown"),
+    (("--mix", 2), "--mix must be"),
+])
+def test_bad_flags_are_usage_errors(run_script, flags, message):
+    _, proc = run_script("alphago_mcts.py", *SMOKE, *flags, returncode=2)
+    assert message in proc.stderr
+
+
+@pytest.mark.skipif(not ag.gnugo_path(), reason="GNU Go is not installed")
+def test_a_whole_game_over_gtp_against_gnugo(tmp_path):
+    """Our engine as a subprocess (`--gtp`) and GNU Go, with a referee relaying the moves until two passes; both
+    must accept every move, and our final_score must be a well-formed GTP result."""
+    import subprocess
+    import sys
+    ours = subprocess.Popen([sys.executable, str(ag.__file__), "--gtp", "--board-size", "5", "--sims", "8",
+                             "--width", "8", "--layers", "2", "--device", "cpu"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, cwd=tmp_path)
+
+    def ask(command):
+        ours.stdin.write(command + "\n")
+        ours.stdin.flush()
+        lines = []
+        while not lines or lines[-1] != "":
+            lines.append(ours.stdout.readline().rstrip("\n"))
+        assert lines[0].startswith("="), (command, lines)
+        return lines[0][1:].strip()
+
+    gnugo = ag.GnuGo(5, 0.5, 1, 0)
+    ask("komi 0.5")
+    passes, color = 0, "b"
+    for _ in range(60):
+        if color == "b":
+            vertex = ask("genmove b")
+            gnugo.send(f"play b {vertex}")
+        else:
+            vertex = gnugo.send("genmove w")
+            if vertex.lower() == "resign":
+                break
+            ask(f"play w {vertex}")
+        passes = passes + 1 if vertex.lower() == "pass" else 0
+        if passes == 2:
+            break
+        color = "w" if color == "b" else "b"
+    assert re.fullmatch(r"[BW]\+\d+(\.\d)?|0", ask("final_score"))
+    ask("quit")
+    gnugo.close()
+    assert ours.wait(timeout=30) == 0
