@@ -319,15 +319,17 @@ def random_playout(pos: Position, rng: random.Random) -> int:
     for _ in range(3 * n * n):
         if pos.passes >= 2:
             break
-        empties = [p for p, v in enumerate(board) if v == EMPTY]
-        rng.shuffle(empties)
-        for p in empties:
-            if p == pos.ko or all(board[q] in (pos.to_play, BORDER) for q in pos.neighbours(p)):
-                continue
-            outcome = pos._outcome(p)
+        candidates = [p for p, v in enumerate(board) if v == EMPTY]
+        while candidates:  # draw points until one is playable; unplayable ones leave the draw (no full shuffle)
+            i = rng.randrange(len(candidates))
+            p = candidates[i]
+            outcome = None if p == pos.ko or all(board[q] in (pos.to_play, BORDER) for q in pos.neighbours(p)) \
+                else pos._outcome(p)
             if outcome is not None:
                 pos._place(p, *outcome)
                 break
+            candidates[i] = candidates[-1]
+            candidates.pop()
         else:
             pos.passes, pos.ko, pos.to_play = pos.passes + 1, None, 3 - pos.to_play
     return pos
