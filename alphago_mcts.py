@@ -142,7 +142,7 @@ class Position:
     indices, r * N + c for the point at row r (0 = top), column c, and N * N for a pass."""
 
     __slots__ = ("n", "w", "board", "group", "stones", "libs", "to_play", "hash", "seen", "passes", "ko", "keys",
-                 "komi", "history")
+                 "komi", "history", "legal_cache")
 
     def __init__(self, n: int, komi: float):
         self.n, self.w, self.komi = n, n + 2, komi
@@ -156,6 +156,7 @@ class Position:
         self.keys = zobrist(n)
         self.seen = frozenset([0])  # hashes of every board so far (positional superko)
         self.history = ()  # moves played
+        self.legal_cache = None  # legal_mask(), computed once: features, the evaluator and expansion all ask
 
     def point(self, move: int) -> int:
         return (move // self.n + 1) * self.w + move % self.n + 1
@@ -169,6 +170,7 @@ class Position:
             setattr(other, name, getattr(self, name))
         other.board, other.group = self.board[:], self.group[:]
         other.stones, other.libs = dict(self.stones), dict(self.libs)
+        other.legal_cache = None
         return other
 
     def neighbours(self, p: int) -> tuple:
@@ -228,6 +230,7 @@ class Position:
 
     def _place(self, p, friends, captured, libs, h):
         color, other, board, group = self.to_play, 3 - self.to_play, self.board, self.group
+        self.legal_cache = None  # in place (playouts): whatever was legal before no longer holds
         stones = frozenset([p]).union(*(self.stones.pop(g) for g in friends))
         for g in friends:
             del self.libs[g]
@@ -290,9 +293,10 @@ class Position:
         return pos
 
     def legal_mask(self) -> np.ndarray:
-        mask = np.zeros(self.n * self.n + 1, dtype=bool)
-        mask[self.legal_moves()] = True
-        return mask
+        if self.legal_cache is None:
+            self.legal_cache = np.zeros(self.n * self.n + 1, dtype=bool)
+            self.legal_cache[self.legal_moves()] = True
+        return self.legal_cache
 
     def result(self, color: int) -> float:
         """The finished game for `color`: +1 won, -1 lost, 0 a draw (jigo, with an integer komi)."""
