@@ -5,7 +5,7 @@ games (ale-py) with the Nature-DQN preprocessing and CNN.
 Paper: Mnih et al., "Human-level control through deep reinforcement learning", Nature 2015;
 Double DQN: van Hasselt, Guez, Silver, "Deep Reinforcement Learning with Double Q-learning", AAAI 2016.
 Run: python dqn.py --device cuda
-Reference result: CartPole-v1 greedy return 500 +- 0 (20 episodes) for seeds 1-5, 10-11 s a run on 2 CPU cores (README)"""
+Reference result: CartPole-v1 greedy return 500 +- 0 (20 episodes), seeds 1-5, 10-11 s a run on 2 CPU cores (README)"""
 import argparse
 import copy
 import dataclasses
@@ -35,7 +35,8 @@ class Args:
     lr: float = 2e-3  # Adam learning rate
     gamma: float = 0.99  # discount factor
     learning_starts: int = 1_000  # environment steps of pure exploration before the first update
-    train_every: int = 4  # environment steps per gradient step (4 with 8 envs: two updates per vector step)
+    train_every: int = 4  # environment steps between updates (4 with 8 envs: two updates per vector step)
+    gradient_steps: int = 1  # gradient steps per update, taken together (8 every 16 steps learns MountainCar)
     target_every: int = 200  # C: environment steps between target-network updates
     tau: float = 1.0  # target update theta' <- tau*theta + (1-tau)*theta'; 1.0 is the paper's hard copy
     eps_start: float = 1.0  # epsilon of the epsilon-greedy policy at step 0
@@ -67,8 +68,8 @@ def parse_args(argv=None) -> Args:
         else:
             parser.add_argument(flag, type=f.type, default=f.default, help=helps[f.name])
     args = Args(**vars(parser.parse_args(argv)))
-    for name in ("num_envs", "total_steps", "buffer_size", "batch_size", "train_every", "target_every",
-                 "eval_episodes", "log_every"):
+    for name in ("num_envs", "total_steps", "buffer_size", "batch_size", "train_every", "gradient_steps",
+                 "target_every", "eval_episodes", "log_every"):
         if getattr(args, name) <= 0:
             parser.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     if args.loss not in ("huber", "mse"):
@@ -275,10 +276,10 @@ def train(args: Args, q_net: nn.Module, optimizer, device: torch.device, out: st
         episode_return[done], episode_len[done] = 0.0, 0
         prev_done, obs = done, next_obs
 
-        # Learning: one gradient step every train_every env steps once learning_starts steps are stored.
+        # Learning: gradient_steps gradient steps every train_every env steps once learning_starts steps are stored.
         since = step - start_step + n
         if since >= args.learning_starts:
-            for _ in range(multiples(since, n, args.train_every)):
+            for _ in range(multiples(since, n, args.train_every) * args.gradient_steps):
                 loss, q_mean = loss_fn(q_net, target_net, *memory.sample(args.batch_size),
                                        args.gamma, args.double_q, args.loss)
                 optimizer.zero_grad(set_to_none=True)
@@ -295,13 +296,15 @@ def train(args: Args, q_net: nn.Module, optimizer, device: torch.device, out: st
             num_validations += 1
             if val_return > best_return:
                 best_return, best_state = val_return, copy.deepcopy(q_net.state_dict())
-            metrics.write(json.dumps({"step": step + n, "val_return": val_return, "best_val_return": best_return}) + "\n")
+            metrics.write(json.dumps({"step": step + n, "val_return": val_return,
+                                      "best_val_return": best_return}) + "\n")
         if multiples(since, n, args.log_every) or step + n == end_step:
             sps = since / (time.time() - start)
             line = {"step": step + n, "epsilon": round(epsilon, 3),
                     "return": round(float(np.mean(recent_returns)), 1) if recent_returns else None,
                     "loss": round(logged_loss.item() / max(num_updates, 1), 4),
-                    "q": round(float(logged_q), 2), "best_val": best_return if num_validations else None, "sps": int(sps)}
+                    "q": round(float(logged_q), 2), "best_val": best_return if num_validations else None,
+                    "sps": int(sps)}
             print("  ".join(f"{k} {v}" for k, v in line.items()), flush=True)
             metrics.write(json.dumps(line) + "\n")
             recent_returns, logged_loss, num_updates = [], torch.zeros((), device=device), 0

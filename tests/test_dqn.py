@@ -107,6 +107,16 @@ class Counter(gym.Env):
         return np.array([self.t], np.float32), 1.0, self.t == self.length, False, {}
 
 
+def test_gradient_steps_come_in_bursts(tmp_path, monkeypatch):
+    calls, real = [], dqn.td_loss
+    monkeypatch.setattr(dqn, "td_loss", lambda *a: (calls.append(1), real(*a))[1])
+    args = dqn.Args(num_envs=1, total_steps=200, buffer_size=200, learning_starts=40, train_every=16, gradient_steps=8,
+                    eval_every=0, log_every=100)
+    q_net = dqn.QNetwork((4,), 2, 8)
+    dqn.train(args, q_net, torch.optim.Adam(q_net.parameters()), CPU, str(tmp_path))
+    assert len(calls) == 10 * 8  # a burst of 8 at env steps 48, 64, ..., 192: the multiples of 16 from step 40 on
+
+
 def test_autoreset_step_is_never_stored():
     # env 0 terminates after 3 steps; env 1 is truncated by a time limit after 2
     envs = gym.vector.SyncVectorEnv([lambda: Counter(3), lambda: gym.wrappers.TimeLimit(Counter(100), 2)])
