@@ -6,6 +6,7 @@ Paper: Silver et al., "Mastering the game of Go with deep neural networks and tr
 Run: python alphago_mcts.py --device cuda   (GTP: python alphago_mcts.py --gtp --load runs/.../model.pt)
 Reference result: in progress, see README (rules exact; strength not measured yet)"""
 import argparse
+import copy
 import dataclasses
 import inspect
 import json
@@ -577,7 +578,7 @@ class GnuGo:
 
     def __init__(self, n: int, komi: float, level: int, seed: int):
         self.proc = subprocess.Popen([gnugo_path(), "--mode", "gtp", "--level", str(level), "--seed", str(seed),
-                                      "--chinese-rules", "--positional-superko"],
+                                      "--chinese-rules", "--positional-superko", "--capture-all-dead"],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.n = n
         self.send(f"boardsize {n}")
@@ -666,11 +667,12 @@ def log(metrics, line: dict):
 
 
 def fit(args: Args, net: ConvNet, loss_fn, train: tuple, held: tuple, epochs: int, stage: str, device,
-        metrics) -> float:
-    """Minibatch AdamW on loss_fn(net, x, y) over `train`; at log intervals the held-out loss and, for a policy,
-    the held-out accuracy of its most likely legal move. Returns the last held-out figure (accuracy or loss)."""
+        metrics) -> dict:
+    """Minibatch AdamW on loss_fn(net, x, y) over `train`, keeping the weights of the epoch with the lowest
+    held-out loss (small data overfits within a few epochs). Returns that epoch's held-out figures: the loss and,
+    for a policy, the accuracy of its most likely legal move."""
     optimizer = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4, fused=device.type != "mps")
-    t0, result = time.time(), float("nan")
+    t0, best, best_state = time.time(), {"held_out_loss": float("inf")}, None
     for epoch in range(1, epochs + 1):
         net.train()
         for idx in torch.randperm(len(train[1]), device=device).split(args.batch_size):
@@ -679,18 +681,19 @@ def fit(args: Args, net: ConvNet, loss_fn, train: tuple, held: tuple, epochs: in
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+        net.eval()
+        with torch.no_grad(), autocast(device):
+            line = {"stage": stage, "epoch": epoch, "loss": round(loss.item(), 4),
+                    "held_out_loss": round(loss_fn(net, *held).item(), 4)}
+            if not net.is_value:
+                line["held_out_accuracy"] = round((legal_log_probs(net(held[0]), legal_of(held[0])).argmax(1)
+                                                   == held[1]).float().mean().item(), 4)
+        if line["held_out_loss"] < best["held_out_loss"]:
+            best, best_state = line, copy.deepcopy(net.state_dict())
         if epoch % args.log_every == 0 or epoch == epochs:
-            net.eval()
-            with torch.no_grad(), autocast(device):
-                line = {"stage": stage, "epoch": epoch, "loss": round(loss.item(), 4),
-                        "held_out_loss": round(loss_fn(net, *held).item(), 4)}
-                if not net.is_value:
-                    line["held_out_accuracy"] = round((legal_log_probs(net(held[0]), legal_of(held[0])).argmax(1)
-                                                       == held[1]).float().mean().item(), 4)
-            result = line.get("held_out_accuracy", line["held_out_loss"])
-            log(metrics, {**line, "s": round(time.time() - t0, 1)})
-    net.eval()
-    return result
+            log(metrics, {**line, "best_epoch": best["epoch"], "s": round(time.time() - t0, 1)})
+    net.load_state_dict(best_state)
+    return {k: v for k, v in best.items() if k.startswith("held_out") or k == "epoch"}
 
 
 def legal_of(x):
@@ -714,8 +717,9 @@ def train_sl(args: Args, policy: ConvNet, planes: np.ndarray, moves: np.ndarray,
     train = (torch.from_numpy(np.concatenate([p for p, _ in pairs])).to(device),
              torch.from_numpy(np.concatenate([m for _, m in pairs])).to(device))
     held_out = torch.from_numpy(planes[:held]).to(device), torch.from_numpy(moves[:held]).to(device)
-    accuracy = fit(args, policy, policy_nll, train, held_out, args.sl_epochs, "sl", device, metrics)
-    return {"sl_positions": len(moves), "sl_accuracy": accuracy, "sl_s": round(time.time() - t0, 1)}
+    best = fit(args, policy, policy_nll, train, held_out, args.sl_epochs, "sl", device, metrics)
+    return {"sl_positions": len(moves), "sl_accuracy": best["held_out_accuracy"], "sl_nll": best["held_out_loss"],
+            "sl_epoch": best["epoch"], "sl_s": round(time.time() - t0, 1)}
 
 
 def self_play(players: list, n: int, komi: float, games: int, device, rng: np.random.Generator, random_at=None):
@@ -751,7 +755,6 @@ def train_rl(args: Args, policy: ConvNet, device, metrics, rng) -> dict:
     """Stage 2 (RL policy p_rho): games of the learner against an opponent drawn from a pool of its earlier
     selves (the SL policy first); REINFORCE, grad log p_rho(a_t | s_t) z_t over the learner's moves, z_t = +-1
     the outcome for the learner, averaged over the games of a step."""
-    import copy
     t0, pool, results = time.time(), [copy.deepcopy(policy).eval()], []
     optimizer = torch.optim.SGD(policy.parameters(), lr=args.rl_lr)
     n = args.board_size
@@ -805,9 +808,10 @@ def train_value(args: Args, value: ConvNet, rl_policy: ConvNet, device, metrics,
                 targets.append(final.result(pos.to_play))
     x, y = torch.from_numpy(np.stack(states)).to(device), torch.tensor(targets, device=device)
     held = max(1, len(y) // 10)
-    mse = fit(args, value, value_mse, (x[held:], y[held:]), (x[:held], y[:held]), args.value_epochs, "value", device,
-              metrics)
-    return {"value_positions": len(y), "value_mse": mse, "value_s": round(time.time() - t0, 1)}
+    best = fit(args, value, value_mse, (x[held:], y[held:]), (x[:held], y[:held]), args.value_epochs, "value",
+               device, metrics)
+    return {"value_positions": len(y), "value_mse": best["held_out_loss"], "value_epoch": best["epoch"],
+            "value_s": round(time.time() - t0, 1)}
 
 
 # --- evaluation: matches against other players --------------------------------------------------
