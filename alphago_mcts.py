@@ -616,13 +616,15 @@ class GnuGo:
 
 def expert_game(job) -> list:
     """One self-play game of the expert, as [(position planes, move)]: GNU Go, or UCT with random playouts (the
-    first few moves drawn from the root's visit counts, so that games differ)."""
+    first few moves drawn from the root's visit counts, so that games differ). A pass that the other side answers
+    with a move means the passer gave up (GNU Go passes in a lost position): the game is cut before it, so the
+    policy learns passing only where it ends the game."""
     args, seed = job
     n, rng, samples = args.board_size, random.Random(seed), []
     pos = Position(n, args.komi)
     if args.expert == "gnugo":
         gnugo = GnuGo(n, args.komi, args.gnugo_level, seed)
-        for _ in range(rng.randint(0, 2)):  # a random opening move or two: GNU Go is deterministic
+        for _ in range(rng.randint(1, 2)):  # a random opening move or two: GNU Go is deterministic
             move = rng.choice(pos.legal_moves()[:-1])
             gnugo.play(pos.to_play, move)
             pos = pos.play(move)
@@ -638,6 +640,9 @@ def expert_game(job) -> list:
             visits = root.visits
             move = int(rng.choices(range(len(visits)), weights=visits)[0]) if len(pos.history) < n // 2 \
                 else best_move(root)
+        if pos.history and pos.history[-1] == n * n and move != n * n:
+            samples.pop()
+            break
         samples.append((features(pos), move))
         pos = pos.play(move)
     if args.expert == "gnugo":

@@ -111,6 +111,18 @@ def test_legal_moves_agree_with_gnugo():
     gnugo.close()
 
 
+@pytest.mark.skipif(not ag.gnugo_path(), reason="GNU Go is not installed")
+def test_expert_games_pass_only_to_end_the_game():
+    """GNU Go passes in a lost position while its opponent plays on; such a game is cut before that pass, so the
+    SL policy never learns to give up. A pass that is kept is answered by a pass."""
+    args = ag.parse_args(["--board-size", "5", "--expert", "gnugo", "--gnugo-level", "1", "--komi", "24.5"])
+    for seed in range(6):
+        moves = [m for _, m in ag.expert_game((args, seed))]
+        for i, m in enumerate(moves):
+            if m == 25:
+                assert moves[i + 1:] == [25] or (i > 0 and moves[i - 1] == 25 and i == len(moves) - 1), moves
+
+
 def test_puct_against_a_hand_computation():
     node = ag.Node(ag.Position(5, 0.5))
     node.expand(np.ones(26))
