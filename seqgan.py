@@ -325,6 +325,13 @@ class Bleu4:
         return math.exp(log_p + min(0.0, 1.0 - r / c))
 
 
+def distinct_n(samples: list, n: int = 4) -> float:
+    """Distinct-n (Li et al. 2016): distinct n-grams over all n-grams of a set of samples. BLEU against many
+    references rewards a generator that repeats a few safe lines; this tells that collapse apart."""
+    grams = [g for seq in samples for g in zip(*(seq[i:] for i in range(n)))]
+    return len(set(grams)) / max(1, len(grams))
+
+
 def pg_loss(gen: LSTMLM, seqs, rewards):
     """-sum_t log G(y_t | Y_1:t-1) Q(Y_1:t-1, y_t), averaged over the batch (paper, eq. 8, rewards held fixed)."""
     return -(gen.log_probs(seqs) * rewards).sum(1).mean()
@@ -445,6 +452,9 @@ def main(argv=None):
         def score(g):  # the mean BLEU-4 of G's samples against all the held-out lines
             return float(np.mean([bleu(strip_padding(s)) for s in g.sample(args.eval_samples, args.seq_len).tolist()]))
         score.name = "bleu4"
+
+        def diversity(g):
+            return round(distinct_n([strip_padding(s) for s in g.sample(args.eval_samples, args.seq_len).tolist()]), 4)
         summary = {"train_lines": len(real), "held_out_lines": len(held_out)}
     else:  # the synthetic benchmark: NLL-oracle of samples
         oracle = (oracle_from_npz(args.oracle) if args.oracle else
@@ -470,6 +480,8 @@ def main(argv=None):
         train_discriminator(args, disc, d_optimizer, gen, real, args.d_pretrain)
         save_checkpoint(os.path.join(out, "model_mle.pt"), gen, disc, args)
     summary[f"{score.name}_mle"] = round(score(gen), 4)
+    if args.data:
+        summary["distinct4_mle"] = diversity(gen)
     if not args.eval_only:
         pretrained = copy.deepcopy(gen.state_dict())
         curves["seqgan"] = adversarial(args, gen, disc, d_optimizer, real, score, metrics, "seqgan")
@@ -484,6 +496,7 @@ def main(argv=None):
             json.dump(curves, f)
     summary[score.name] = round(score(gen), 4)
     if args.data:
+        summary["distinct4"] = diversity(gen)
         for seq in gen.sample(5, args.seq_len).tolist():
             print("sample:", enc.decode([t - 1 for t in strip_padding(seq)]))
     summary.update(wall_s=round(time.time() - t0, 1), device=device.type, seed=args.seed)

@@ -145,6 +145,11 @@ def test_ill_shaped_oracle_file(run_script, tmp_path):
     assert "lacks the arrays" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_distinct_n_by_hand():
+    assert seqgan.distinct_n([[1, 2, 3, 4, 5], [1, 2, 3, 4]], 4) == 2 / 3  # (1,2,3,4) twice, (2,3,4,5) once
+    assert seqgan.distinct_n([[1, 2, 3]], 4) == 0.0  # no 4-gram at all
+
+
 def test_bleu4_by_hand():
     bleu = seqgan.Bleu4([[1, 2, 3, 4, 5]])
     assert bleu([1, 2, 3, 4, 5]) == pytest.approx(1.0)
@@ -174,6 +179,7 @@ def test_real_data_mode_smoke(run_script, tmp_path):
     summary, proc = run_script("seqgan.py", *SMALL, "--data", "lines.txt", "--bpe-vocab", 300, "--vocab-size", 301)
     assert summary["train_lines"] == 54 and summary["held_out_lines"] == 6
     assert 0.0 <= summary["bleu4"] <= 1.0 and "bleu4_mle_control" in summary
+    assert 0.0 < summary["distinct4"] <= 1.0 and 0.0 < summary["distinct4_mle"] <= 1.0
     assert proc.stdout.count("sample:") == 5
 
 
