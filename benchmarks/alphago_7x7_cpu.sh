@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# alphago_mcts.py, a first small 7x7 run on the CPU (README, "alphago_mcts.py"): 150 expert games of UCT with 100
-# simulations a move, a 4-layer 32-wide policy (SL 20 epochs, RL 100 steps of 64 games) and value network (4,000
-# self-play games), then 20 games against each opponent with 200 simulations a move (GNU Go level 10 when
-# installed). Seed 1, one core (taskset), komi 9.
+# alphago_mcts.py on 7x7 on the CPU (README, "alphago_mcts.py"): 600 expert games of GNU Go level 10 (apt-get
+# install gnugo), the default 6-layer 64-wide policy and value networks (SL 8 epochs, best held out; RL 200 steps of
+# 64 games; value net on 20,000 self-play games), then 20 games against each opponent with 400 simulations a move,
+# GNU Go level 10 among them. Seed 1, komi 9. The expert games run in two processes, the rest in one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-runs/bench-alphago-7x7-cpu}
 mkdir -p "$out"
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-OMP_NUM_THREADS=1 taskset -c "${CORE:-0}" python alphago_mcts.py --board-size 7 --expert-games 150 --expert-sims 100 \
-  --width 32 --layers 4 --sl-epochs 20 --log-every 5 --rl-iters 100 --value-games 4000 --sims 200 --games 20 \
-  --device cpu --out "$out" | tail -1 | tee -a "$out/results.txt"
+OMP_NUM_THREADS=1 python alphago_mcts.py --board-size 7 --expert gnugo --gnugo-level 10 --expert-games 600 \
+  --sl-epochs 8 --log-every 2 --rl-iters 200 --value-games 20000 --sims 400 --games 20 --device cpu --out "$out" \
+  | tail -1 | tee -a "$out/results.txt"
+# the same model at 800 simulations a move, 40 games against GNU Go level 10
+OMP_NUM_THREADS=1 python alphago_mcts.py --board-size 7 --eval-only --load "$out/model.pt" --opponents gnugo --sims 800 \
+  --games 40 --device cpu --out "$out/eval800" | tail -1 | tee -a "$out/results.txt"
