@@ -4,7 +4,7 @@ that selects by Q + u (u ~ P / (1 + N)), expands leaves with the policy's prior 
 (1 - lambda) v + lambda z_rollout. Go rules (Tromp-Taylor: positional superko, area scoring), a GTP engine.
 Paper: Silver et al., "Mastering the game of Go with deep neural networks and tree search", Nature 2016.
 Run: python alphago_mcts.py --device cuda   (GTP: python alphago_mcts.py --gtp --load runs/.../model.pt)
-Reference result: in progress, see README (rules exact; strength not measured yet)"""
+Reference result: 7x7, 100 % against random moves and about even (47.5-48.75 %) with GNU Go level 10 (README)"""
 import argparse
 import copy
 import dataclasses
@@ -677,7 +677,7 @@ def fit(args: Args, net: ConvNet, loss_fn, train: tuple, held: tuple, epochs: in
     held-out loss (small data overfits within a few epochs). Returns that epoch's held-out figures: the loss and,
     for a policy, the accuracy of its most likely legal move."""
     optimizer = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4, fused=device.type != "mps")
-    t0, best, best_state = time.time(), {"held_out_loss": float("inf")}, None
+    t0, best, best_state = time.time(), {"epoch": 0, "held_out_loss": None}, net.state_dict()
     for epoch in range(1, epochs + 1):
         net.train()
         for idx in torch.randperm(len(train[1]), device=device).split(args.batch_size):
@@ -693,7 +693,7 @@ def fit(args: Args, net: ConvNet, loss_fn, train: tuple, held: tuple, epochs: in
             if not net.is_value:
                 line["held_out_accuracy"] = round((legal_log_probs(net(held[0]), legal_of(held[0])).argmax(1)
                                                    == held[1]).float().mean().item(), 4)
-        if line["held_out_loss"] < best["held_out_loss"]:
+        if best["held_out_loss"] is None or line["held_out_loss"] < best["held_out_loss"]:
             best, best_state = line, copy.deepcopy(net.state_dict())
         if epoch % args.log_every == 0 or epoch == epochs:
             log(metrics, {**line, "best_epoch": best["epoch"], "s": round(time.time() - t0, 1)})
@@ -723,7 +723,7 @@ def train_sl(args: Args, policy: ConvNet, planes: np.ndarray, moves: np.ndarray,
              torch.from_numpy(np.concatenate([m for _, m in pairs])).to(device))
     held_out = torch.from_numpy(planes[:held]).to(device), torch.from_numpy(moves[:held]).to(device)
     best = fit(args, policy, policy_nll, train, held_out, args.sl_epochs, "sl", device, metrics)
-    return {"sl_positions": len(moves), "sl_accuracy": best["held_out_accuracy"], "sl_nll": best["held_out_loss"],
+    return {"sl_positions": len(moves), "sl_accuracy": best.get("held_out_accuracy"), "sl_nll": best["held_out_loss"],
             "sl_epoch": best["epoch"], "sl_s": round(time.time() - t0, 1)}
 
 
