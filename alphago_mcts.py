@@ -497,7 +497,7 @@ def symmetries(planes: np.ndarray, moves: np.ndarray):
 class ConvNet(nn.Module):
     """AlphaGo's networks, narrowed for small boards: a 5x5 convolution, then (layers - 1) 3x3 ones, ReLU. The
     policy head is a 1x1 convolution (one logit per point) plus a pass logit from the mean features; the value
-    head a 1x1 convolution, a 256-unit layer and tanh."""
+    head a 1x1 convolution, a 256-unit ReLU layer and tanh."""
 
     def __init__(self, n: int, width: int, layers: int, value: bool):
         super().__init__()
@@ -505,8 +505,9 @@ class ConvNet(nn.Module):
         self.convs = nn.ModuleList([nn.Conv2d(PLANES, width, 5, padding=2)] +
                                    [nn.Conv2d(width, width, 3, padding=1) for _ in range(layers - 1)])
         if value:
-            self.head = nn.Sequential(nn.Conv2d(width, 1, 1), nn.Flatten(), nn.ReLU(), nn.Linear(n * n, 256),
-                                      nn.ReLU(), nn.Linear(256, 1), nn.Tanh())
+            # no ReLU on the one-plane 1x1 convolution: without batch norm it can die, and v then stays constant
+            self.head = nn.Sequential(nn.Conv2d(width, 1, 1), nn.Flatten(), nn.Linear(n * n, 256), nn.ReLU(),
+                                      nn.Linear(256, 1), nn.Tanh())
         else:
             self.point, self.pass_logit = nn.Conv2d(width, 1, 1), nn.Linear(width, 1)
 
@@ -798,7 +799,8 @@ def train_value(args: Args, value: ConvNet, rl_policy: ConvNet, device, metrics,
     """Stage 3 (value network v_theta): one position per self-play game, as in the paper: the SL policy plays
     moves 1..U-1, a random legal move at U, the RL policy to the end; v_theta(s_{U+1}) regresses on the outcome
     for the player to move there (MSE). Here the RL policy plays both colours from the start and the game is cut
-    at U (uniform in the game's first 2 N^2 / 3 moves) to keep one batched loop; 10 % held out."""
+    at U (uniform in the game's first 2 N^2 / 3 moves) to keep one batched loop; 10 % held out, the rest
+    trained on in all 8 symmetries."""
     t0, n = time.time(), args.board_size
     states, targets = [], []
     chunk = 256
@@ -811,10 +813,12 @@ def train_value(args: Args, value: ConvNet, rl_policy: ConvNet, device, metrics,
                 pos = positions[cut + 1]
                 states.append(features(pos))
                 targets.append(final.result(pos.to_play))
-    x, y = torch.from_numpy(np.stack(states)).to(device), torch.tensor(targets, device=device)
-    held = max(1, len(y) // 10)
-    best = fit(args, value, value_mse, (x[held:], y[held:]), (x[:held], y[:held]), args.value_epochs, "value",
-               device, metrics)
+    x, y, held = np.stack(states), np.array(targets, dtype=np.float32), max(1, len(targets) // 10)
+    train = (np.concatenate([p for p, _ in symmetries(x[held:], np.zeros(len(x) - held, dtype=np.int64))]),
+             np.tile(y[held:], 8))  # the outcome does not change under the 8 symmetries of the board
+    best = fit(args, value, value_mse, tuple(torch.from_numpy(a).to(device) for a in train),
+               (torch.from_numpy(x[:held]).to(device), torch.from_numpy(y[:held]).to(device)), args.value_epochs,
+               "value", device, metrics)
     return {"value_positions": len(y), "value_mse": best["held_out_loss"], "value_epoch": best["epoch"],
             "value_s": round(time.time() - t0, 1)}
 

@@ -153,6 +153,27 @@ def test_mcts_finds_the_only_winning_move(rows, winning):
     assert ag.best_move(alphago.search([ag.Node(pos)], 400)[0]) == winning  # untrained priors, playouts only
 
 
+def test_value_network_learns_who_has_more_stones():
+    """A tiny regression that a broken value net, its input planes or fit() would fail: on random 5x5 positions,
+    v(s) must learn the sign of (stones of the player to move - the opponent's); a constant scores MSE 1."""
+    rng = random.Random(0)
+    torch.manual_seed(0)
+    x, y = [], []
+    while len(y) < 1024:
+        pos = ag.Position(5, 0.5)
+        for _ in range(rng.randrange(1, 16)):
+            pos = pos.play(rng.choice(pos.legal_moves()[:-1]))
+        diff = sum(1 if v == pos.to_play else -1 for v in pos.board if v in (B, W))
+        if diff:
+            x.append(ag.features(pos))
+            y.append(float(np.sign(diff)))
+    x, y = torch.from_numpy(np.stack(x)), torch.tensor(y)
+    net, args = ag.ConvNet(5, 16, 2, True), ag.Args(batch_size=64, log_every=100)
+    best = ag.fit(args, net, ag.value_mse, (x[128:], y[128:]), (x[:128], y[:128]), 8, "value", torch.device("cpu"),
+                  io.StringIO())
+    assert best["held_out_loss"] < 0.25
+
+
 def gtp(engine, text):
     out = io.StringIO()
     engine.serve(io.StringIO(text), out)
