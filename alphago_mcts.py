@@ -340,6 +340,128 @@ def random_playout(pos: Position, rng: random.Random) -> int:
     return pos
 
 
+# --- fast rollout policy p_pi: a linear softmax over local patterns, for the playouts ---------------
+def pattern_classes() -> np.ndarray:
+    """3x3 patterns: the colours of a point's 8 neighbours (0 empty, 1 the mover's stone, 2 the opponent's, 3 off
+    the board), in the order N, E, S, W, NE, SE, SW, NW, read as a base-4 number (4^8 ids). Ids that a rotation or
+    reflection of the board maps onto each other share a class. Returns the class of each id, (65536,)."""
+    digits = np.arange(4 ** 8)[:, None] // 4 ** np.arange(8) % 4  # (65536, 8)
+    rotate, mirror = [3, 0, 1, 2, 7, 4, 5, 6], [0, 3, 2, 1, 7, 6, 5, 4]  # new slot j takes old slot index[j]
+    variants = []
+    for _ in range(4):
+        digits = digits[:, rotate]
+        variants += [digits, digits[:, mirror]]
+    ids = np.stack([v @ 4 ** np.arange(8) for v in variants]).min(0)
+    return np.unique(ids, return_inverse=True)[1].reshape(-1)
+
+
+PATTERN_CLASS = pattern_classes()
+CLASSES = int(PATTERN_CLASS.max()) + 1
+RELATIVE = np.array([[0, 1, 2, 3], [0, 2, 1, 3]])  # board colour -> colour for the mover: [Black to play, White]
+
+
+def pattern_features(rel: np.ndarray, atari: np.ndarray, last: np.ndarray) -> np.ndarray:
+    """The rollout policy's inputs for every point of B boards, from the padded (B, (N+2)^2) boards of colours
+    for the mover (RELATIVE), the stones whose group has one liberty (bool, same shape) and the padded point of
+    each board's last move (B,), -1 for none or a pass. Returns (B, 4, N*N) ints: the row of the point's weight
+    (its 3x3 pattern's class, in a second table when the point is one of the 8 around the last move, a response),
+    'capture' (it takes an opponent group's last liberty), 'save' (it extends an own group in atari), and
+    'candidate' (empty, not an eye of the mover's (every orthogonal neighbour its own or off the board) and not a
+    one-point suicide (every one the opponent's, none in atari))."""
+    w = math.isqrt(rel.shape[1])
+    n = w - 2
+    offsets = np.array([-w, 1, w, -1, 1 - w, 1 + w, w - 1, -w - 1])
+    inside = (np.arange(n * n) // n + 1) * w + np.arange(n * n) % n + 1  # padded point of each move
+    around = rel[:, inside[:, None] + offsets]  # (B, N*N, 8) neighbour colours
+    near = np.zeros(rel.shape, dtype=bool)
+    moved = np.flatnonzero(last >= 0)
+    near[moved[:, None], last[moved, None] + offsets] = True
+    row = PATTERN_CLASS[around @ 4 ** np.arange(8)] + CLASSES * near[:, inside]
+    orth, orth_atari = around[..., :4], atari[:, inside[:, None] + offsets[:4]]
+    capture, save = (orth_atari & (orth == 2)).any(-1), (orth_atari & (orth == 1)).any(-1)
+    suicide = ((orth == 2) & ~orth_atari | (orth == 3)).all(-1)  # a lone empty point among safe enemy stones
+    candidate = (rel[:, inside] == 0) & ~((orth == 1) | (orth == 3)).all(-1) & ~suicide
+    return np.stack([row, capture, save, candidate], 1)
+
+
+def pattern_logits(w, x):
+    """logit(a) = w[row(a)] + w_capture capture(a) + w_save save(a), for numpy (playouts) or torch (training)."""
+    return w[x[:, 0]] + w[-2] * x[:, 1] + w[-1] * x[:, 2]
+
+
+class RolloutPolicy(nn.Module):
+    """AlphaGo's fast rollout policy p_pi, reduced to what pure Python can afford every move of a playout: a linear
+    softmax over the candidate points with 3x3-pattern weights (one table for replies next to the last move, one
+    for other moves) and capture and save-from-atari weights. Untrained (zero weights): uniform playouts."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(2 * CLASSES + 2))
+
+    def forward(self, x):  # (B, 4, N*N) pattern features -> log p_pi(a | s), (B, N*N); -inf off the candidates
+        return torch.log_softmax(pattern_logits(self.w, x).masked_fill(x[:, 3] == 0, -1e9), -1)
+
+
+def padded_inputs(positions: list, board=None) -> tuple:
+    """pattern_features' board inputs from Position objects: (B, (N+2)^2) colours for the mover, atari stones.
+    board: their boards as one array, when the caller keeps one up to date (playouts)."""
+    board = np.array([p.board for p in positions]) if board is None else board
+    rel = RELATIVE[np.array([p.to_play for p in positions])[:, None] - 1, board]
+    atari = np.zeros(board.shape, dtype=bool)
+    stones = [(row, s) for row, pos in enumerate(positions) for g, libs in pos.libs.items() if len(libs) == 1
+              for s in pos.stones[g]]
+    if stones:
+        atari[tuple(np.array(stones).T)] = True
+    return rel, atari
+
+
+def planes_inputs(planes: np.ndarray) -> tuple:
+    """The same from network input planes (B, PLANES, N, N) of features() (own stones with 1, 2, >= 3 liberties,
+    the opponent's, ..., the last move in plane 8), with the padded point of the last move (B,)."""
+    B, n = planes.shape[0], planes.shape[-1]
+    rel, atari = np.full((B, n + 2, n + 2), 3), np.zeros((B, n + 2, n + 2), dtype=bool)
+    rel[:, 1:-1, 1:-1] = (planes[:, 0:3].sum(1) > 0) + 2 * (planes[:, 3:6].sum(1) > 0)
+    atari[:, 1:-1, 1:-1] = (planes[:, 0] + planes[:, 3]) > 0
+    last_move = planes[:, 8].reshape(B, -1).argmax(1)
+    last = np.where(planes[:, 8].reshape(B, -1).any(1), (last_move // n + 1) * (n + 2) + last_move % n + 1, -1)
+    return rel.reshape(B, -1), atari.reshape(B, -1), last
+
+
+def policy_playouts(positions: list, w: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Every position played out to the end by the rollout policy (weights w), all the games in lockstep: one
+    vectorized pattern lookup and one Gumbel-max draw per move for all of them, then a Python move per game; a
+    drawn point that turns out illegal (suicide, ko) leaves the draw and the next best is taken. Simple ko only,
+    no superko: a playout is an estimate. Returns each outcome for the player to move at its start, (B,)."""
+    games, n = [p.copy() for p in positions], positions[0].n
+    board = np.array([g.board for g in games])  # (B, (N+2)^2), kept up to date move by move
+    last = np.array([p.point(p.history[-1]) if p.history and p.history[-1] < n * n else -1 for p in positions])
+    live = list(range(len(games)))
+    for _ in range(3 * n * n):
+        live = [i for i in live if games[i].passes < 2]
+        if not live:
+            break
+        batch = [games[i] for i in live]
+        x = pattern_features(*padded_inputs(batch, board[live]), last[live])
+        scores = np.where(x[:, 3] > 0, pattern_logits(w, x) + rng.gumbel(size=x.shape[::2]), -np.inf)
+        draws, playable = scores.argmax(1).tolist(), (scores.max(1) > -np.inf).tolist()
+        for row, i, pos, m, more in zip(range(len(live)), live, batch, draws, playable):
+            while more:
+                p = pos.point(m)
+                outcome = pos._outcome(p) if p != pos.ko else None
+                if outcome is not None:
+                    board[i, [s for g in outcome[1] for s in pos.stones[g]]] = EMPTY
+                    board[i, p] = pos.to_play
+                    pos._place(p, *outcome)
+                    last[i] = p
+                    break
+                scores[row, m] = -np.inf
+                m = int(scores[row].argmax())
+                more = scores[row, m] > -np.inf
+            else:  # nothing playable: pass
+                pos.passes, pos.ko, pos.to_play, last[i] = pos.passes + 1, None, 3 - pos.to_play, -1
+    return np.array([g.result(p.to_play) for g, p in zip(games, positions)])
+
+
 # --- search: MCTS with PUCT (AlphaGo) or UCB1 (pure UCT), virtual loss, batched leaf evaluation ----
 class Node:
     """A position in the tree and the statistics of its moves as arrays, so that selection is one vectorized
@@ -544,16 +666,20 @@ def policy_probs(policy: ConvNet, positions: list, device) -> np.ndarray:
     return legal_log_probs(logits, legal).exp().cpu().numpy()
 
 
-def alphago_evaluator(policy: ConvNet, value: ConvNet, mix: float, rng: random.Random, device):
+def alphago_evaluator(policy: ConvNet, value: ConvNet, rollout: RolloutPolicy, mix: float, rng: random.Random,
+                      device):
     """AlphaGo's leaf evaluation: priors from the policy network; V(s_L) = (1 - lambda) v_theta(s_L) + lambda z_L,
-    z_L the outcome of a random playout. One network call for all the leaves of a round."""
+    z_L the outcome of a playout by the rollout policy. One network call for all the leaves of a round, and their
+    playouts in lockstep."""
+    w, np_rng = rollout.w.detach().float().cpu().numpy(), np.random.default_rng(rng.getrandbits(64))
+
     @torch.no_grad()
     def evaluate(positions):
         x, legal = batch_planes(positions, device)
         with autocast(device):
             priors = legal_log_probs(policy(x), legal).exp().cpu().numpy()
             v = value(x).float().cpu().numpy() if mix < 1 else 0.0
-        z = np.array([random_playout(p, rng).result(p.to_play) for p in positions]) if mix > 0 else 0.0
+        z = policy_playouts(positions, w, np_rng) if mix > 0 else 0.0
         return priors, (1 - mix) * v + mix * z
     return evaluate
 
@@ -672,28 +798,32 @@ def log(metrics, line: dict):
     metrics.write(json.dumps(line) + "\n")
 
 
-def fit(args: Args, net: ConvNet, loss_fn, train: tuple, held: tuple, epochs: int, stage: str, device,
-        metrics) -> dict:
-    """Minibatch AdamW on loss_fn(net, x, y) over `train`, keeping the weights of the epoch with the lowest
-    held-out loss (small data overfits within a few epochs). Returns that epoch's held-out figures: the loss and,
-    for a policy, the accuracy of its most likely legal move."""
-    optimizer = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4, fused=device.type != "mps")
+def fit(args: Args, net: nn.Module, train: tuple, held: tuple, epochs: int, stage: str, device, metrics,
+        log_probs=None, lr=None) -> dict:
+    """Minibatch AdamW over `train` (x, y): a policy, given log_probs(net, x) -> (B, moves), on the NLL of the moves
+    y; a value net (log_probs None) on the squared error of v(x) to the outcomes y. Keeps the weights of the epoch
+    with the lowest held-out loss (small data overfits within a few epochs) and returns that epoch's held-out
+    figures: the loss and, for a policy, the accuracy of its most likely move."""
+    def loss_fn(x, y):
+        return F.nll_loss(log_probs(net, x), y) if log_probs else F.mse_loss(net(x).float(), y)
+
+    optimizer = torch.optim.AdamW(net.parameters(), lr=lr or args.lr, weight_decay=1e-4, fused=device.type != "mps")
     t0, best, best_state = time.time(), {"epoch": 0, "held_out_loss": None}, net.state_dict()
     for epoch in range(1, epochs + 1):
         net.train()
         for idx in torch.randperm(len(train[1]), device=device).split(args.batch_size):
             with autocast(device):
-                loss = loss_fn(net, train[0][idx], train[1][idx])
+                loss = loss_fn(train[0][idx], train[1][idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
         net.eval()
         with torch.no_grad(), autocast(device):
             line = {"stage": stage, "epoch": epoch, "loss": round(loss.item(), 4),
-                    "held_out_loss": round(loss_fn(net, *held).item(), 4)}
-            if not net.is_value:
-                line["held_out_accuracy"] = round((legal_log_probs(net(held[0]), legal_of(held[0])).argmax(1)
-                                                   == held[1]).float().mean().item(), 4)
+                    "held_out_loss": round(loss_fn(*held).item(), 4)}
+            if log_probs:
+                line["held_out_accuracy"] = round((log_probs(net, held[0]).argmax(1) == held[1]).float().mean().item(),
+                                                  4)
         if best["held_out_loss"] is None or line["held_out_loss"] < best["held_out_loss"]:
             best, best_state = line, copy.deepcopy(net.state_dict())
         if epoch % args.log_every == 0 or epoch == epochs:
@@ -707,12 +837,8 @@ def legal_of(x):
     return torch.cat([x[:, LEGAL_PLANE].flatten(1) > 0, torch.ones_like(x[:, 0, :1, 0], dtype=torch.bool)], 1)
 
 
-def policy_nll(net, x, y):
-    return F.nll_loss(legal_log_probs(net(x), legal_of(x)), y)
-
-
-def value_mse(net, x, y):
-    return F.mse_loss(net(x).float(), y)
+def net_log_probs(net: ConvNet, x):
+    return legal_log_probs(net(x), legal_of(x))
 
 
 def train_sl(args: Args, policy: ConvNet, planes: np.ndarray, moves: np.ndarray, device, metrics) -> dict:
@@ -723,9 +849,28 @@ def train_sl(args: Args, policy: ConvNet, planes: np.ndarray, moves: np.ndarray,
     train = (torch.from_numpy(np.concatenate([p for p, _ in pairs])).to(device),
              torch.from_numpy(np.concatenate([m for _, m in pairs])).to(device))
     held_out = torch.from_numpy(planes[:held]).to(device), torch.from_numpy(moves[:held]).to(device)
-    best = fit(args, policy, policy_nll, train, held_out, args.sl_epochs, "sl", device, metrics)
+    best = fit(args, policy, train, held_out, args.sl_epochs, "sl", device, metrics, net_log_probs)
     return {"sl_positions": len(moves), "sl_accuracy": best.get("held_out_accuracy"), "sl_nll": best["held_out_loss"],
             "sl_epoch": best["epoch"], "sl_s": round(time.time() - t0, 1)}
+
+
+ROLLOUT_LR = 0.05  # AdamW learning rate of the rollout policy's linear weights
+
+
+def train_rollout(args: Args, rollout: RolloutPolicy, planes: np.ndarray, moves: np.ndarray, device, metrics) -> dict:
+    """The fast rollout policy p_pi on the same expert moves and the same held-out 5 %: maximize log p_pi(a | s)
+    among the legal candidate points (its 3x3 patterns already stand for all 8 symmetries). Passes and moves off
+    the candidates (into an own eye) are outside its range and left out."""
+    t0, n, M = time.time(), args.board_size, len(moves)
+    x = pattern_features(*planes_inputs(planes))
+    x[:, 3] &= planes[:, LEGAL_PLANE].reshape(M, -1) > 0
+    keep = (moves < n * n) & (x[np.arange(M), 3, np.minimum(moves, n * n - 1)] > 0)
+    held = keep & (np.arange(M) < max(1, M // 20))
+    x, y = torch.from_numpy(x).to(device), torch.from_numpy(moves).to(device)
+    best = fit(args, rollout, (x[keep & ~held], y[keep & ~held]), (x[held], y[held]), args.sl_epochs, "rollout",
+               device, metrics, lambda net, x: net(x), ROLLOUT_LR)
+    return {"rollout_accuracy": best.get("held_out_accuracy"), "rollout_nll": best["held_out_loss"],
+            "rollout_s": round(time.time() - t0, 1)}
 
 
 def self_play(players: list, n: int, komi: float, games: int, device, rng: np.random.Generator, random_at=None):
@@ -816,7 +961,7 @@ def train_value(args: Args, value: ConvNet, rl_policy: ConvNet, device, metrics,
     x, y, held = np.stack(states), np.array(targets, dtype=np.float32), max(1, len(targets) // 10)
     train = (np.concatenate([p for p, _ in symmetries(x[held:], np.zeros(len(x) - held, dtype=np.int64))]),
              np.tile(y[held:], 8))  # the outcome does not change under the 8 symmetries of the board
-    best = fit(args, value, value_mse, tuple(torch.from_numpy(a).to(device) for a in train),
+    best = fit(args, value, tuple(torch.from_numpy(a).to(device) for a in train),
                (torch.from_numpy(x[:held]).to(device), torch.from_numpy(y[:held]).to(device)), args.value_epochs,
                "value", device, metrics)
     return {"value_positions": len(y), "value_mse": best["held_out_loss"], "value_epoch": best["epoch"],
@@ -827,8 +972,8 @@ def train_value(args: Args, value: ConvNet, rl_policy: ConvNet, device, metrics,
 def alphago_player(args: Args, nets: dict, device, rng: random.Random) -> MCTS:
     """The full player: MCTS, priors from the SL policy (the paper found them better than the RL policy's in
     search), leaves valued by the value network mixed with a playout."""
-    return MCTS(alphago_evaluator(nets["sl"], nets["value"], args.mix, rng, device), puct, args.c_puct,
-                args.leaf_batch)
+    return MCTS(alphago_evaluator(nets["sl"], nets["value"], nets["rollout"], args.mix, rng, device), puct,
+                args.c_puct, args.leaf_batch)
 
 
 def match(args: Args, ours: MCTS, opponent: str, nets: dict, device, rng: random.Random, metrics) -> dict:
@@ -918,8 +1063,8 @@ class GTPEngine:
         """The trained player on its own board size; on another size the policy network (fully convolutional)
         still gives the priors, and playouts alone value the leaves (the value network's layer is size-bound)."""
         same = self.nets["value"].n == self.n
-        evaluate = alphago_evaluator(self.nets["sl"], self.nets["value"], self.args.mix if same else 1.0, self.rng,
-                                     self.device)
+        evaluate = alphago_evaluator(self.nets["sl"], self.nets["value"], self.nets["rollout"],
+                                     self.args.mix if same else 1.0, self.rng, self.device)
         return MCTS(evaluate, puct, self.args.c_puct, self.args.leaf_batch)
 
     def handle(self, line: str):
@@ -1046,7 +1191,7 @@ def main(argv=None):
     rng, np_rng = random.Random(args.seed), np.random.default_rng(args.seed)
     n, done = args.board_size, []
     nets = {"sl": ConvNet(n, args.width, args.layers, False), "rl": ConvNet(n, args.width, args.layers, False),
-            "value": ConvNet(n, args.width, args.layers, True)}
+            "value": ConvNet(n, args.width, args.layers, True), "rollout": RolloutPolicy()}
     if args.load:
         ckpt = torch.load(args.load, map_location="cpu", weights_only=True)
         for name, net in nets.items():
@@ -1055,7 +1200,7 @@ def main(argv=None):
     for net in nets.values():
         net.to(device).eval()
     if args.compile:
-        for net in nets.values():
+        for net in (nets["sl"], nets["rl"], nets["value"]):
             net.compile()
     if args.gtp:
         GTPEngine(args, nets, device, rng).serve()
@@ -1068,6 +1213,7 @@ def main(argv=None):
         if stage == "sl":
             planes, moves = expert_dataset(args, lambda line: log(metrics, line))
             summary.update(train_sl(args, nets["sl"], planes, moves, device, metrics))
+            summary.update(train_rollout(args, nets["rollout"], planes, moves, device, metrics))
             nets["rl"].load_state_dict(nets["sl"].state_dict())  # p_rho starts as p_sigma
         elif stage == "rl":
             summary.update(train_rl(args, nets["rl"], device, metrics, np_rng))

@@ -1,6 +1,6 @@
 """alphago_mcts.py: the Go rules on hand-made positions (captures, suicide, ko, snapback, superko, seki), legality
 against GNU Go when it is installed, PUCT against a hand computation, MCTS finding the one winning move, the GTP
-engine, a smoke run of every stage on 5x5, and bad input."""
+engine, the rollout policy's patterns and learning, a smoke run of every stage on 5x5, and bad input."""
 import io
 import re
 import random
@@ -148,9 +148,65 @@ def test_mcts_finds_the_only_winning_move(rows, winning):
     search = ag.MCTS(ag.rollout_evaluator(random.Random(0)), ag.ucb1, 1.0, 8)
     root = search.search([ag.Node(pos)], 400)[0]
     assert ag.best_move(root) == winning
-    alphago = ag.MCTS(ag.alphago_evaluator(ag.ConvNet(5, 8, 2, False).eval(), ag.ConvNet(5, 8, 2, True).eval(), 1.0,
-                                           random.Random(0), torch.device("cpu")), ag.puct, 5.0, 8)
+    untrained = ag.alphago_evaluator(ag.ConvNet(5, 8, 2, False).eval(), ag.ConvNet(5, 8, 2, True).eval(),
+                                     ag.RolloutPolicy(), 1.0, random.Random(0), torch.device("cpu"))
+    alphago = ag.MCTS(untrained, ag.puct, 5.0, 8)
     assert ag.best_move(alphago.search([ag.Node(pos)], 400)[0]) == winning  # untrained priors, playouts only
+
+
+def random_positions(n, count, seed, max_moves=40):
+    rng = random.Random(seed)
+    positions = []
+    for _ in range(count):
+        pos = ag.Position(n, 0.5)
+        for _ in range(rng.randrange(1, max_moves)):
+            pos = pos.play(rng.choice(pos.legal_moves()[:-1] or [n * n]))
+        positions.append(pos)
+    return positions
+
+
+def test_rollout_patterns_are_the_same_under_the_8_symmetries():
+    """The rollout policy's features of a rotated or reflected board are those of the original, moved with the
+    board (the pattern classes merge exactly the symmetric 3x3 patterns); from network planes and from Position
+    objects alike."""
+    positions = random_positions(7, 24, seed=3)
+    planes = np.stack([ag.features(p) for p in positions])
+    x = ag.pattern_features(*ag.planes_inputs(planes))
+    last = np.array([p.point(p.history[-1]) if p.history[-1] < 49 else -1 for p in positions])
+    assert (ag.pattern_features(*ag.padded_inputs(positions), last) == x).all()
+    for k, (turned, index) in enumerate(ag.symmetries(planes, np.tile(np.arange(49), (24, 1)))):
+        assert (ag.pattern_features(*ag.planes_inputs(turned))[:, :, index[0]] == x).all(), k
+    assert x[:, 3].any() and x[:, 1].any() and x[:, 2].any() and (x[:, 0] >= ag.CLASSES).any()
+    assert len(np.unique(ag.PATTERN_CLASS)) == ag.CLASSES < 4 ** 8 // 7  # about 65536 / 8, plus symmetric ones
+
+
+def test_rollout_candidates_leave_out_own_eyes_and_one_point_suicide():
+    pos = setup(["X . X O .",
+                 "X X X O O",
+                 ". . . . .",
+                 ". . . . .",
+                 ". . . . ."], to_play=B)
+    x = ag.pattern_features(*ag.padded_inputs([pos]), np.array([-1]))[0]
+    assert x[3, 1] == 0 and x[3, 4] == 0  # B's own eye at B5; E5 is a one-point suicide for Black
+    assert x[3, 10] == 1 and x[3, 24] == 1
+    white = ag.pattern_features(*ag.padded_inputs([pos.with_to_play(W)]), np.array([-1]))[0]
+    assert white[3, 4] == 0 and white[3, 1] == 0  # for White, E5 is its eye and B5 suicide
+
+
+def test_rollout_policy_learns_to_capture():
+    """On random positions where one move captures, an expert that always captures: p_pi must learn to (held-out
+    NLL far below the uniform policy's log(candidates) ~ 3.4, a large capture weight)."""
+    data = []
+    for pos in random_positions(7, 1500, seed=4):
+        x = ag.pattern_features(*ag.padded_inputs([pos]), np.array([-1]))[0]
+        captures = np.flatnonzero(x[1] & x[3] & pos.legal_mask()[:-1])
+        if len(captures) == 1:
+            data.append((ag.features(pos), captures[0]))
+    assert len(data) > 200
+    planes, moves = np.stack([d[0] for d in data]), np.array([d[1] for d in data])
+    rollout, args = ag.RolloutPolicy(), ag.Args(board_size=7, sl_epochs=10, batch_size=32, log_every=100)
+    best = ag.train_rollout(args, rollout, planes, moves, torch.device("cpu"), io.StringIO())
+    assert best["rollout_nll"] < 1.0 and best["rollout_accuracy"] > 0.9 and rollout.w[-2] > 2.0
 
 
 def test_value_network_learns_who_has_more_stones():
@@ -169,8 +225,7 @@ def test_value_network_learns_who_has_more_stones():
             y.append(float(np.sign(diff)))
     x, y = torch.from_numpy(np.stack(x)), torch.tensor(y)
     net, args = ag.ConvNet(5, 16, 2, True), ag.Args(batch_size=64, log_every=100)
-    best = ag.fit(args, net, ag.value_mse, (x[128:], y[128:]), (x[:128], y[:128]), 8, "value", torch.device("cpu"),
-                  io.StringIO())
+    best = ag.fit(args, net, (x[128:], y[128:]), (x[:128], y[:128]), 8, "value", torch.device("cpu"), io.StringIO())
     assert best["held_out_loss"] < 0.25
 
 
@@ -183,7 +238,7 @@ def gtp(engine, text):
 def tiny_engine(n=7):
     args = ag.Args(board_size=n, komi=9.0, width=8, layers=2, sims=16, leaf_batch=4)
     nets = {"sl": ag.ConvNet(n, 8, 2, False).eval(), "rl": ag.ConvNet(n, 8, 2, False).eval(),
-            "value": ag.ConvNet(n, 8, 2, True).eval()}
+            "value": ag.ConvNet(n, 8, 2, True).eval(), "rollout": ag.RolloutPolicy()}
     return ag.GTPEngine(args, nets, torch.device("cpu"), random.Random(0))
 
 
@@ -219,8 +274,8 @@ SMOKE = ("--device", "cpu", "--board-size", 5, "--expert-games", 4, "--expert-si
 def test_every_stage_on_5x5_then_eval_only(run_script, tmp_path):
     summary, _ = run_script("alphago_mcts.py", *SMOKE, "--out", tmp_path / "a")
     assert summary["stages"] == ["sl", "rl", "value"]
-    for key in ("winrate_vs_random", "winrate_vs_policy", "winrate_vs_uct", "sims_per_s", "board_size", "wall_s",
-                "device", "seed"):
+    for key in ("winrate_vs_random", "winrate_vs_policy", "winrate_vs_uct", "sims_per_s", "rollout_accuracy",
+                "board_size", "wall_s", "device", "seed"):
         assert key in summary, key
     again, _ = run_script("alphago_mcts.py", *SMOKE, "--eval-only", "--load", tmp_path / "a" / "model.pt",
                           "--out", tmp_path / "b")
