@@ -295,6 +295,12 @@ def test_bad_flags_are_usage_errors(run_script, flags, message):
     assert message in proc.stderr
 
 
+def test_a_checkpoint_without_a_network_is_a_clear_error(run_script, tmp_path):
+    torch.save({"sl": ag.ConvNet(5, 8, 2, False).state_dict(), "stages": ["sl"]}, tmp_path / "old.pt")
+    _, proc = run_script("alphago_mcts.py", *SMOKE, "--eval-only", "--load", tmp_path / "old.pt", returncode=1)
+    assert "no rl, rollout, value in it" in proc.stderr
+
+
 @pytest.mark.skipif(not ag.gnugo_path(), reason="GNU Go is not installed")
 def test_a_whole_game_over_gtp_against_gnugo(tmp_path):
     """Our engine as a subprocess (`--gtp`) and GNU Go, with a referee relaying the moves until two passes; both
