@@ -1195,8 +1195,9 @@ def main(argv=None):
             "value": ConvNet(n, args.width, args.layers, True), "rollout": RolloutPolicy()}
     if args.load:
         ckpt = torch.load(args.load, map_location="cpu", weights_only=True)
-        if set(nets) - set(ckpt):
-            sys.exit(f"--load {args.load}: no {', '.join(sorted(set(nets) - set(ckpt)))} in it (an older checkpoint?)")
+        missing = sorted(set(nets) - set(ckpt))
+        if missing:
+            sys.exit(f"--load {args.load}: no {', '.join(missing)} in it (an older checkpoint?)")
         for name, net in nets.items():
             net.load_state_dict(ckpt[name])
         done = ckpt["stages"]
