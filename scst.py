@@ -4,13 +4,14 @@ cross-entropy; stage 2 fine-tunes it with REINFORCE on the reward R = -(edit dis
 (that reference's length), with the model's own greedy decode as the baseline: A = R(y_sample) - R(y_greedy).
 Papers: Rennie et al., "Self-critical sequence training for image captioning", CVPR 2017; Luo, "A better variant
 of self-critical sequence training", 2020 (--baseline mean).  Run: python scst.py --device cuda
-Reference result: default model, 10 XE epochs + 300 SCST steps on a CPU: test PER 9.84 % -> 9.23 % (README)"""
+Reference result: default model, 10 XE epochs on a CPU: test PER 8.01 %, WER 32.9 %; 300 SCST steps did not lower it"""
 import argparse
 import copy
 import dataclasses
 import hashlib
 import inspect
 import json
+import math
 import os
 import random
 import re
@@ -37,7 +38,7 @@ class Args:
     dropout: float = 0.2  # dropout between GRU layers and before the output layer (cross-entropy stage only)
     batch_size: int = 256  # words (XE: pronunciations) per gradient step
     xe_epochs: int = 20  # stage 1 budget: epochs of teacher-forced cross-entropy
-    xe_lr: float = 2e-3  # AdamW learning rate of stage 1
+    xe_lr: float = 2e-3  # peak AdamW learning rate of stage 1, decayed to 0 by a cosine over the xe epochs
     scst_steps: int = 2_000  # stage 2 budget: SCST gradient steps (0: cross-entropy only)
     scst_lr: float = 3e-4  # AdamW learning rate of stage 2
     baseline: str = "greedy"  # SCST baseline: greedy (the paper: the greedy decode's reward) or mean (other samples')
@@ -354,10 +355,16 @@ def validate(model, data: dict, device, args: Args, best: KeepBest, metrics, **w
                   "best_dev_per": round(best.per, 4)})
 
 
+def cosine_lr(step: int, total: int, peak: float) -> float:
+    """Learning rate of step `step` of `total`: from peak down to 0 along half a cosine (Loshchilov and Hutter 2017)."""
+    return peak * 0.5 * (1.0 + math.cos(math.pi * step / total))
+
+
 def train_xe(args: Args, model, data: dict, device, metrics) -> dict:
-    """Stage 1: teacher-forced cross-entropy on every (word, pronunciation) pair of the training words; the weights
-    of the epoch with the lowest dev PER are kept."""
+    """Stage 1: teacher-forced cross-entropy on every (word, pronunciation) pair of the training words, the learning
+    rate decayed by a cosine; the weights of the epoch with the lowest dev PER are kept."""
     pairs = [(w, p) for w in data["train"] for p in data["lexicon"][w]]
+    total_steps = args.xe_epochs * -(-len(pairs) // args.batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.xe_lr, fused=device.type == "cuda")
     best, step, tokens, start = KeepBest(model), 0, 0, time.time()
     logged = torch.zeros((), device=device)
@@ -375,6 +382,8 @@ def train_xe(args: Args, model, data: dict, device, metrics) -> dict:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            for group in optimizer.param_groups:
+                group["lr"] = cosine_lr(step, total_steps, args.xe_lr)
             optimizer.step()
             logged += loss.detach()
             tokens += sum(len(p) + 1 for p in prons)

@@ -206,11 +206,11 @@ def test_predict_rejects_letters_outside_the_alphabet(run_script, tmp_path):
 
 
 def test_scst_learns_reversal(run_script, tmp_path):
-    """Spell the word backwards: a 2-epoch cross-entropy model, then 100 SCST steps (a few seconds) must cut its test
+    """Spell the word backwards: a 4-epoch cross-entropy model, then 100 SCST steps (a few seconds) must cut its test
     PER by a fifth or more. A broken update cannot: the best dev weights would stay the starting ones."""
     write_reversal_dictionary(tmp_path / "rev.dict", n=3000)
     flags = ("--data", "rev.dict", "--device", "cpu", "--test-words", 300, "--dev-words", 200, "--batch-size", 64,
              "--log-every", 25, "--eval-every", 25, "--beam-size", 2)
-    run_script("scst.py", *flags, "--hidden", 64, "--layers", 1, "--xe-epochs", 2, "--scst-steps", 0, "--out", "xe")
+    run_script("scst.py", *flags, "--hidden", 64, "--layers", 1, "--xe-epochs", 4, "--scst-steps", 0, "--out", "xe")
     summary, _ = run_script("scst.py", *flags, "--load", "xe/model_xe.pt", "--scst-steps", 100, "--scst-lr", 1e-3)
     assert summary["test_per"] <= 0.8 * summary["xe_test_per"], summary
