@@ -4,7 +4,7 @@ cross-entropy; stage 2 fine-tunes it with REINFORCE on the reward R = -(edit dis
 (that reference's length), with the model's own greedy decode as the baseline: A = R(y_sample) - R(y_greedy).
 Papers: Rennie et al., "Self-critical sequence training for image captioning", CVPR 2017; Luo, "A better variant
 of self-critical sequence training", 2020 (--baseline mean).  Run: python scst.py --device cuda
-Reference result: default model, 10 XE epochs on a CPU: test PER 8.01 %, WER 32.9 %; 300 SCST steps did not lower it"""
+Reference result, CPU, default run: 20 XE epochs, test PER 7.27 %, WER 30.2 %; + 2,000 SCST steps, 7.09 %, 29.9 %"""
 import argparse
 import copy
 import dataclasses
