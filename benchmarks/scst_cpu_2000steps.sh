@@ -8,10 +8,11 @@ cd "$(dirname "$0")/.."
 xe=${XE:-runs/bench-scst-cpu-20epochs/xe/model_xe.pt}
 out=${OUT:-runs/bench-scst-cpu-2000steps}
 mkdir -p "$out"
+: > "$out/results.txt"
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 for lr in 3e-4 5e-5; do
-  python scst.py --device cpu --load "$xe" --baseline greedy --scst-lr $lr --eval-every 250 --log-every 100 \
-    --out "$out/greedy-lr$lr" | tail -1 | sed "s/^/greedy lr $lr /" >> "$out/results.txt" &
+  python scst.py --device cpu --load "$xe" --baseline greedy --scst-lr $lr --out "$out/greedy-lr$lr" | tail -1 \
+    | sed "s/^/greedy lr $lr /" >> "$out/results.txt" &
 done
 wait
 cat "$out/results.txt"
