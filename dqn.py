@@ -9,11 +9,11 @@ Reference result: CartPole-v1 greedy return 500 +- 0 (20 episodes), seeds 1-5, 1
 import argparse
 import copy
 import dataclasses
-import inspect
+import importlib
 import json
+import math
 import os
 import random
-import re
 import time
 from dataclasses import dataclass
 
@@ -25,87 +25,127 @@ import torch.nn.functional as F
 
 
 # --- config -------------------------------------------------------------------------------------
+def arg(default, help: str, **options):
+    """A field of Args and a flag of the command line: its default, its help text, argparse options."""
+    return dataclasses.field(default=default, metadata={"help": help, **options})
+
+
 @dataclass
 class Args:
-    env_id: str = "CartPole-v1"  # gymnasium id: Box observations, Discrete actions; ALE/<Game>-v5 for Atari
-    num_envs: int = 8  # environments stepped together (one batched forward per step)
-    total_steps: int = 50_000  # budget in environment steps, summed over the environments
-    buffer_size: int = 50_000  # replay memory capacity in transitions, preallocated on the device
-    batch_size: int = 128  # transitions per gradient step
-    lr: float = 2e-3  # Adam learning rate
-    gamma: float = 0.99  # discount factor
-    learning_starts: int = 1_000  # environment steps of pure exploration before the first update
-    train_every: int = 4  # environment steps between updates (4 with 8 envs: two updates per vector step)
-    gradient_steps: int = 1  # gradient steps per update, taken together (8 every 16 steps learns MountainCar)
-    target_every: int = 200  # C: environment steps between target-network updates
-    tau: float = 1.0  # target update theta' <- tau*theta + (1-tau)*theta'; 1.0 is the paper's hard copy
-    eps_start: float = 1.0  # epsilon of the epsilon-greedy policy at step 0
-    eps_end: float = 0.04  # epsilon after the linear decay
-    eps_fraction: float = 0.1  # fraction of total-steps over which epsilon decays linearly
-    loss: str = "huber"  # TD loss: huber (the paper's error clipping) or mse
-    double_q: bool = False  # Double DQN target: the online net picks a', the target net values it
-    hidden: int = 64  # width of the two hidden layers of the MLP Q-network (ignored for Atari)
-    eval_every: int = 5_000  # environment steps between greedy validations that keep the best weights (0: off)
-    eval_episodes: int = 20  # greedy episodes (epsilon 0) of each validation and of the final evaluation
-    log_every: int = 5_000  # environment steps between progress lines
-    seed: int = 1  # seeds python, numpy, torch and the environments
-    device: str = "auto"  # auto, cpu, cuda or mps (auto: cuda when available)
-    compile: bool = False  # torch.compile the TD loss (worth it on CUDA)
-    out: str = ""  # output folder (default runs/dqn-<seed>-<time>)
-    load: str = ""  # checkpoint to start from; its env-id and network size are used
-    eval_only: bool = False  # only evaluate the loaded model
+    env_id: str = arg("CartPole-v1", "gymnasium id (or module:id): vector Box observations and Discrete actions, "
+                      "or ALE/<Game>-v5 for Atari")
+    num_envs: int = arg(8, "environments stepped together (one batched forward per step)")
+    total_steps: int = arg(50_000, "budget in environment steps, summed over the environments")
+    buffer_size: int = arg(50_000, "replay memory capacity in transitions, preallocated on the device")
+    batch_size: int = arg(128, "transitions per gradient step")
+    lr: float = arg(2e-3, "Adam learning rate")
+    gamma: float = arg(0.99, "discount factor")
+    learning_starts: int = arg(1_000, "environment steps of pure exploration before the first update")
+    train_every: int = arg(4, "environment steps between updates (4 with 8 envs: two updates per vector step)")
+    gradient_steps: int = arg(1, "gradient steps per update, taken together (8 every 16 steps learns MountainCar)")
+    target_every: int = arg(200, "C: environment steps between target-network updates")
+    tau: float = arg(1.0, "target update theta' <- tau*theta + (1-tau)*theta'; 1.0 is the paper's hard copy")
+    eps_start: float = arg(1.0, "epsilon of the epsilon-greedy policy at step 0")
+    eps_end: float = arg(0.04, "epsilon after the linear decay")
+    eps_fraction: float = arg(0.1, "fraction of total-steps over which epsilon decays linearly")
+    loss: str = arg("huber", "TD loss: huber (the paper's error clipping) or mse", choices=("huber", "mse"))
+    double_q: bool = arg(False, "Double DQN target: the online net picks a', the target net values it")
+    hidden: int = arg(64, "width of the two hidden layers of the MLP Q-network (ignored for Atari)")
+    eval_every: int = arg(5_000, "environment steps between greedy validations that keep the best weights (0: off)")
+    eval_episodes: int = arg(20, "greedy episodes (epsilon 0) of each validation and of the final evaluation")
+    log_every: int = arg(5_000, "environment steps between progress lines")
+    seed: int = arg(1, "seeds python, numpy, torch and the environments")
+    device: str = arg("auto", "auto: cuda when available", choices=("auto", "cpu", "cuda", "mps"))
+    compile: bool = arg(False, "torch.compile the TD loss (worth it on CUDA)")
+    out: str = arg("", "output folder (default runs/dqn-<seed>-<time>)")
+    load: str = arg("", "checkpoint to start from; its env-id and network size are used")
+    eval_only: bool = arg(False, "only evaluate the loaded model (writes eval.json, no model)")
 
 
-def parse_args(argv=None) -> Args:
-    """argparse from the Args dataclass: every field a flag, its comment the help text."""
-    helps = dict(re.findall(r"^\s+(\w+): .*?#\s*(.*)$", inspect.getsource(Args), re.M))
+RULES = (  # (flags, test, what they must be), checked before any work starts; float flags must also be finite
+    (("num_envs", "total_steps", "buffer_size", "batch_size", "train_every", "gradient_steps", "target_every",
+      "hidden", "eval_episodes", "log_every"), lambda x: x >= 1, "at least 1"),
+    (("learning_starts", "eval_every"), lambda x: x >= 0, "0 or more"),
+    (("lr",), lambda x: x > 0, "positive"),
+    (("gamma", "eps_start", "eps_end"), lambda x: 0 <= x <= 1, "in [0, 1]"),
+    (("tau", "eps_fraction"), lambda x: 0 < x <= 1, "in (0, 1]"),
+)
+
+
+def finite(text: str) -> float:
+    """The type of every float flag: NaN and infinities are usage errors."""
+    x = float(text)
+    if not math.isfinite(x):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return x
+
+
+def make_parser() -> argparse.ArgumentParser:
+    """Every field of Args a flag (total_steps: --total-steps), built from the dataclass alone."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for f in dataclasses.fields(Args):
-        flag = "--" + f.name.replace("_", "-")
-        if f.type is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=helps[f.name])
+        flag, kind = "--" + f.name.replace("_", "-"), type(f.default)
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, **f.metadata)
         else:
-            parser.add_argument(flag, type=f.type, default=f.default, help=helps[f.name])
-    args = Args(**vars(parser.parse_args(argv)))
-    for name in ("num_envs", "total_steps", "buffer_size", "batch_size", "train_every", "gradient_steps",
-                 "target_every", "eval_episodes", "log_every"):
-        if getattr(args, name) <= 0:
-            parser.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    if args.loss not in ("huber", "mse"):
-        parser.error(f"--loss must be huber or mse, got {args.loss!r}")
-    if not 0.0 < args.tau <= 1.0:
-        parser.error(f"--tau must be in (0, 1], got {args.tau}")
-    if args.device not in ("auto", "cpu", "cuda", "mps"):
-        parser.error(f"--device must be auto, cpu, cuda or mps, got {args.device!r}")
+            parser.add_argument(flag, type=finite if kind is float else kind, default=f.default, **f.metadata)
+    return parser
+
+
+def usage_error(message: str):
+    """Bad input (a flag, a file, an environment): the usage line and one line of error, exit status 2."""
+    make_parser().error(message)
+
+
+def parse_args(argv=None) -> Args:
+    """The flags, checked against RULES and against each other; files and environments are checked in main."""
+    args = Args(**vars(make_parser().parse_args(argv)))
+    for names, ok, must in RULES:
+        for name in names:
+            if not ok(getattr(args, name)):
+                usage_error(f"--{name.replace('_', '-')} must be {must}, got {getattr(args, name)}")
     if args.eval_only and not args.load:
-        parser.error("--eval-only needs --load CKPT")
-    if args.load:
-        if not os.path.isfile(args.load):
-            parser.error(f"--load: no such file {args.load!r}")
-        saved = torch.load(args.load, map_location="cpu", weights_only=True)["args"]
-        args.env_id, args.hidden = saved["env_id"], saved["hidden"]
-    try:
-        is_atari(args.env_id)  # registers the ALE games when the id names one
-        env = gym.make(args.env_id)
-    except (gym.error.Error, ModuleNotFoundError, ImportError) as e:
-        parser.error(f"--env-id {args.env_id!r}: {e}")
-    if not isinstance(env.action_space, gym.spaces.Discrete) or not isinstance(env.observation_space, gym.spaces.Box):
-        parser.error(f"--env-id {args.env_id!r} has {env.action_space} actions and {env.observation_space} "
-                     "observations; DQN needs Discrete actions and Box observations")
-    env.close()
+        usage_error("--eval-only needs --load CKPT")
+    present = {"cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if not present.get(args.device, True):
+        usage_error(f"--device {args.device}: no such device on this machine; use --device cpu or auto")
     return args
 
 
 # --- environment --------------------------------------------------------------------------------
-def is_atari(env_id: str) -> bool:
+def env_spec(env_id: str):
+    """gymnasium's registration of env_id; ALE/<Game>-v5 registers the Atari games, module:id imports module."""
     if env_id.startswith("ALE/"):
         try:
             import ale_py
             gym.register_envs(ale_py)
         except ImportError as e:
             raise ImportError("Atari envs need ale-py: pip install ale-py") from e
-    return gym.spec(env_id).entry_point == "ale_py.env:AtariEnv"
+    module, _, name = env_id.rpartition(":")
+    if module:
+        importlib.import_module(module)
+    return gym.spec(name)
+
+
+def is_atari(env_id: str) -> bool:
+    return env_spec(env_id).entry_point == "ale_py.env:AtariEnv"
+
+
+def check_env(env_id: str):
+    """A usage error unless env_id exists and DQN can drive it: Discrete actions, and observations that are a
+    vector (1-D Box) or Atari frames."""
+    try:
+        atari = is_atari(env_id)
+        env = gym.make(env_id)
+    except Exception as e:  # an unknown id, a missing package, or any error of the environment's own constructor
+        usage_error(f"--env-id {env_id}: {type(e).__name__}: {e}")
+    obs_space, act_space = env.observation_space, env.action_space
+    env.close()
+    vector_obs = isinstance(obs_space, gym.spaces.Box) and (len(obs_space.shape) == 1 or atari)
+    if not isinstance(act_space, gym.spaces.Discrete) or not vector_obs:
+        usage_error(f"--env-id {env_id} has {act_space} actions and {obs_space} observations; dqn.py needs Discrete "
+                    "actions and a 1-D Box of observations, or an Atari game (ALE/<Game>-v5)")
 
 
 def make_envs(env_id: str, num_envs: int) -> gym.vector.VectorEnv:
@@ -258,7 +298,7 @@ def train(args: Args, q_net: nn.Module, optimizer, device: torch.device, out: st
     episode_return, episode_len = np.zeros(n), np.zeros(n, dtype=np.int64)
     recent_returns, logged_loss, logged_q, num_updates = [], torch.zeros((), device=device), 0.0, 0
     best_return, best_state, num_validations = -float("inf"), q_net.state_dict(), 0  # live weights until a validation
-    metrics = open(os.path.join(out, "metrics.jsonl"), "a", buffering=1)
+    metrics = open(os.path.join(out, "metrics.jsonl"), "w", buffering=1)
     start = time.time()
     end_step = start_step + -(-args.total_steps // n) * n  # whole vector steps
     for step in range(start_step, end_step, n):  # step counts environment steps
@@ -271,7 +311,7 @@ def train(args: Args, q_net: nn.Module, optimizer, device: torch.device, out: st
         episode_len += ~prev_done
         for i in np.flatnonzero(done):  # log every finished training episode
             recent_returns.append(episode_return[i])
-            metrics.write(json.dumps({"step": step + n, "episode_return": float(episode_return[i]),
+            metrics.write(to_json({"step": step + n, "episode_return": float(episode_return[i]),
                                       "episode_len": int(episode_len[i]), "time": round(time.time(), 3)}) + "\n")
         episode_return[done], episode_len[done] = 0.0, 0
         prev_done, obs = done, next_obs
@@ -296,7 +336,7 @@ def train(args: Args, q_net: nn.Module, optimizer, device: torch.device, out: st
             num_validations += 1
             if val_return > best_return:
                 best_return, best_state = val_return, copy.deepcopy(q_net.state_dict())
-            metrics.write(json.dumps({"step": step + n, "val_return": val_return,
+            metrics.write(to_json({"step": step + n, "val_return": val_return,
                                       "best_val_return": best_return}) + "\n")
         if multiples(since, n, args.log_every) or step + n == end_step:
             sps = since / (time.time() - start)
@@ -306,24 +346,57 @@ def train(args: Args, q_net: nn.Module, optimizer, device: torch.device, out: st
                     "q": round(float(logged_q), 2), "best_val": best_return if num_validations else None,
                     "sps": int(sps)}
             print("  ".join(f"{k} {v}" for k, v in line.items()), flush=True)
-            metrics.write(json.dumps(line) + "\n")
+            metrics.write(to_json(line) + "\n")
             recent_returns, logged_loss, num_updates = [], torch.zeros((), device=device), 0
     envs.close()
     metrics.close()
     return best_state, end_step - start_step
 
 
+CHECKPOINT_FORMAT = 1  # version of the dict save_checkpoint writes; load_checkpoint refuses any other
+
+
 def save_checkpoint(path: str, q_net, optimizer, step: int, args: Args):
     """One torch.save of a dict, written to a temporary file and moved into place. A run resumed from it
     starts its target network as a copy of the Q-network."""
-    torch.save({"q_net": q_net.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                "args": dataclasses.asdict(args)}, path + ".tmp")
+    torch.save({"script": "dqn.py", "format": CHECKPOINT_FORMAT, "q_net": q_net.state_dict(),
+                "optimizer": optimizer.state_dict(), "step": step, "args": dataclasses.asdict(args)}, path + ".tmp")
+    os.replace(path + ".tmp", path)
+
+
+def load_checkpoint(path: str) -> dict:
+    """A checkpoint that dqn.py wrote in this format, on the CPU; any other file is a usage error that says why."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # missing, empty, truncated, not torch's format, or pickled objects
+        usage_error(f"--load {path}: not a readable checkpoint ({type(e).__name__}: {str(e).split('. ')[0]})")
+    script = ckpt.get("script") if isinstance(ckpt, dict) else None
+    if script != "dqn.py":
+        usage_error(f"--load {path}: a checkpoint of {script or 'another program'}, not of dqn.py")
+    if ckpt["format"] != CHECKPOINT_FORMAT:
+        usage_error(f"--load {path}: checkpoint format {ckpt['format']}; this dqn.py reads {CHECKPOINT_FORMAT}")
+    return ckpt
+
+
+def to_json(record: dict) -> str:
+    """Strict JSON: a non-finite number becomes null."""
+    return json.dumps({k: v if not isinstance(v, float) or math.isfinite(v) else None for k, v in record.items()})
+
+
+def write_json(path: str, record: dict):
+    """A JSON file written to a temporary file and moved into place, so it is whole or absent."""
+    with open(path + ".tmp", "w") as f:
+        f.write(to_json(record))
     os.replace(path + ".tmp", path)
 
 
 # --- main ---------------------------------------------------------------------------------------
 def main(argv=None):
     args = parse_args(argv)
+    ckpt = load_checkpoint(args.load) if args.load else None
+    if ckpt:
+        args.env_id, args.hidden = ckpt["args"]["env_id"], ckpt["args"]["hidden"]
+    check_env(args.env_id)
     t0 = time.time()
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     if device.type == "cpu":
@@ -334,15 +407,17 @@ def main(argv=None):
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
     out = args.out or os.path.join("runs", f"dqn-{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
-    os.makedirs(out, exist_ok=True)
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as e:  # a file of that name, or a folder that cannot be written
+        usage_error(f"--out {out}: cannot make this folder ({e.strerror})")
 
     probe = make_envs(args.env_id, 1)
     q_net = QNetwork(probe.single_observation_space.shape, int(probe.single_action_space.n), args.hidden).to(device)
     probe.close()
     optimizer = torch.optim.Adam(q_net.parameters(), lr=args.lr, fused=device.type in ("cuda", "cpu"))
     step, env_steps, train_s = 0, 0, 0.0
-    if args.load:
-        ckpt = torch.load(args.load, map_location=device, weights_only=True)
+    if ckpt:
         q_net.load_state_dict(ckpt["q_net"])
         optimizer.load_state_dict(ckpt["optimizer"])
         step = ckpt["step"]
@@ -359,9 +434,8 @@ def main(argv=None):
                "env_id": args.env_id, "env_steps": env_steps, "wall_s": round(wall, 2),
                "sps": int(env_steps / train_s) if train_s else 0,
                "device": device.type, "seed": args.seed}
-    with open(os.path.join(out, "summary.json"), "w") as f:
-        json.dump(summary, f)
-    print(json.dumps(summary))
+    write_json(os.path.join(out, "eval.json" if args.eval_only else "summary.json"), summary)
+    print(to_json(summary))
 
 
 if __name__ == "__main__":

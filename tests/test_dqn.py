@@ -161,7 +161,7 @@ def test_help(run_script):
 @pytest.mark.parametrize("flags, message", [
     (("--env-id", "NoSuchEnv-v0"), "NoSuchEnv"),
     (("--env-id", "Pendulum-v1"), "Discrete"),
-    (("--total-steps", "-5"), "--total-steps must be positive"),
+    (("--total-steps", "-5"), "--total-steps must be at least 1"),
     (("--eval-only",), "--load"),
 ])
 def test_bad_input_is_a_usage_error(run_script, flags, message):
