@@ -394,8 +394,8 @@ def write_json(path: str, record: dict):
 def main(argv=None):
     args = parse_args(argv)
     ckpt = load_checkpoint(args.load) if args.load else None
-    if ckpt:
-        args.env_id, args.hidden = ckpt["args"]["env_id"], ckpt["args"]["hidden"]
+    if ckpt:  # the architecture and environment the checkpoint was trained with
+        args = dataclasses.replace(args, **{k: ckpt["args"][k] for k in ("env_id", "hidden")})
     check_env(args.env_id)
     t0 = time.time()
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)

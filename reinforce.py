@@ -7,12 +7,10 @@ Reference result: CartPole-v1 greedy return 500 (20 episodes) for seeds 1-5, und
 import argparse
 import copy
 import dataclasses
-import inspect
 import json
 import math
 import os
 import random
-import re
 import time
 from dataclasses import dataclass
 
@@ -23,77 +21,105 @@ import torch.nn as nn
 
 
 # --- config -------------------------------------------------------------------------------------
+def arg(default, help: str, **options):
+    """A field of Args and a flag of the command line: its default, its help text, argparse options."""
+    return dataclasses.field(default=default, metadata={"help": help, **options})
+
+
 @dataclass
 class Args:
-    env_id: str = "CartPole-v1"  # gymnasium id: Box observations; Discrete or Box actions; a time limit
-    num_envs: int = 16  # episodes per batch, played together in N vector envs that reset together
-    total_steps: int = 150_000  # budget in environment steps (transitions of the batches' episodes)
-    lr: float = 1e-2  # Adam learning rate of the policy and the value network
-    gamma: float = 0.99  # discount factor of the returns-to-go
-    baseline: str = "value"  # b(s): value (a learned V(s), regressed on the returns) or none (plain estimator)
-    value_coef: float = 0.5  # weight of the value regression loss
-    entropy_coef: float = 0.0  # weight of the entropy bonus
-    normalize_adv: bool = True  # scale v_t - b(s_t) to zero mean and unit variance in each batch
-    hidden: int = 64  # width of the two hidden layers of the policy and value MLPs
-    log_std_init: float = 0.0  # initial log sigma of the Gaussian policy (Box actions)
-    eval_every: int = 10_000  # environment steps between greedy validations that keep the best weights (0: off)
-    eval_episodes: int = 20  # greedy episodes (argmax / mean action) of each validation and of the final evaluation
-    log_every: int = 10_000  # environment steps between progress lines
-    seed: int = 1  # seeds python, numpy, torch and the environments
-    device: str = "auto"  # auto, cpu, cuda or mps (auto: cuda when available)
-    compile: bool = False  # torch.compile the policy and value networks (worth it on CUDA)
-    out: str = ""  # output folder (default runs/reinforce-<seed>-<time>)
-    load: str = ""  # checkpoint to start from; its env-id, baseline and network size are used
-    eval_only: bool = False  # only evaluate the loaded model
+    env_id: str = arg("CartPole-v1", "gymnasium id: Box observations; Discrete or Box actions; a time limit")
+    num_envs: int = arg(16, "episodes per batch, played together in N vector envs that reset together")
+    total_steps: int = arg(150_000, "budget in environment steps (transitions of the batches' episodes)")
+    lr: float = arg(1e-2, "Adam learning rate of the policy and the value network")
+    gamma: float = arg(0.99, "discount factor of the returns-to-go")
+    baseline: str = arg("value", "b(s): value (a learned V(s), regressed on the returns) or none (plain estimator)",
+                        choices=("value", "none"))
+    value_coef: float = arg(0.5, "weight of the value regression loss")
+    entropy_coef: float = arg(0.0, "weight of the entropy bonus")
+    normalize_adv: bool = arg(True, "scale v_t - b(s_t) to zero mean and unit variance in each batch")
+    hidden: int = arg(64, "width of the two hidden layers of the policy and value MLPs")
+    log_std_init: float = arg(0.0, "initial log sigma of the Gaussian policy (Box actions)")
+    eval_every: int = arg(10_000, "environment steps between greedy validations that keep the best weights (0: off)")
+    eval_episodes: int = arg(20, "greedy episodes (argmax / mean action) of each validation and of the final "
+                                 "evaluation")
+    log_every: int = arg(10_000, "environment steps between progress lines")
+    seed: int = arg(1, "seeds python, numpy, torch and the environments")
+    device: str = arg("auto", "auto: cuda when available", choices=("auto", "cpu", "cuda", "mps"))
+    compile: bool = arg(False, "torch.compile the policy and value networks (worth it on CUDA)")
+    out: str = arg("", "output folder (default runs/reinforce-<seed>-<time>)")
+    load: str = arg("", "checkpoint to start from; its env-id, baseline and network size are used")
+    eval_only: bool = arg(False, "only evaluate the loaded model")
 
 
-def parse_args(argv=None) -> Args:
-    """argparse from the Args dataclass: every field a flag, its comment the help text."""
-    helps = dict(re.findall(r"^\s+(\w+): .*?#\s*(.*)$", inspect.getsource(Args), re.M))
+RULES = (  # (flags, test, what they must be), checked before any work starts; float flags must also be finite
+    (("num_envs", "total_steps", "hidden", "eval_episodes", "log_every"), lambda x: x >= 1, "at least 1"),
+    (("eval_every", "value_coef", "entropy_coef"), lambda x: x >= 0, "0 or more"),
+    (("lr",), lambda x: x > 0, "positive"),
+    (("gamma",), lambda x: 0 <= x <= 1, "in [0, 1]"),
+)
+
+
+def finite(text: str) -> float:
+    """The type of every float flag: NaN and infinities are usage errors."""
+    x = float(text)
+    if not math.isfinite(x):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return x
+
+
+def make_parser() -> argparse.ArgumentParser:
+    """Every field of Args a flag (total_steps: --total-steps), built from the dataclass alone."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for f in dataclasses.fields(Args):
-        flag = "--" + f.name.replace("_", "-")
-        if f.type is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=helps[f.name])
+        flag, kind = "--" + f.name.replace("_", "-"), type(f.default)
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, **f.metadata)
         else:
-            parser.add_argument(flag, type=f.type, default=f.default, help=helps[f.name])
-    args = Args(**vars(parser.parse_args(argv)))
-    for name in ("num_envs", "total_steps", "eval_episodes", "log_every", "hidden"):
-        if getattr(args, name) <= 0:
-            parser.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    for name in ("lr", "value_coef", "entropy_coef", "eval_every"):
-        if getattr(args, name) < 0:
-            parser.error(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
-    if not 0.0 <= args.gamma <= 1.0:
-        parser.error(f"--gamma must be in [0, 1], got {args.gamma}")
-    if args.baseline not in ("value", "none"):
-        parser.error(f"--baseline must be value or none, got {args.baseline!r}")
-    if args.device not in ("auto", "cpu", "cuda", "mps"):
-        parser.error(f"--device must be auto, cpu, cuda or mps, got {args.device!r}")
+            parser.add_argument(flag, type=finite if kind is float else kind, default=f.default, **f.metadata)
+    return parser
+
+
+def usage_error(message: str):
+    """Bad input (a flag, a file, an environment): the usage line and one line of error, exit status 2."""
+    make_parser().error(message)
+
+
+def parse_args(argv=None) -> Args:
+    """The flags, checked against RULES and against each other; files and environments are checked in main."""
+    args = Args(**vars(make_parser().parse_args(argv)))
+    for names, ok, must in RULES:
+        for name in names:
+            if not ok(getattr(args, name)):
+                usage_error(f"--{name.replace('_', '-')} must be {must}, got {getattr(args, name)}")
     if args.eval_only and not args.load:
-        parser.error("--eval-only needs --load CKPT")
-    if args.load:
-        if not os.path.isfile(args.load):
-            parser.error(f"--load: no such file {args.load!r}")
-        saved = torch.load(args.load, map_location="cpu", weights_only=True)["args"]
-        args.env_id, args.baseline, args.hidden = saved["env_id"], saved["baseline"], saved["hidden"]
-    try:
-        env = gym.make(args.env_id)
-    except (gym.error.Error, ModuleNotFoundError, ImportError) as e:
-        parser.error(f"--env-id {args.env_id!r}: {e}")
-    obs_space, act_space = env.observation_space, env.action_space
-    env.close()
-    box_actions = isinstance(act_space, gym.spaces.Box) and len(act_space.shape) == 1
-    if not isinstance(obs_space, gym.spaces.Box) or not (isinstance(act_space, gym.spaces.Discrete) or box_actions):
-        parser.error(f"--env-id {args.env_id!r} has {act_space} actions and {obs_space} observations; "
-                     "this script needs Box observations and Discrete or 1-D Box actions")
-    if not gym.spec(args.env_id).max_episode_steps:
-        parser.error(f"--env-id {args.env_id!r} has no time limit; Monte-Carlo returns need episodes that end")
+        usage_error("--eval-only needs --load CKPT")
+    present = {"cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if not present.get(args.device, True):
+        usage_error(f"--device {args.device}: no such device on this machine; use --device cpu or auto")
     return args
 
 
 # --- environment --------------------------------------------------------------------------------
+def check_env(env_id: str):
+    """A usage error unless env_id exists and this script can drive it: vector (1-D Box) observations, Discrete or 1-D Box actions,
+    and a time limit, so that every episode ends."""
+    try:
+        env = gym.make(env_id)  # also an id in module:id form, which imports the module first
+    except Exception as e:  # an unknown id, a missing package, or any error of the environment's own constructor
+        usage_error(f"--env-id {env_id}: {type(e).__name__}: {e}")
+    obs_space, act_space, spec = env.observation_space, env.action_space, env.spec
+    env.close()
+    vector_obs = isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 1
+    box_actions = isinstance(act_space, gym.spaces.Box) and len(act_space.shape) == 1
+    if not vector_obs or not (isinstance(act_space, gym.spaces.Discrete) or box_actions):
+        usage_error(f"--env-id {env_id} has {act_space} actions and {obs_space} observations; reinforce.py needs a "
+                    "1-D Box of observations and Discrete or 1-D Box actions")
+    if not spec.max_episode_steps:
+        usage_error(f"--env-id {env_id} has no time limit; Monte-Carlo returns need episodes that end")
+
+
 def make_envs(env_id: str, num_envs: int) -> gym.vector.VectorEnv:
     """N environments stepping together. Autoreset is gymnasium's default NEXT_STEP mode: the step that ends an
     episode returns its final observation s_T, and only the step after it resets (action ignored)."""
@@ -241,14 +267,14 @@ def train(args: Args, policy, value_net, optimizer, device, out: str, start_step
     envs = make_envs(args.env_id, args.num_envs)
     envs.reset(seed=args.seed)
     act_space = envs.single_action_space
-    batch = EpisodeBatch(gym.spec(args.env_id).max_episode_steps, args.num_envs, policy.net[0].in_features,
+    batch = EpisodeBatch(envs.spec.max_episode_steps, args.num_envs, policy.net[0].in_features,
                          act_space.shape, torch.float32 if policy.continuous else torch.long, device)
     if args.compile:  # the networks only: the loss loops over T, which changes with every batch
         policy.compile()
         if value_net is not None:
             value_net.compile()
     best_return, best_state, num_validations = -float("inf"), copy.deepcopy(modules_state(policy, value_net)), 0
-    metrics = open(os.path.join(out, "metrics.jsonl"), "a", buffering=1)
+    metrics = open(os.path.join(out, "metrics.jsonl"), "w", buffering=1)
     recent_returns, logged, num_updates = [], torch.zeros(3, device=device), 0
     start, steps = time.time(), 0
     while steps < args.total_steps:
@@ -257,7 +283,7 @@ def train(args: Args, policy, value_net, optimizer, device, out: str, start_step
         ends = batch.done[:T].argmax(0)  # the row where each episode ended: log them in the order they finished
         for i in np.argsort(ends, kind="stable"):
             recent_returns.append(float(returns[i]))
-            metrics.write(json.dumps({"step": start_step + steps + int(np.minimum(lengths, ends[i] + 1).sum()),
+            metrics.write(to_json({"step": start_step + steps + int(np.minimum(lengths, ends[i] + 1).sum()),
                                       "episode_return": float(returns[i]), "episode_len": int(lengths[i]),
                                       "time": round(time.time(), 3)}) + "\n")
         prev_steps, steps = steps, steps + int(lengths.sum())
@@ -279,7 +305,7 @@ def train(args: Args, policy, value_net, optimizer, device, out: str, start_step
             num_validations += 1
             if val_return > best_return:
                 best_return, best_state = val_return, copy.deepcopy(modules_state(policy, value_net))
-            metrics.write(json.dumps({"step": start_step + steps, "val_return": val_return,
+            metrics.write(to_json({"step": start_step + steps, "val_return": val_return,
                                       "best_val_return": best_return}) + "\n")
         if steps // args.log_every > prev_steps // args.log_every or steps >= args.total_steps:
             pg_loss, value_loss, entropy = (logged / num_updates).tolist()
@@ -288,7 +314,7 @@ def train(args: Args, policy, value_net, optimizer, device, out: str, start_step
                     "best_val": round(float(best_return), 1) if num_validations else None,
                     "sps": int(steps / (time.time() - start))}
             print("  ".join(f"{k} {v}" for k, v in line.items()), flush=True)
-            metrics.write(json.dumps(line) + "\n")
+            metrics.write(to_json(line) + "\n")
             recent_returns, logged, num_updates = [], torch.zeros(3, device=device), 0
     envs.close()
     metrics.close()
@@ -315,16 +341,49 @@ def evaluate(policy: Policy, env_id: str, episodes: int, seed: int, device) -> n
     return returns
 
 
+CHECKPOINT_FORMAT = 1  # version of the dict save_checkpoint writes; load_checkpoint refuses any other
+
+
 def save_checkpoint(path: str, policy, value_net, optimizer, step: int, args: Args):
     """One torch.save of a dict, written to a temporary file and moved into place."""
-    torch.save({**modules_state(policy, value_net), "optimizer": optimizer.state_dict(), "step": step,
-                "args": dataclasses.asdict(args)}, path + ".tmp")
+    torch.save({"script": "reinforce.py", "format": CHECKPOINT_FORMAT, **modules_state(policy, value_net),
+                "optimizer": optimizer.state_dict(), "step": step, "args": dataclasses.asdict(args)}, path + ".tmp")
+    os.replace(path + ".tmp", path)
+
+
+def load_checkpoint(path: str) -> dict:
+    """A checkpoint that reinforce.py wrote in this format, on the CPU; any other file is a usage error that says why."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # missing, empty, truncated, not torch's format, or pickled objects
+        usage_error(f"--load {path}: not a readable checkpoint ({type(e).__name__}: {str(e).split('. ')[0]})")
+    script = ckpt.get("script") if isinstance(ckpt, dict) else None
+    if script != "reinforce.py":
+        usage_error(f"--load {path}: a checkpoint of {script or 'another program'}, not of reinforce.py")
+    if ckpt["format"] != CHECKPOINT_FORMAT:
+        usage_error(f"--load {path}: checkpoint format {ckpt['format']}; this reinforce.py reads {CHECKPOINT_FORMAT}")
+    return ckpt
+
+
+def to_json(record: dict) -> str:
+    """Strict JSON: a non-finite number becomes null."""
+    return json.dumps({k: v if not isinstance(v, float) or math.isfinite(v) else None for k, v in record.items()})
+
+
+def write_json(path: str, record: dict):
+    """A JSON file written to a temporary file and moved into place, so it is whole or absent."""
+    with open(path + ".tmp", "w") as f:
+        f.write(to_json(record))
     os.replace(path + ".tmp", path)
 
 
 # --- main ---------------------------------------------------------------------------------------
 def main(argv=None):
     args = parse_args(argv)
+    ckpt = load_checkpoint(args.load) if args.load else None
+    if ckpt:  # the architecture and environment the checkpoint was trained with
+        args = dataclasses.replace(args, **{k: ckpt["args"][k] for k in ("env_id", "hidden", "baseline")})
+    check_env(args.env_id)
     t0 = time.time()
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     if device.type == "cpu":
@@ -335,7 +394,10 @@ def main(argv=None):
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
     out = args.out or os.path.join("runs", f"reinforce-{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
-    os.makedirs(out, exist_ok=True)
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as e:  # a file of that name, or a folder that cannot be written
+        usage_error(f"--out {out}: cannot make this folder ({e.strerror})")
 
     probe = gym.make(args.env_id)
     obs_dim = int(np.prod(probe.observation_space.shape))
@@ -345,8 +407,7 @@ def main(argv=None):
     params = list(policy.parameters()) + (list(value_net.parameters()) if value_net is not None else [])
     optimizer = torch.optim.Adam(params, lr=args.lr, fused=device.type in ("cuda", "cpu"))
     step, env_steps, train_s = 0, 0, 0.0
-    if args.load:
-        ckpt = torch.load(args.load, map_location=device, weights_only=True)
+    if ckpt:
         policy.load_state_dict(ckpt["policy"])
         if value_net is not None:
             value_net.load_state_dict(ckpt["value_net"])
@@ -367,9 +428,8 @@ def main(argv=None):
                "env_id": args.env_id, "env_steps": env_steps, "wall_s": round(wall, 2),
                "sps": int(env_steps / train_s) if train_s else 0,
                "device": device.type, "seed": args.seed}
-    with open(os.path.join(out, "summary.json"), "w") as f:
-        json.dump(summary, f)
-    print(json.dumps(summary))
+    write_json(os.path.join(out, "eval.json" if args.eval_only else "summary.json"), summary)
+    print(to_json(summary))
 
 
 if __name__ == "__main__":

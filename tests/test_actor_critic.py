@@ -112,8 +112,8 @@ def test_smoke_variants(run_script, flags):
     (("--env-id", "NoSuchEnv-v0"), "--env-id"),
     (("--gamma", -0.1), "--gamma must be in [0, 1]"),
     (("--gae-lambda", 1.5), "--gae-lambda must be in [0, 1]"),
-    (("--total-steps", -5), "--total-steps must be positive"),
-    (("--num-steps", 0), "--num-steps must be positive"),
+    (("--total-steps", -5), "--total-steps must be at least 1"),
+    (("--num-steps", 0), "--num-steps must be at least 1"),
 ])
 def test_bad_input(run_script, flags, message):
     _, proc = run_script("actor_critic.py", *flags, returncode=2)

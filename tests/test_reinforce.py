@@ -120,8 +120,8 @@ def test_help(run_script):
 @pytest.mark.parametrize("flags, message", [
     (("--env-id", "NoSuchEnv-v0"), "--env-id"),
     (("--gamma", 1.5), "--gamma must be in [0, 1]"),
-    (("--total-steps", -5), "--total-steps must be positive"),
-    (("--baseline", "mean"), "--baseline must be"),
+    (("--total-steps", -5), "--total-steps must be at least 1"),
+    (("--baseline", "mean"), "invalid choice"),
     (("--eval-only",), "--eval-only needs --load"),
 ])
 def test_bad_input(run_script, flags, message):
