@@ -533,8 +533,8 @@ def load_checkpoint(path: str) -> dict:
 
 
 def to_json(record: dict) -> str:
-    """Strict JSON: a non-finite number becomes null."""
-    return json.dumps({k: v if not isinstance(v, float) or math.isfinite(v) else None for k, v in record.items()})
+    """Strict JSON: every non-finite number, which json.dumps writes as NaN or Infinity, becomes null."""
+    return json.dumps(json.loads(json.dumps(record), parse_constant=lambda _: None))
 
 
 def write_json(path: str, record: dict):

@@ -9,12 +9,10 @@ Reference result: reduced CPU run, paper's oracle: NLL-oracle 9.05 (MLE) -> 8.82
 import argparse
 import copy
 import dataclasses
-import inspect
 import json
 import math
 import os
 import random
-import re
 import time
 from dataclasses import dataclass
 
@@ -25,100 +23,105 @@ import torch.nn.functional as F
 
 
 # --- config -------------------------------------------------------------------------------------
+def arg(default, help: str, **options):
+    """A field of Args and a flag of the command line: its default, its help text, argparse options."""
+    return dataclasses.field(default=default, metadata={"help": help, **options})
+
+
 @dataclass
 class Args:
-    oracle: str = ""  # .npz of the paper's oracle LSTM (emb, Wi, Ui, bi, ..., Wo, bo); default: drawn from the seed
-    data: str = ""  # real-data mode: a text file, one sequence per line (every 10th line held out for BLEU)
-    bpe_vocab: int = 2_000  # real-data mode: the first N merge ranks of tiktoken's cl100k_base form the vocabulary
-    vocab_size: int = 5_000  # tokens (the oracle's vocabulary)
-    seq_len: int = 20  # tokens per sequence
-    emb: int = 32  # embedding width of the oracle and the generator
-    hidden: int = 32  # LSTM width of the oracle and the generator
-    num_train: int = 10_000  # oracle sequences in the training set (the paper: 10,000; synthetic mode)
-    batch_size: int = 64  # sequences per gradient step, for G and D
-    mle_epochs: int = 120  # budget of the MLE pretraining of G (the official code: 120)
-    g_lr: float = 0.01  # Adam learning rate of the generator (MLE and policy gradient)
-    d_emb: int = 64  # embedding width of the discriminator
-    d_filter_scale: float = 1.0  # multiplies the paper's filter counts (100-200 per width, 1,720 in all)
-    d_dropout: float = 0.25  # dropout before D's output layer (the official keep probability 0.75)
-    d_l2: float = 0.2  # L2 penalty on D's output layer
-    d_lr: float = 1e-4  # Adam learning rate of the discriminator
-    d_pretrain: int = 50  # D pretraining: rounds of fresh negatives (3 epochs each in the official code)
-    d_epochs: int = 3  # epochs over positives + fresh negatives per D round
-    adv_epochs: int = 200  # adversarial budget: epochs of 1 g-step + d_steps D rounds (the official code: 200)
-    d_steps: int = 5  # D rounds per adversarial epoch
-    rollouts: int = 16  # N: Monte-Carlo rollouts completing each prefix
-    eval_every: int = 5  # adversarial epochs between NLL-oracle measurements
-    eval_samples: int = 10_000  # generated sequences scored by the oracle per measurement
-    controls: bool = True  # also run continued MLE and constant-reward policy gradient with the same budget
-    log_every: int = 20  # MLE epochs between progress lines
-    seed: int = 1  # seeds python, numpy and torch (and the oracle drawn without --oracle)
-    device: str = "auto"  # auto, cpu, cuda or mps (auto: cuda when available)
-    compile: bool = False  # torch.compile the discriminator (worth it on CUDA)
-    out: str = ""  # output folder (default runs/seqgan-<seed>-<time>)
-    load: str = ""  # checkpoint (model.pt or model_mle.pt) to start the adversarial phase from
-    eval_only: bool = False  # only measure the loaded generator's NLL-oracle
+    oracle: str = arg("", ".npz of the paper's oracle LSTM (emb, Wi, Ui, bi, ..., Wo, bo); default: drawn from the "
+                          "seed")
+    data: str = arg("", "real-data mode: a text file, one sequence per line (every 10th line held out for BLEU)")
+    bpe_vocab: int = arg(2_000, "real-data mode: the first N merge ranks of tiktoken's cl100k_base form the "
+                                "vocabulary")
+    vocab_size: int = arg(5_000, "tokens (the oracle's vocabulary)")
+    seq_len: int = arg(20, "tokens per sequence")
+    emb: int = arg(32, "embedding width of the oracle and the generator")
+    hidden: int = arg(32, "LSTM width of the oracle and the generator")
+    num_train: int = arg(10_000, "oracle sequences in the training set (the paper: 10,000; synthetic mode)")
+    batch_size: int = arg(64, "sequences per gradient step, for G and D")
+    mle_epochs: int = arg(120, "budget of the MLE pretraining of G (the official code: 120)")
+    g_lr: float = arg(0.01, "Adam learning rate of the generator (MLE and policy gradient)")
+    d_emb: int = arg(64, "embedding width of the discriminator")
+    d_filter_scale: float = arg(1.0, "multiplies the paper's filter counts (100-200 per width, 1,720 in all)")
+    d_dropout: float = arg(0.25, "dropout before D's output layer (the official keep probability 0.75)")
+    d_l2: float = arg(0.2, "L2 penalty on D's output layer")
+    d_lr: float = arg(1e-4, "Adam learning rate of the discriminator")
+    d_pretrain: int = arg(50, "D pretraining: rounds of fresh negatives (3 epochs each in the official code)")
+    d_epochs: int = arg(3, "epochs over positives + fresh negatives per D round")
+    adv_epochs: int = arg(200, "adversarial budget: epochs of 1 g-step + d_steps D rounds (the official code: 200)")
+    d_steps: int = arg(5, "D rounds per adversarial epoch")
+    rollouts: int = arg(16, "N: Monte-Carlo rollouts completing each prefix")
+    eval_every: int = arg(5, "adversarial epochs between NLL-oracle measurements")
+    eval_samples: int = arg(10_000, "generated sequences scored by the oracle per measurement")
+    controls: bool = arg(True, "also run continued MLE and constant-reward policy gradient with the same budget")
+    log_every: int = arg(20, "MLE epochs between progress lines")
+    seed: int = arg(1, "seeds python, numpy and torch (and the oracle drawn without --oracle)")
+    device: str = arg("auto", "auto: cuda when available", choices=("auto", "cpu", "cuda", "mps"))
+    compile: bool = arg(False, "torch.compile the discriminator (worth it on CUDA)")
+    out: str = arg("", "output folder (default runs/seqgan-<seed>-<time>)")
+    load: str = arg("", "checkpoint (model.pt or model_mle.pt) to start the adversarial phase from")
+    eval_only: bool = arg(False, "only measure the loaded generator's NLL-oracle (writes eval.json, no model)")
 
 
 PAPER_FILTERS = {1: 100, 2: 200, 3: 200, 4: 200, 5: 200, 6: 100, 7: 100, 8: 100, 9: 100, 10: 100, 15: 160, 20: 160}
 ORACLE_ARRAYS = ("emb", "Wi", "Ui", "bi", "Wf", "Uf", "bf", "Wog", "Uog", "bog", "Wc", "Uc", "bc", "Wo", "bo")
+ARCH = ("vocab_size", "emb", "hidden", "seq_len", "bpe_vocab", "d_emb", "d_filter_scale")  # kept from a checkpoint
 START = 0  # the start token fed before the first position (the official code's START_TOKEN)
 
 
-def parse_args(argv=None) -> Args:
-    """argparse from the Args dataclass: every field a flag, its comment the help text."""
-    helps = dict(re.findall(r"^\s+(\w+): .*?#\s*(.*)$", inspect.getsource(Args), re.M))
+RULES = (  # (flags, test, what they must be), checked before any work starts; float flags must also be finite
+    (("vocab_size", "emb", "hidden", "num_train", "batch_size", "d_emb", "d_epochs", "rollouts", "eval_every",
+      "eval_samples", "log_every"), lambda x: x >= 1, "at least 1"),
+    (("seq_len",), lambda x: x >= 2, "at least 2 (the rollouts complete prefixes of 1 to seq_len - 1 tokens)"),
+    (("mle_epochs", "d_pretrain", "adv_epochs", "d_steps", "d_l2"), lambda x: x >= 0, "0 or more"),
+    (("g_lr", "d_lr", "d_filter_scale"), lambda x: x > 0, "positive"),
+    (("d_dropout",), lambda x: 0 <= x < 1, "in [0, 1)"),
+    (("bpe_vocab",), lambda x: 256 <= x <= 100_000, "in [256, 100000] (the 256 byte tokens come first)"),
+)
+
+
+def finite(text: str) -> float:
+    """The type of every float flag: NaN and infinities are usage errors."""
+    x = float(text)
+    if not math.isfinite(x):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return x
+
+
+def make_parser() -> argparse.ArgumentParser:
+    """Every field of Args a flag (total_steps: --total-steps), built from the dataclass alone."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for f in dataclasses.fields(Args):
-        flag = "--" + f.name.replace("_", "-")
-        if f.type is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=helps[f.name])
+        flag, kind = "--" + f.name.replace("_", "-"), type(f.default)
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, **f.metadata)
         else:
-            parser.add_argument(flag, type=f.type, default=f.default, help=helps[f.name])
-    args = Args(**vars(parser.parse_args(argv)))
-    for name in ("vocab_size", "seq_len", "emb", "hidden", "num_train", "batch_size", "d_emb", "d_epochs",
-                 "rollouts", "eval_every", "eval_samples", "log_every"):
-        if getattr(args, name) <= 0:
-            parser.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    for name in ("mle_epochs", "d_pretrain", "adv_epochs", "d_steps", "g_lr", "d_lr", "d_l2"):
-        if getattr(args, name) < 0:
-            parser.error(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
-    if not 0.0 < args.d_filter_scale:
-        parser.error(f"--d-filter-scale must be positive, got {args.d_filter_scale}")
-    if not 0.0 <= args.d_dropout < 1.0:
-        parser.error(f"--d-dropout must be in [0, 1), got {args.d_dropout}")
-    if args.device not in ("auto", "cpu", "cuda", "mps"):
-        parser.error(f"--device must be auto, cpu, cuda or mps, got {args.device!r}")
+            parser.add_argument(flag, type=finite if kind is float else kind, default=f.default, **f.metadata)
+    return parser
+
+
+def usage_error(message: str):
+    """Bad input (a flag, a file, a dataset): the usage line and one line of error, exit status 2."""
+    make_parser().error(message)
+
+
+def parse_args(argv=None) -> Args:
+    """The flags, checked against RULES and against each other; files are checked in main."""
+    args = Args(**vars(make_parser().parse_args(argv)))
+    for names, ok, must in RULES:
+        for name in names:
+            if not ok(getattr(args, name)):
+                usage_error(f"--{name.replace('_', '-')} must be {must}, got {getattr(args, name)}")
     if args.eval_only and not args.load:
-        parser.error("--eval-only needs --load CKPT")
-    if args.load and not os.path.isfile(args.load):
-        parser.error(f"--load: no such file {args.load!r}")
-    if args.data:
-        if args.oracle:
-            parser.error("--data and --oracle exclude each other")
-        if not os.path.isfile(args.data):
-            parser.error(f"--data: no such file {args.data!r}")
-        with open(args.data, encoding="utf-8", errors="replace") as f:
-            if sum(1 for line in f if line.strip()) < 20:
-                parser.error(f"--data {args.data!r}: fewer than 20 non-empty lines")
-        if not 256 <= args.bpe_vocab <= 100_000:
-            parser.error(f"--bpe-vocab must be in [256, 100000] (the 256 byte tokens come first), got {args.bpe_vocab}")
-        args.vocab_size = args.bpe_vocab + 1  # + id 0: padding after a line's end, and the start token
-    if args.oracle:
-        try:
-            arrays = np.load(args.oracle)
-            missing = [k for k in ORACLE_ARRAYS if k not in arrays]
-        except Exception as e:  # a missing file, not an .npz, a corrupt archive: all the user's input
-            parser.error(f"--oracle {args.oracle!r}: {e}")
-        if missing:
-            parser.error(f"--oracle {args.oracle!r} lacks the arrays {missing}")
-        V, E = arrays["emb"].shape
-        H = arrays["Ui"].shape[0]
-        if arrays["Wo"].shape != (H, V) or arrays["Wi"].shape != (E, H):
-            parser.error(f"--oracle {args.oracle!r}: emb {arrays['emb'].shape}, Wi {arrays['Wi'].shape}, "
-                         f"Wo {arrays['Wo'].shape} do not fit one (V, E, H)")
-        args.vocab_size, args.emb, args.hidden = V, E, H
+        usage_error("--eval-only needs --load CKPT")
+    if args.data and args.oracle:
+        usage_error("--data and --oracle exclude each other")
+    present = {"cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if not present.get(args.device, True):
+        usage_error(f"--device {args.device}: no such device on this machine; use --device cpu or auto")
     return args
 
 
@@ -133,11 +136,23 @@ def small_bpe(vocab: int):
     return tiktoken.Encoding(f"cl100k_first_{vocab}", pat_str=base._pat_str, mergeable_ranks=ranks, special_tokens={})
 
 
+def read_lines(path: str) -> list:
+    """The non-empty lines of a UTF-8 text file; a usage error for anything else (a binary file, too few lines)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = [line.strip() for line in f if line.strip()]
+    except (OSError, UnicodeDecodeError) as e:
+        usage_error(f"--data {path}: not a readable UTF-8 text file ({e})")
+    if len(lines) < 20 or any("\0" in line for line in lines):
+        usage_error(f"--data {path}: {len(lines)} non-empty lines of text; at least 20 are needed (every 10th is held "
+                    "out) and no binary data")
+    return lines
+
+
 def load_lines(path: str, enc, seq_len: int, device):
     """One sequence per non-empty line, token ids = BPE rank + 1 (0 pads after the line's end), cut to seq_len.
     Every 10th line is held out as a BLEU reference. Returns (train (n, seq_len) tensor, held-out token lists)."""
-    with open(path, encoding="utf-8", errors="replace") as f:
-        lines = [[r + 1 for r in enc.encode_ordinary(line.strip())][:seq_len] for line in f if line.strip()]
+    lines = [[r + 1 for r in enc.encode_ordinary(line)][:seq_len] for line in read_lines(path)]
     train = [ids for i, ids in enumerate(lines) if i % 10]
     padded = torch.tensor([ids + [0] * (seq_len - len(ids)) for ids in train])
     return padded.to(device), [ids for i, ids in enumerate(lines) if i % 10 == 0]
@@ -186,12 +201,31 @@ class LSTMLM(nn.Module):
         return torch.cat(seqs, 1)
 
 
-def oracle_from_npz(path: str) -> LSTMLM:
+def read_oracle(path: str) -> dict:
+    """The oracle's arrays from an .npz; a usage error for a missing or corrupt file, or arrays of unfit shapes."""
+    try:
+        a = {k: torch.from_numpy(np.asarray(v, dtype=np.float32)) for k, v in np.load(path).items()}
+    except Exception as e:  # a missing file, not an .npz, a corrupt archive
+        usage_error(f"--oracle {path}: not a readable .npz ({type(e).__name__}: {e})")
+    missing = [k for k in ORACLE_ARRAYS if k not in a]
+    if missing:
+        usage_error(f"--oracle {path} lacks the arrays {missing}")
+    V, E, H = oracle_sizes(a)
+    if a["Wo"].shape != (H, V) or a["Wi"].shape != (E, H):
+        usage_error(f"--oracle {path}: emb {tuple(a['emb'].shape)}, Wi {tuple(a['Wi'].shape)}, "
+                    f"Wo {tuple(a['Wo'].shape)} do not fit one (V, E, H)")
+    return a
+
+
+def oracle_sizes(a: dict) -> tuple:
+    """(vocabulary, embedding width, LSTM width) of the oracle's arrays."""
+    return (*a["emb"].shape, a["Ui"].shape[0])
+
+
+def oracle_from_arrays(a: dict) -> LSTMLM:
     """The paper's oracle (official TF cell: i, f, o, c~ gates with separate W, U, b) in torch.nn.LSTM's layout:
     weight_ih = [Wi; Wf; Wc; Wog]^T, weight_hh = [Ui; Uf; Uc; Uog]^T, bias_ih = [bi, bf, bc, bog], bias_hh = 0."""
-    a = {k: torch.from_numpy(np.asarray(v, dtype=np.float32)) for k, v in np.load(path).items()}
-    V, E = a["emb"].shape
-    oracle = LSTMLM(V, E, a["Ui"].shape[0])
+    oracle = LSTMLM(*oracle_sizes(a))
     with torch.no_grad():
         oracle.emb.weight.copy_(a["emb"])
         oracle.lstm.weight_ih_l0.copy_(torch.cat([a["Wi"], a["Wf"], a["Wc"], a["Wog"]], 1).T)
@@ -418,19 +452,62 @@ def adversarial(args: Args, gen, disc, d_optimizer, real, score, metrics, reward
 def log(metrics, line: dict):
     """One progress line: `key value` pairs on stdout, a JSON object in metrics.jsonl."""
     print("  ".join(f"{k} {v}" for k, v in line.items()), flush=True)
-    metrics.write(json.dumps(line) + "\n")
+    metrics.write(to_json(line) + "\n")
+
+
+CHECKPOINT_FORMAT = 1  # version of the dict save_checkpoint writes; load_checkpoint refuses any other
 
 
 def save_checkpoint(path: str, gen, disc, args: Args):
     """One torch.save of a dict, written to a temporary file and moved into place."""
-    torch.save({"generator": gen.state_dict(), "discriminator": disc.state_dict(), "args": dataclasses.asdict(args)},
-               path + ".tmp")
+    torch.save({"script": "seqgan.py", "format": CHECKPOINT_FORMAT, "generator": gen.state_dict(),
+                "discriminator": disc.state_dict(), "args": dataclasses.asdict(args)}, path + ".tmp")
+    os.replace(path + ".tmp", path)
+
+
+def load_checkpoint(path: str) -> dict:
+    """A checkpoint that seqgan.py wrote in this format, on the CPU; any other file is a usage error that says why."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # missing, empty, truncated, not torch's format, or pickled objects
+        usage_error(f"--load {path}: not a readable checkpoint ({type(e).__name__}: {str(e).split('. ')[0]})")
+    script = ckpt.get("script") if isinstance(ckpt, dict) else None
+    if script != "seqgan.py":
+        usage_error(f"--load {path}: a checkpoint of {script or 'another program'}, not of seqgan.py")
+    if ckpt["format"] != CHECKPOINT_FORMAT:
+        usage_error(f"--load {path}: checkpoint format {ckpt['format']}; this seqgan.py reads {CHECKPOINT_FORMAT}")
+    return ckpt
+
+
+def to_json(record: dict) -> str:
+    """Strict JSON: every non-finite number, which json.dumps writes as NaN or Infinity, becomes null."""
+    return json.dumps(json.loads(json.dumps(record), parse_constant=lambda _: None))
+
+
+def write_json(path: str, record: dict):
+    """A JSON file written to a temporary file and moved into place, so it is whole or absent."""
+    with open(path + ".tmp", "w") as f:
+        f.write(to_json(record))
     os.replace(path + ".tmp", path)
 
 
 # --- main ---------------------------------------------------------------------------------------
 def main(argv=None):
     args = parse_args(argv)
+    ckpt = load_checkpoint(args.load) if args.load else None
+    if ckpt:  # the sizes the checkpoint's networks were trained with
+        if bool(ckpt["args"]["data"]) != bool(args.data):
+            usage_error(f"--load {args.load}: a generator of {'text' if ckpt['args']['data'] else 'oracle sequences'}"
+                        f"; this run models {'text (--data)' if args.data else 'an oracle'}")
+        args = dataclasses.replace(args, **{k: ckpt["args"][k] for k in ARCH})
+    if args.data:
+        args.vocab_size = args.bpe_vocab + 1  # + id 0: padding after a line's end, and the start token
+    oracle_arrays = read_oracle(args.oracle) if args.oracle else None
+    if oracle_arrays and (args.vocab_size, args.emb, args.hidden) != oracle_sizes(oracle_arrays):
+        if ckpt:
+            usage_error(f"--load {args.load}: a generator of (vocab, emb, hidden) "
+                        f"{(args.vocab_size, args.emb, args.hidden)}; the oracle's are {oracle_sizes(oracle_arrays)}")
+        args.vocab_size, args.emb, args.hidden = oracle_sizes(oracle_arrays)
     t0 = time.time()
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     if device.type == "cpu":
@@ -441,8 +518,11 @@ def main(argv=None):
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
     out = args.out or os.path.join("runs", f"seqgan-{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
-    os.makedirs(out, exist_ok=True)
-    metrics = open(os.path.join(out, "metrics.jsonl"), "a", buffering=1)
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as e:  # a file of that name, or a folder that cannot be written
+        usage_error(f"--out {out}: cannot make this folder ({e.strerror})")
+    metrics = open(os.devnull if args.eval_only else os.path.join(out, "metrics.jsonl"), "w", buffering=1)
 
     if args.data:  # real text: BLEU-4 of samples against the held-out lines
         enc = small_bpe(args.bpe_vocab)
@@ -457,7 +537,7 @@ def main(argv=None):
             return round(distinct_n([strip_padding(s) for s in g.sample(args.eval_samples, args.seq_len).tolist()]), 4)
         summary = {"train_lines": len(real), "held_out_lines": len(held_out)}
     else:  # the synthetic benchmark: NLL-oracle of samples
-        oracle = (oracle_from_npz(args.oracle) if args.oracle else
+        oracle = (oracle_from_arrays(oracle_arrays) if args.oracle else
                   random_oracle(args.vocab_size, args.emb, args.hidden, args.seed)).to(device).requires_grad_(False)
         real = oracle.sample(args.num_train, args.seq_len)  # the training set: the oracle's own samples
 
@@ -471,8 +551,7 @@ def main(argv=None):
     if args.compile:
         disc.compile()
     curves = {}
-    if args.load:
-        ckpt = torch.load(args.load, map_location=device, weights_only=True)
+    if ckpt:
         gen.load_state_dict(ckpt["generator"])
         disc.load_state_dict(ckpt["discriminator"])
     else:
@@ -492,8 +571,7 @@ def main(argv=None):
                 baseline.load_state_dict(pretrained)
                 curves[control] = adversarial(args, baseline, disc, d_optimizer, real, score, metrics, control)
                 summary[f"{score.name}_{control}_control"] = round(curves[control][-1][1], 4)
-        with open(os.path.join(out, "curves.json"), "w") as f:
-            json.dump(curves, f)
+        write_json(os.path.join(out, "curves.json"), curves)
     summary[score.name] = round(score(gen), 4)
     if args.data:
         summary["distinct4"] = diversity(gen)
@@ -501,9 +579,8 @@ def main(argv=None):
             print("sample:", enc.decode([t - 1 for t in strip_padding(seq)]))
     summary.update(wall_s=round(time.time() - t0, 1), device=device.type, seed=args.seed)
     metrics.close()
-    with open(os.path.join(out, "summary.json"), "w") as f:
-        json.dump(summary, f)
-    print(json.dumps(summary))
+    write_json(os.path.join(out, "eval.json" if args.eval_only else "summary.json"), summary)
+    print(to_json(summary))
 
 
 if __name__ == "__main__":

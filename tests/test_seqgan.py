@@ -1,5 +1,6 @@
 """seqgan.py: the oracle's loading and NLL, the Monte-Carlo rollout rewards, the policy-gradient sign, the
 discriminator's shapes, smoke runs on a small random oracle, and bad input."""
+import json
 import os
 
 import numpy as np
@@ -39,7 +40,7 @@ def test_oracle_npz_matches_the_official_cell(tmp_path):
          [(f"W{g}", (E, H)) for g in ("i", "f", "og", "c")] + [(f"U{g}", (H, H)) for g in ("i", "f", "og", "c")] +
          [(f"b{g}", (H,)) for g in ("i", "f", "og", "c")]}
     np.savez(tmp_path / "o.npz", **a)
-    oracle = seqgan.oracle_from_npz(str(tmp_path / "o.npz"))
+    oracle = seqgan.oracle_from_arrays(seqgan.read_oracle(str(tmp_path / "o.npz")))
     tokens = torch.tensor([[3, 7]])
     logits, _ = oracle(tokens)
     sig = lambda z: 1 / (1 + np.exp(-z))
@@ -113,24 +114,29 @@ def test_smoke_and_reload(run_script, tmp_path):
         assert key in s1
     s2, _ = run_script("seqgan.py", *SMALL, "--out", "b")
     assert {k: v for k, v in s1.items() if k != "wall_s"} == {k: v for k, v in s2.items() if k != "wall_s"}
-    s3, _ = run_script("seqgan.py", *SMALL, "--load", "a/model.pt", "--eval-only", "--out", "c")
+    # the checkpoint's own sizes are used, whatever the flags say
+    s3, _ = run_script("seqgan.py", *SMALL, "--hidden", 64, "--d-emb", 7, "--load", "a/model.pt", "--eval-only",
+                       "--out", "a")
     assert "nll_oracle_mle_control" not in s3 and s3["nll_oracle_real"] == s1["nll_oracle_real"]
+    assert json.loads((tmp_path / "a" / "summary.json").read_text()) == s1  # the evaluation went to eval.json
 
 
 def test_paper_oracle_file_loads_when_present():
-    """Only where the benchmark data lies beside the repository (it is not part of the project)."""
-    path = os.path.join(os.path.dirname(seqgan.__file__), "..", "shared", "data", "seqgan_oracle_params.npz")
+    """Only where SEQGAN_ORACLE names the paper's oracle parameters (an .npz not shipped with the project)."""
+    path = os.environ.get("SEQGAN_ORACLE", "")
     if not os.path.isfile(path):
-        pytest.skip("the paper's oracle parameters are not on this machine")
-    oracle = seqgan.oracle_from_npz(path)
+        pytest.skip("set SEQGAN_ORACLE to the paper's seqgan_oracle_params.npz to run this test")
+    oracle = seqgan.oracle_from_arrays(seqgan.read_oracle(path))
     torch.manual_seed(0)
     assert seqgan.nll_oracle(oracle, oracle.sample(500, 20)) == pytest.approx(5.75, abs=0.1)
 
 
 @pytest.mark.parametrize("flags, message", [
     (("--oracle", "missing.npz"), "--oracle"),
-    (("--rollouts", 0), "--rollouts must be positive"),
-    (("--adv-epochs", -1), "--adv-epochs must be >= 0"),
+    (("--rollouts", 0), "--rollouts must be at least 1"),
+    (("--adv-epochs", -1), "--adv-epochs must be 0 or more"),
+    (("--seq-len", 1), "--seq-len must be at least 2"),
+    (("--data", "x.txt", "--oracle", "o.npz"), "exclude each other"),
     (("--d-dropout", 1.0), "--d-dropout must be in [0, 1)"),
     (("--eval-only",), "--eval-only needs --load"),
 ])
@@ -183,7 +189,11 @@ def test_real_data_mode_smoke(run_script, tmp_path):
     assert proc.stdout.count("sample:") == 5
 
 
-def test_empty_data_file(run_script, tmp_path):
+def test_data_that_is_not_enough_text_is_a_usage_error(run_script, tmp_path):
     (tmp_path / "empty.txt").write_text("\n\n")
-    _, proc = run_script("seqgan.py", "--data", "empty.txt", returncode=2)
-    assert "fewer than 20 non-empty lines" in proc.stderr and "Traceback" not in proc.stderr
+    (tmp_path / "binary.bin").write_bytes(bytes(range(256)) * 40)
+    (tmp_path / "nul.txt").write_text("a line\x00 of text\n" * 30)
+    for file, message in (("empty.txt", "0 non-empty lines"), ("binary.bin", "not a readable UTF-8 text file"),
+                          ("nul.txt", "no binary data")):
+        _, proc = run_script("seqgan.py", "--data", file, returncode=2)
+        assert message in proc.stderr and "Traceback" not in proc.stderr
