@@ -8,12 +8,11 @@ Run: python rlhf_ppo.py --device cuda   (offline: --data tinyshakespeare.txt)
 Reference result: gold VADER score 0.35 (SFT) -> 0.81 (PPO) at a KL of 3.8 nats, 22 min on a 2-core CPU (README)"""
 import argparse
 import dataclasses
-import inspect
+import hashlib
 import json
 import math
 import os
 import random
-import re
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -25,51 +24,59 @@ import torch.nn.functional as F
 
 
 # --- config -------------------------------------------------------------------------------------
+def arg(default, help: str, **options):
+    """A field of Args and a flag of the command line: its default, its help text, argparse options."""
+    return dataclasses.field(default=default, metadata={"help": help, **options})
+
+
 @dataclass
 class Args:
-    stage: str = "all"  # all, pretrain, sft, rm, ppo or eval; `all` reuses the stage checkpoints found in --out
-    data: str = ""  # UTF-8 text (default: tinyshakespeare, downloaded once into ~/.cache/rlhf_ppo)
-    vocab_size: int = 4_096  # the first N merge ranks of tiktoken's cl100k_base; EOS and PAD come on top
-    n_layer: int = 4  # transformer blocks
-    n_head: int = 4  # attention heads
-    n_embd: int = 128  # model width
-    block_size: int = 64  # context in tokens: prompt_len + response_len must fit
-    prompt_len: int = 16  # prompt tokens at most (left-padded to this)
-    response_len: int = 32  # response tokens at most (EOS included)
-    dropout: float = 0.1  # in pretraining and SFT only; off for the reward model and PPO
-    pretrain_iters: int = 1_000  # budget of language-model pretraining (batches of batch_size x block_size)
-    batch_size: int = 32  # sequences per step in pretraining, SFT and reward modelling
-    lr: float = 1e-3  # pretraining peak learning rate (warmup, then cosine to a tenth)
-    sft_epochs: int = 3  # epochs over the demonstrations
-    sft_lr: float = 3e-4  # AdamW learning rate of SFT
-    rm_prompts: int = 4_000  # prompts whose K samples the labeler ranks for the reward model
-    k: int = 4  # K: SFT samples per prompt, ranked (C(K,2) comparisons each)
-    label_noise: float = 0.1  # temperature of the labeler's Bradley-Terry (Plackett-Luce) noise on VADER scores
-    rm_epochs: int = 1  # epochs over the rankings (InstructGPT: one, the RM overfits beyond)
-    rm_lr: float = 1e-4  # AdamW learning rate of the reward model
-    ppo_steps: int = 200  # PPO budget: rollout batches
-    rollout_batch: int = 64  # prompts per PPO step
-    minibatch: int = 16  # sequences per PPO gradient step
-    ppo_epochs: int = 4  # passes over each rollout batch
-    ppo_lr: float = 3e-5  # AdamW learning rate of policy and critic
-    beta: float = 0.1  # KL penalty coefficient (the start value when kl_target > 0)
-    kl_target: float = 0.0  # adaptive beta (Ziegler et al.): target KL to the reference in nats per sequence; 0: fixed
-    clip: float = 0.2  # PPO ratio clip epsilon
-    vf_clip: float = 0.2  # value clip, around the rollout's values
-    vf_coef: float = 0.1  # weight of the value loss
-    gamma: float = 1.0  # discount over response tokens
-    lam: float = 0.95  # GAE lambda
-    temperature: float = 0.7  # sampling temperature, also applied to the log-probs PPO trains on
-    missing_eos_penalty: float = 1.0  # subtracted from the RM score of a response that never ends
-    eval_prompts: int = 500  # held-out prompts for the final evaluation
-    prompt: str = ""  # also continue this line with the SFT and PPO policies at the end
-    log_every: int = 10  # PPO steps between progress lines (pretraining: 25x this many iterations)
-    seed: int = 1  # seeds python, numpy and torch
-    device: str = "auto"  # auto, cpu, cuda or mps (auto: cuda when available)
-    compile: bool = False  # torch.compile the full-sequence forward (worth it on CUDA)
-    out: str = ""  # output folder with the stage checkpoints (default runs/rlhf_ppo-<seed>-<time>)
-    load: str = ""  # a run folder whose stage checkpoints are reused (after those in --out)
-    eval_only: bool = False  # only evaluate the checkpoints of --load (or --out): same as --stage eval
+    stage: str = arg("all", "the stage to run; `all` reuses the stage checkpoints found in --out",
+                     choices=("all", "pretrain", "sft", "rm", "ppo", "eval"))
+    data: str = arg("", "UTF-8 text (default: tinyshakespeare, downloaded once into ~/.cache/rlhf_ppo)")
+    vocab_size: int = arg(4_096, "the first N merge ranks of tiktoken's cl100k_base; EOS and PAD come on top")
+    n_layer: int = arg(4, "transformer blocks")
+    n_head: int = arg(4, "attention heads")
+    n_embd: int = arg(128, "model width")
+    block_size: int = arg(64, "context in tokens: prompt_len + response_len must fit")
+    prompt_len: int = arg(16, "prompt tokens at most (left-padded to this)")
+    response_len: int = arg(32, "response tokens at most (EOS included)")
+    dropout: float = arg(0.1, "in pretraining and SFT only; off for the reward model and PPO")
+    pretrain_iters: int = arg(1_000, "budget of language-model pretraining (batches of batch_size x block_size)")
+    batch_size: int = arg(32, "sequences per step in pretraining, SFT and reward modelling")
+    lr: float = arg(1e-3, "pretraining peak learning rate (warmup, then cosine to a tenth)")
+    sft_epochs: int = arg(3, "epochs over the demonstrations")
+    sft_lr: float = arg(3e-4, "AdamW learning rate of SFT")
+    rm_prompts: int = arg(4_000, "prompts whose K samples the labeler ranks for the reward model")
+    k: int = arg(4, "K: SFT samples per prompt, ranked (C(K,2) comparisons each)")
+    label_noise: float = arg(0.1, "temperature of the labeler's Bradley-Terry (Plackett-Luce) noise on VADER scores")
+    rm_epochs: int = arg(1, "epochs over the rankings (InstructGPT: one, the RM overfits beyond)")
+    rm_lr: float = arg(1e-4, "AdamW learning rate of the reward model")
+    ppo_steps: int = arg(200, "PPO budget: rollout batches")
+    rollout_batch: int = arg(64, "prompts per PPO step")
+    minibatch: int = arg(16, "sequences per PPO gradient step")
+    ppo_epochs: int = arg(4, "passes over each rollout batch")
+    ppo_lr: float = arg(3e-5, "AdamW learning rate of policy and critic")
+    beta: float = arg(0.1, "KL penalty coefficient (the start value when kl_target > 0)")
+    kl_target: float = arg(0.0, "adaptive beta (Ziegler et al.): target KL to the reference in nats per sequence; 0: "
+                                "fixed")
+    clip: float = arg(0.2, "PPO ratio clip epsilon")
+    vf_clip: float = arg(0.2, "value clip, around the rollout's values")
+    vf_coef: float = arg(0.1, "weight of the value loss")
+    gamma: float = arg(1.0, "discount over response tokens")
+    lam: float = arg(0.95, "GAE lambda")
+    temperature: float = arg(0.7, "sampling temperature, also applied to the log-probs PPO trains on")
+    missing_eos_penalty: float = arg(1.0, "subtracted from the RM score of a response that never ends")
+    eval_prompts: int = arg(500, "held-out prompts for the final evaluation")
+    prompt: str = arg("", "also continue this line with the SFT and PPO policies at the end")
+    log_every: int = arg(10, "PPO steps between progress lines (pretraining: 25x this many iterations)")
+    seed: int = arg(1, "seeds python, numpy and torch")
+    device: str = arg("auto", "auto: cuda when available", choices=("auto", "cpu", "cuda", "mps"))
+    compile: bool = arg(False, "torch.compile the full-sequence forward (worth it on CUDA)")
+    out: str = arg("", "output folder with the stage checkpoints (default runs/rlhf_ppo-<seed>-<time>)")
+    load: str = arg("", "a run folder whose stage checkpoints are reused (after those in --out)")
+    eval_only: bool = arg(False, "only evaluate the checkpoints of --load (or --out): same as --stage eval; writes "
+                        "eval.json")
 
 
 STAGES = ("pretrain", "sft", "rm", "ppo", "eval")
@@ -78,63 +85,64 @@ DATA_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tiny
 POSITIVE = 0.05  # VADER's own threshold: compound >= 0.05 is positive sentiment
 
 
-def parse_args(argv=None) -> Args:
-    """argparse from the Args dataclass: every field a flag, its comment the help text."""
-    helps = dict(re.findall(r"^\s+(\w+): .*?#\s*(.*)$", inspect.getsource(Args), re.M))
+RULES = (  # (flags, test, what they must be), checked before any work starts; float flags must also be finite
+    (("n_layer", "n_head", "n_embd", "block_size", "prompt_len", "response_len", "batch_size", "rm_prompts",
+      "rollout_batch", "minibatch", "ppo_epochs", "eval_prompts", "log_every"), lambda x: x >= 1, "at least 1"),
+    (("pretrain_iters", "sft_epochs", "rm_epochs", "ppo_steps", "beta", "kl_target", "clip", "vf_clip", "vf_coef",
+      "missing_eos_penalty"), lambda x: x >= 0, "0 or more"),
+    (("lr", "sft_lr", "rm_lr", "ppo_lr", "temperature", "label_noise"), lambda x: x > 0, "positive"),
+    (("gamma", "lam"), lambda x: 0 <= x <= 1, "in [0, 1]"),
+    (("dropout",), lambda x: 0 <= x < 1, "in [0, 1)"),
+    (("k",), lambda x: x >= 2, "at least 2 (a ranking compares two samples or more)"),
+    (("vocab_size",), lambda x: 256 <= x <= 100_000, "in [256, 100000] (the 256 byte tokens come first)"),
+)
+
+
+def finite(text: str) -> float:
+    """The type of every float flag: NaN and infinities are usage errors."""
+    x = float(text)
+    if not math.isfinite(x):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return x
+
+
+def make_parser() -> argparse.ArgumentParser:
+    """Every field of Args a flag (total_steps: --total-steps), built from the dataclass alone."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for f in dataclasses.fields(Args):
-        flag = "--" + f.name.replace("_", "-")
-        if f.type is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=helps[f.name])
+        flag, kind = "--" + f.name.replace("_", "-"), type(f.default)
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, **f.metadata)
         else:
-            parser.add_argument(flag, type=f.type, default=f.default, help=helps[f.name])
-    args = Args(**vars(parser.parse_args(argv)))
+            parser.add_argument(flag, type=finite if kind is float else kind, default=f.default, **f.metadata)
+    return parser
+
+
+def usage_error(message: str):
+    """Bad input (a flag, a file, a dataset): the usage line and one line of error, exit status 2."""
+    make_parser().error(message)
+
+
+def parse_args(argv=None) -> Args:
+    """The flags, checked against RULES and against each other; files are checked in main."""
+    args = Args(**vars(make_parser().parse_args(argv)))
+    for names, ok, must in RULES:
+        for name in names:
+            if not ok(getattr(args, name)):
+                usage_error(f"--{name.replace('_', '-')} must be {must}, got {getattr(args, name)}")
     if args.eval_only:
         args.stage = "eval"
-    if args.stage not in ("all",) + STAGES:
-        parser.error(f"--stage must be all, {', '.join(STAGES)}; got {args.stage!r}")
-    for name in ("vocab_size", "n_layer", "n_head", "n_embd", "block_size", "prompt_len", "response_len",
-                 "batch_size", "lr", "sft_lr", "rm_prompts", "rm_lr", "rollout_batch", "minibatch", "ppo_epochs",
-                 "ppo_lr", "temperature", "label_noise", "eval_prompts", "log_every"):
-        if getattr(args, name) <= 0:
-            parser.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    for name in ("pretrain_iters", "sft_epochs", "rm_epochs", "ppo_steps", "beta", "kl_target", "clip", "vf_clip",
-                 "vf_coef", "missing_eos_penalty"):
-        if getattr(args, name) < 0:
-            parser.error(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
-    if not 256 <= args.vocab_size <= 100_000:
-        parser.error(f"--vocab-size must be in [256, 100000] (the 256 byte tokens come first), got {args.vocab_size}")
     if args.n_embd % args.n_head:
-        parser.error(f"--n-embd {args.n_embd} is not a multiple of --n-head {args.n_head}")
+        usage_error(f"--n-embd {args.n_embd} is not a multiple of --n-head {args.n_head}")
     if args.prompt_len + args.response_len > args.block_size:
-        parser.error(f"prompt ({args.prompt_len}) + response ({args.response_len}) tokens exceed the context "
-                     f"--block-size {args.block_size}")
-    if args.k < 2:
-        parser.error(f"--k must be >= 2 (a ranking compares at least two samples), got {args.k}")
-    if not 0.0 <= args.lam <= 1.0 or not 0.0 <= args.gamma <= 1.0 or not 0.0 <= args.dropout < 1.0:
-        parser.error("--lam and --gamma must be in [0, 1], --dropout in [0, 1)")
+        usage_error(f"prompt ({args.prompt_len}) + response ({args.response_len}) tokens exceed the context "
+                    f"--block-size {args.block_size}")
     if args.rollout_batch % args.minibatch:
-        parser.error(f"--rollout-batch {args.rollout_batch} is not a multiple of --minibatch {args.minibatch}")
-    if args.device not in ("auto", "cpu", "cuda", "mps"):
-        parser.error(f"--device must be auto, cpu, cuda or mps, got {args.device!r}")
-    if args.load and not os.path.isdir(args.load):
-        parser.error(f"--load: no such folder {args.load!r}")
-    args.out = args.out or os.path.join("runs", f"rlhf_ppo-{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
-    if args.stage != "all":
-        for need in NEEDS[args.stage]:
-            if not find_checkpoint(args, need):
-                parser.error(f"--stage {args.stage} needs {need}.pt in --out or --load; run --stage {need} first")
-    if not args.data:
-        args.data = download_default(parser)
-    if not os.path.isfile(args.data):
-        parser.error(f"--data: no such file {args.data!r}")
-    with open(args.data, encoding="utf-8", errors="replace") as f:
-        text = f.read()
-    if len(prompt_lines(text.split("\n"))) < 100:
-        parser.error(f"--data {args.data!r}: fewer than 100 lines of >= 5 words to draw prompts from")
-    if args.prompt and len(small_bpe(args.vocab_size).encode_ordinary(args.prompt)) > args.prompt_len:
-        parser.error(f"--prompt is longer than --prompt-len {args.prompt_len} tokens")
+        usage_error(f"--rollout-batch {args.rollout_batch} is not a multiple of --minibatch {args.minibatch}")
+    present = {"cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if not present.get(args.device, True):
+        usage_error(f"--device {args.device}: no such device on this machine; use --device cpu or auto")
     return args
 
 
@@ -146,7 +154,7 @@ def find_checkpoint(args: Args, stage: str) -> str:
     return ""
 
 
-def download_default(parser) -> str:
+def download_default() -> str:
     """tinyshakespeare, fetched once and cached, as nanoGPT does."""
     path = os.path.join(os.path.expanduser("~"), ".cache", "rlhf_ppo", "tinyshakespeare.txt")
     if not os.path.isfile(path):
@@ -154,7 +162,7 @@ def download_default(parser) -> str:
         try:
             urllib.request.urlretrieve(DATA_URL, path + ".tmp")
         except OSError as e:
-            parser.error(f"could not download {DATA_URL} ({e}); offline, pass --data FILE")
+            usage_error(f"could not download {DATA_URL} ({e}); offline, pass --data FILE")
         os.replace(path + ".tmp", path)
     return path
 
@@ -453,7 +461,7 @@ def make_optimizer(params, lr: float, device, weight_decay: float = 0.0):
 def log(metrics, line: dict):
     """One progress line: `key value` pairs on stdout, a JSON object in metrics.jsonl."""
     print("  ".join(f"{k} {v}" for k, v in line.items()), flush=True)
-    metrics.write(json.dumps(line) + "\n")
+    metrics.write(to_json(line) + "\n")
 
 
 def lm_batch(tokens, batch: int, block: int):
@@ -738,25 +746,99 @@ def show_samples(name: str, prompts: list, texts: list, enc, n: int = 6):
 
 
 # --- main ---------------------------------------------------------------------------------------
-def save_checkpoint(path: str, model: GPT, args: Args, metrics: dict):
+STAGE_FLAGS = {  # the flags each stage's result depends on, beyond those of the stages it starts from (NEEDS)
+    "pretrain": ("vocab_size", "n_layer", "n_head", "n_embd", "block_size", "dropout", "pretrain_iters", "batch_size",
+                 "lr", "seed"),
+    "sft": ("prompt_len", "response_len", "sft_epochs", "sft_lr"),
+    "rm": ("rm_prompts", "k", "label_noise", "rm_epochs", "rm_lr", "temperature", "eval_prompts"),
+    "ppo": ("ppo_steps", "rollout_batch", "minibatch", "ppo_epochs", "ppo_lr", "beta", "kl_target", "clip", "vf_clip",
+            "vf_coef", "gamma", "lam", "missing_eos_penalty"),
+}
+CHECKPOINT_FORMAT = 1  # version of the dict save_checkpoint writes; load_checkpoint refuses any other
+
+
+def depends(args: Args, stage: str, data_sha1: str) -> dict:
+    """What a stage's checkpoint was made from: its flags, those of the stages before it, and the text."""
+    flags = {k: getattr(args, k) for k in STAGE_FLAGS[stage]}
+    for need in NEEDS[stage]:
+        flags.update(depends(args, need, data_sha1))
+    return {**flags, "data_sha1": data_sha1}
+
+
+def save_checkpoint(path: str, model: GPT, args: Args, metrics: dict, made_from: dict):
     """One torch.save of a dict, written to a temporary file and moved into place."""
-    torch.save({"model": model.state_dict(), "args": dataclasses.asdict(args), "metrics": metrics}, path + ".tmp")
+    torch.save({"script": "rlhf_ppo.py", "format": CHECKPOINT_FORMAT, "model": model.state_dict(),
+                "args": dataclasses.asdict(args), "metrics": metrics, "made_from": made_from}, path + ".tmp")
     os.replace(path + ".tmp", path)
 
 
-ARCH = ("vocab_size", "n_layer", "n_head", "n_embd", "block_size")
-
-
-def load_checkpoint(path: str, model: GPT, args: Args, device) -> dict:
-    ckpt = torch.load(path, map_location=device, weights_only=True)
-    if any(ckpt["args"][k] != getattr(args, k) for k in ARCH):
-        raise SystemExit(f"{path} holds a model with {({k: ckpt['args'][k] for k in ARCH})}; pass the same flags")
+def load_checkpoint(path: str, model: GPT, made_from: dict) -> dict:
+    """Loads a stage checkpoint into model and returns its metrics. A usage error, saying why, for a file that is not
+    a checkpoint of this script, or one made from other flags or other text than this run's."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # empty, truncated, not torch's format, or pickled objects
+        usage_error(f"{path}: not a readable checkpoint ({type(e).__name__}: {str(e).split('. ')[0]})")
+    script = ckpt.get("script") if isinstance(ckpt, dict) else None
+    if script != "rlhf_ppo.py":
+        usage_error(f"{path}: a checkpoint of {script or 'another program'}, not of rlhf_ppo.py")
+    if ckpt["format"] != CHECKPOINT_FORMAT:
+        usage_error(f"{path}: checkpoint format {ckpt['format']}; this rlhf_ppo.py reads {CHECKPOINT_FORMAT}")
+    differ = [k for k in made_from if ckpt["made_from"].get(k) != made_from[k]]
+    if differ:
+        said = ", ".join(f"{k} {ckpt['made_from'].get(k)} (this run: {made_from[k]})" for k in differ)
+        usage_error(f"{path} was made from other input: {said}; pass the same flags and --data, or another --out")
     model.load_state_dict(ckpt["model"])
     return ckpt["metrics"]
 
 
+def to_json(record: dict) -> str:
+    """Strict JSON: every non-finite number, which json.dumps writes as NaN or Infinity, becomes null."""
+    return json.dumps(json.loads(json.dumps(record), parse_constant=lambda _: None))
+
+
+def write_json(path: str, record: dict):
+    """A JSON file written to a temporary file and moved into place, so it is whole or absent."""
+    with open(path + ".tmp", "w") as f:
+        f.write(to_json(record))
+    os.replace(path + ".tmp", path)
+
+
+def keep_records(path: str, stages: set):
+    """Cuts metrics.jsonl back to the records of `stages`, whose checkpoints this run reuses: every record once."""
+    if os.path.isfile(path):
+        with open(path) as f:
+            kept = [line for line in f if json.loads(line).get("stage") in stages]
+        with open(path + ".tmp", "w") as f:
+            f.writelines(kept)
+        os.replace(path + ".tmp", path)
+
+
+def read_text(path: str) -> str:
+    """The corpus; a usage error for a missing, binary or non-UTF-8 file, or one with too few lines to prompt from."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        usage_error(f"--data {path}: not a readable UTF-8 text file ({e})")
+    if "\0" in text or len(prompt_lines(text.split("\n"))) < 100:
+        usage_error(f"--data {path}: fewer than 100 lines of >= 5 words to draw prompts from, or binary data")
+    return text
+
+
 def main(argv=None):
     args = parse_args(argv)
+    args.out = args.out or os.path.join("runs", f"rlhf_ppo-{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if args.load and not os.path.isdir(args.load):
+        usage_error(f"--load {args.load}: no such folder")
+    if args.stage != "all":
+        for need in NEEDS[args.stage]:
+            if not find_checkpoint(args, need):
+                usage_error(f"--stage {args.stage} needs {need}.pt in --out or --load; run --stage {need} first")
+    text = read_text(args.data or download_default())
+    enc, labeler = small_bpe(args.vocab_size), Labeler(args.label_noise)
+    if args.prompt and len(enc.encode_ordinary(args.prompt)) > args.prompt_len:
+        usage_error(f"--prompt is longer than --prompt-len {args.prompt_len} tokens")
     t0 = time.time()
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     if device.type == "cpu":
@@ -766,42 +848,49 @@ def main(argv=None):
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
-    os.makedirs(args.out, exist_ok=True)
-    metrics = open(os.path.join(args.out, "metrics.jsonl"), "a", buffering=1)
+    try:
+        os.makedirs(args.out, exist_ok=True)
+    except OSError as e:  # a file of that name, or a folder that cannot be written
+        usage_error(f"--out {args.out}: cannot make this folder ({e.strerror})")
 
-    enc, labeler = small_bpe(args.vocab_size), Labeler(args.label_noise)
-    with open(args.data, encoding="utf-8", errors="replace") as f:
-        lines = f.read().split("\n")
+    lines = text.split("\n")
     cut = int(0.9 * len(lines))  # the last tenth of the text is held out: eval prompts, RM held-out pairs
     rng = random.Random(args.seed)
     train_pairs, val_pairs = prompt_pairs(lines[:cut], enc, args, rng), prompt_pairs(lines[cut:], enc, args, rng)
+    if len(train_pairs) < args.rollout_batch or not val_pairs:
+        usage_error(f"--data {args.data}: {len(train_pairs)} training prompts and {len(val_pairs)} held-out ones (last "
+                    f"tenth of the text) fit --prompt-len and --response-len; {args.rollout_batch} and 1 are needed")
     rng.shuffle(train_pairs)
     rng.shuffle(val_pairs)
     eval_prompts = [p for p, _, _ in val_pairs[:args.eval_prompts]]
     summary = {"train_prompts": len(train_pairs), "eval_prompts": len(eval_prompts)}
 
-    models = {}
     stages = STAGES if args.stage == "all" else (args.stage,)
-    for stage in ("pretrain", "sft", "rm", "ppo"):
-        path = find_checkpoint(args, stage)
-        if stage not in stages and stage not in {n for s in stages for n in NEEDS[s]}:
-            continue
+    needed = [s for s in STAGES[:-1] if s in stages or any(s in NEEDS[t] for t in stages)]
+    reuse = {s: find_checkpoint(args, s) for s in needed if s not in stages or args.stage == "all"}  # resume `all`
+    reuse = {s: path for s, path in reuse.items() if path}
+    data_sha1 = hashlib.sha1(text.encode()).hexdigest()
+    keep_records(os.path.join(args.out, "metrics.jsonl"), {s for s in STAGES[:-1] if s not in needed or s in reuse
+                                                          and os.path.isfile(os.path.join(args.out, f"{s}.pt"))})
+    metrics = open(os.devnull if args.eval_only else os.path.join(args.out, "metrics.jsonl"), "a", buffering=1)
+    models = {}
+    for stage in needed:
         torch.manual_seed(args.seed + 1000 * STAGES.index(stage))  # each stage reproducible alone: resumption is exact
         model = GPT(args, scalar_head=stage == "rm",
                     dropout=args.dropout if stage in ("pretrain", "sft") else 0.0).to(device)
-        if path and (stage not in stages or args.stage == "all"):  # a prerequisite, or resuming `all`
-            summary.update(load_checkpoint(path, model, args, device))
+        path = reuse.get(stage)
+        if path:
+            summary.update(load_checkpoint(path, model, depends(args, stage, data_sha1)))
             print(f"{stage}: loaded {path}", flush=True)
             models[stage] = model.eval()
             continue
         if stage == "pretrain":
-            text = "\n".join(lines)
             tokens = torch.tensor(enc.encode_ordinary(text), device=device)
             split = int(0.9 * len(tokens))
             result = pretrain(args, model, tokens[:split], tokens[split:], device, metrics)
         elif stage == "sft":
             model.load_state_dict(models["pretrain"].state_dict())
-            demo_gold = labeler.gold([text for _, _, text in train_pairs])
+            demo_gold = labeler.gold([rest for _, _, rest in train_pairs])
             demos = [pair for pair, g in zip(train_pairs, demo_gold.tolist()) if g >= POSITIVE]
             result = sft(args, model, demos, enc, device, metrics)
             result["gold_demos"] = round(demo_gold[demo_gold >= POSITIVE].mean().item(), 4)
@@ -823,7 +912,7 @@ def main(argv=None):
             critic.load_state_dict(models["rm"].state_dict())
             ppo = PPO(args, model, models["sft"], critic, models["rm"], [p for p, _, _ in train_pairs], device)
             result = train_ppo(args, ppo, labeler, enc, metrics)
-        save_checkpoint(os.path.join(args.out, f"{stage}.pt"), model, args, result)
+        save_checkpoint(os.path.join(args.out, f"{stage}.pt"), model, args, result, depends(args, stage, data_sha1))
         summary.update(result)
         models[stage] = model.eval()
 
@@ -842,9 +931,8 @@ def main(argv=None):
         summary["eval_s"] = round(time.time() - t, 1)
     summary.update(wall_s=round(time.time() - t0, 1), device=device.type, seed=args.seed)
     metrics.close()
-    with open(os.path.join(args.out, "summary.json"), "w") as f:
-        json.dump(summary, f)
-    print(json.dumps(summary))
+    write_json(os.path.join(args.out, "eval.json" if args.eval_only else "summary.json"), summary)
+    print(to_json(summary))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPTS = ["dqn", "reinforce", "actor_critic", "scst", "seqgan"]
+SCRIPTS = ["dqn", "reinforce", "actor_critic", "scst", "seqgan", "rlhf_ppo"]
 
 
 def usage_error(capsys, main, *argv) -> str:
@@ -59,7 +59,8 @@ def test_a_missing_device_is_a_usage_error(name, capsys):
 def test_an_output_folder_that_cannot_be_made_is_a_usage_error(name, capsys, tmp_path):
     (tmp_path / "file").write_text("not a folder")
     script = importlib.import_module(name)
-    assert "--out" in usage_error(capsys, script.main, "--device", "cpu", "--out", tmp_path / "file")
+    err = usage_error(capsys, script.main, "--device", "cpu", "--out", tmp_path / "file", *data_flags(name, tmp_path))
+    assert f"--out {tmp_path / 'file'}" in err
 
 
 def bad_checkpoints(folder: Path, name: str) -> dict:
@@ -78,13 +79,30 @@ def bad_checkpoints(folder: Path, name: str) -> dict:
             "future.pt": "format", "missing.pt": "readable"}
 
 
+def data_flags(name: str, folder: Path) -> list:
+    """The flags a script needs to reach its checks without downloading anything."""
+    if name != "rlhf_ppo":
+        return []
+    lines = [f"And so the {w} of the king shall come at {i}." for i, w in enumerate(["day", "night", "hour"] * 50)]
+    (folder / "text.txt").write_text("\n".join(lines))
+    return ["--data", folder / "text.txt"]
+
+
 @pytest.mark.parametrize("name", SCRIPTS)
 def test_a_file_that_is_no_checkpoint_of_this_script_is_a_usage_error(name, capsys, tmp_path):
     script = importlib.import_module(name)
     for file, word in bad_checkpoints(tmp_path, name).items():
-        err = usage_error(capsys, script.main, "--device", "cpu", "--load", tmp_path / file, "--eval-only",
-                          "--out", tmp_path / "out")
-        assert f"--load {tmp_path / file}" in err and word in err, err
+        path = tmp_path / file
+        if name == "rlhf_ppo":  # --load names a run folder: the checkpoint is one of its stages
+            if file == "missing.pt":
+                continue
+            path = tmp_path / file.replace(".pt", "_run")
+            path.mkdir()
+            for stage in ("sft", "rm", "ppo"):
+                (path / f"{stage}.pt").write_bytes((tmp_path / file).read_bytes())
+        err = usage_error(capsys, script.main, "--device", "cpu", "--load", path, "--eval-only",
+                          "--out", tmp_path / "out", *data_flags(name, tmp_path))
+        assert str(path) in err and word in err, err
 
 
 class Pixels(gym.Env):

@@ -265,18 +265,22 @@ def test_stage_by_stage_resume_and_eval_only_equal_one_whole_run(run_script, tmp
     whole, _ = run_script("rlhf_ppo.py", *SMOKE, "--data", data, "--out", tmp_path / "whole")
     timeless = lambda s: {k: v for k, v in s.items() if not k.endswith("_s") and k != "tokens_per_s"}
     assert timeless(resumed) == timeless(whole)
+    records = lambda run: [(r["stage"], r.get("iter"), r.get("epoch"), r.get("step"))
+                           for r in map(json.loads, open(run / "metrics.jsonl"))]
+    assert records(out) == records(tmp_path / "whole")  # every record once, though stages ran one command each
     assert timeless(evaluated).items() <= timeless(whole).items()  # all but the pretraining loss
 
 
 @pytest.mark.parametrize("flags, message", [
-    (("--data", "missing.txt"), "no such file"),
+    (("--data", "missing.txt"), "not a readable UTF-8 text file"),
     (("--prompt-len", 40, "--response-len", 48), "exceed the context"),
     (("--prompt", "word " * 40), "longer than --prompt-len"),
     (("--stage", "ppo", "--out", "empty"), "needs sft.pt"),
-    (("--stage", "bogus"), "--stage must be"),
+    (("--stage", "bogus"), "invalid choice"),
     (("--minibatch", 3), "not a multiple"),
-    (("--k", 1), "--k must be"),
-    (("--beta", -1), "--beta must be"),
+    (("--k", 1), "--k must be at least 2"),
+    (("--beta", -1), "--beta must be 0 or more"),
+    (("--temperature", "nan"), "must be a finite number"),
 ])
 def test_bad_input_is_a_usage_error(run_script, tmp_path, flags, message):
     data = write_corpus(tmp_path / "text.txt")
@@ -288,3 +292,25 @@ def test_empty_text_is_a_usage_error(run_script, tmp_path):
     (tmp_path / "empty.txt").write_text("")
     _, proc = run_script("rlhf_ppo.py", *SMOKE, "--data", tmp_path / "empty.txt", returncode=2)
     assert "fewer than 100 lines" in proc.stderr
+
+
+def test_text_without_usable_prompts_is_a_usage_error(run_script, tmp_path):
+    data = write_corpus(tmp_path / "text.txt")
+    (tmp_path / "binary.txt").write_bytes(bytes(range(256)) * 40)
+    # the held-out last tenth: only speaker tags and short lines, no prompt to evaluate on
+    (tmp_path / "no_eval.txt").write_text(data.read_text() + "KING:\nAy.\n" * 100)
+    for file, message in (("binary.txt", "not a readable UTF-8 text file"), ("no_eval.txt", "and 0 held-out ones")):
+        _, proc = run_script("rlhf_ppo.py", *SMOKE, "--data", tmp_path / file, "--out", tmp_path / "o", returncode=2)
+        assert message in proc.stderr and "Traceback" not in proc.stderr
+        assert not (tmp_path / "o" / "pretrain.pt").exists()  # refused before any training
+
+
+def test_a_stage_checkpoint_made_from_other_flags_or_text_is_not_reused(run_script, tmp_path):
+    data = write_corpus(tmp_path / "text.txt")
+    run_script("rlhf_ppo.py", *SMOKE, "--data", data, "--out", tmp_path / "run", "--stage", "pretrain")
+    _, proc = run_script("rlhf_ppo.py", *SMOKE, "--data", data, "--out", tmp_path / "run", "--stage", "sft",
+                         "--pretrain-iters", 10, returncode=2)
+    assert "pretrain.pt was made from other input: pretrain_iters 20 (this run: 10)" in proc.stderr
+    other = write_corpus(tmp_path / "other.txt", lines=500)
+    _, proc = run_script("rlhf_ppo.py", *SMOKE, "--data", other, "--out", tmp_path / "run", returncode=2)
+    assert "data_sha1" in proc.stderr and "Traceback" not in proc.stderr
