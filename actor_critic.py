@@ -110,12 +110,13 @@ def parse_args(argv=None) -> Args:
 
 # --- environment --------------------------------------------------------------------------------
 def check_env(env_id: str):
-    """A usage error unless env_id exists and this script can drive it: vector (1-D Box) observations and Discrete or 1-D Box actions."""
+    """A usage error unless env_id exists and this script can drive it: vector (1-D Box) observations and
+    Discrete or 1-D Box actions."""
     try:
         env = gym.make(env_id)  # also an id in module:id form, which imports the module first
     except Exception as e:  # an unknown id, a missing package, or any error of the environment's own constructor
         usage_error(f"--env-id {env_id}: {type(e).__name__}: {e}")
-    obs_space, act_space, spec = env.observation_space, env.action_space, env.spec
+    obs_space, act_space = env.observation_space, env.action_space
     env.close()
     vector_obs = isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 1
     box_actions = isinstance(act_space, gym.spaces.Box) and len(act_space.shape) == 1
@@ -353,7 +354,8 @@ def save_checkpoint(path: str, policy, value_net, optimizer, step: int, args: Ar
 
 
 def load_checkpoint(path: str) -> dict:
-    """A checkpoint that actor_critic.py wrote in this format, on the CPU; any other file is a usage error that says why."""
+    """A checkpoint that actor_critic.py wrote in this format, on the CPU; any other file is a usage error saying
+    why."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # missing, empty, truncated, not torch's format, or pickled objects
@@ -362,7 +364,8 @@ def load_checkpoint(path: str) -> dict:
     if script != "actor_critic.py":
         usage_error(f"--load {path}: a checkpoint of {script or 'another program'}, not of actor_critic.py")
     if ckpt["format"] != CHECKPOINT_FORMAT:
-        usage_error(f"--load {path}: checkpoint format {ckpt['format']}; this actor_critic.py reads {CHECKPOINT_FORMAT}")
+        usage_error(f"--load {path}: checkpoint format {ckpt['format']}; this actor_critic.py reads "
+                    f"{CHECKPOINT_FORMAT}")
     return ckpt
 
 

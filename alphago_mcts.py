@@ -9,12 +9,10 @@ against GNU Go level 1 (README)"""
 import argparse
 import copy
 import dataclasses
-import inspect
 import json
 import math
 import os
 import random
-import re
 import subprocess
 import sys
 import time
@@ -27,88 +25,108 @@ import torch.nn.functional as F
 
 
 # --- config -------------------------------------------------------------------------------------
+def arg(default, help: str, **options):
+    """A field of Args and a flag of the command line: its default, its help text, argparse options."""
+    return dataclasses.field(default=default, metadata={"help": help, **options})
+
+
 @dataclass
 class Args:
-    stage: str = "all"  # sl, rl, value, play or all (sl, rl, value, then play)
-    board_size: int = 9  # 5 to 19
-    komi: float = -1.0  # points given to White; -1: 7.5, or 9 on 7x7 (and 24.5 on 5x5, 4.5 on 6x6)
-    expert: str = "uct"  # where the SL stage's expert games come from: uct (built in) or gnugo (over GTP)
-    expert_games: int = 400  # games the expert plays against itself for the SL stage
-    expert_sims: int = 400  # simulations per move of the built-in UCT expert
-    gnugo_level: int = 10  # GNU Go's --level, as expert and as opponent
-    width: int = 64  # filters of the policy and value networks
-    layers: int = 6  # convolution layers of each network
-    sl_epochs: int = 20  # epochs over the expert positions (8 symmetries each)
-    lr: float = 1e-3  # AdamW learning rate of SL and value training
-    batch_size: int = 256  # positions per gradient step (SL, value)
-    rl_iters: int = 200  # RL stage: policy-gradient steps, each on a batch of self-play games
-    rl_games: int = 64  # games per RL step, the learner against an opponent drawn from the pool
-    rl_lr: float = 1e-4  # learning rate of the RL policy (SGD as in the paper would also do)
-    pool_every: int = 20  # RL steps between snapshots added to the opponent pool
-    value_games: int = 4_000  # self-play games for the value network, one position kept from each
-    value_epochs: int = 10  # epochs over those positions
-    sims: int = 200  # MCTS simulations per move
-    leaf_batch: int = 16  # leaves evaluated together (virtual loss spreads the descents)
-    c_puct: float = 5.0  # exploration constant of PUCT
-    mix: float = 0.5  # lambda: weight of the rollout outcome in a leaf's value
-    uct_c: float = 1.0  # exploration constant of the pure UCT opponent (UCB1)
-    games: int = 20  # evaluation games against each opponent, colours alternating
-    opponents: str = "random,policy,uct,gnugo"  # evaluation opponents (gnugo only when installed)
-    gtp: bool = False  # speak GTP on stdin/stdout instead of training
-    log_every: int = 10  # RL steps (SL and value: epochs) between progress lines
-    seed: int = 1  # seeds python, numpy and torch
-    device: str = "auto"  # auto, cpu, cuda or mps (auto: cuda when available)
-    compile: bool = False  # torch.compile the networks (worth it on CUDA)
-    out: str = ""  # output folder (default runs/alphago_mcts-<seed>-<time>)
-    load: str = ""  # checkpoint (model.pt or a stage's checkpoint) to start from, to evaluate or to play GTP with
-    eval_only: bool = False  # only play the evaluation matches of the loaded player (same as --stage play)
+    stage: str = arg("all", "the stage to run; all: sl, rl, value, then play",
+                     choices=("all", "sl", "rl", "value", "play"))
+    board_size: int = arg(9, "5 to 19")
+    komi: float = arg(-1.0, "points given to White; -1: 7.5, or 9 on 7x7 (and 24.5 on 5x5, 4.5 on 6x6)")
+    expert: str = arg("uct", "where the SL stage's expert games come from: uct (built in) or gnugo (over GTP)",
+                      choices=("uct", "gnugo"))
+    expert_games: int = arg(400, "games the expert plays against itself for the SL stage")
+    expert_sims: int = arg(400, "simulations per move of the built-in UCT expert")
+    gnugo_level: int = arg(10, "GNU Go's --level, as expert and as opponent")
+    width: int = arg(64, "filters of the policy and value networks")
+    layers: int = arg(6, "convolution layers of each network")
+    sl_epochs: int = arg(20, "epochs over the expert positions (8 symmetries each)")
+    lr: float = arg(1e-3, "AdamW learning rate of SL and value training")
+    batch_size: int = arg(256, "positions per gradient step (SL, value)")
+    rl_iters: int = arg(200, "RL stage: policy-gradient steps, each on a batch of self-play games")
+    rl_games: int = arg(64, "games per RL step, the learner against an opponent drawn from the pool")
+    rl_lr: float = arg(1e-4, "learning rate of the RL policy (SGD as in the paper would also do)")
+    pool_every: int = arg(20, "RL steps between snapshots added to the opponent pool")
+    value_games: int = arg(4_000, "self-play games for the value network, one position kept from each")
+    value_epochs: int = arg(10, "epochs over those positions")
+    sims: int = arg(200, "MCTS simulations per move")
+    leaf_batch: int = arg(16, "leaves evaluated together (virtual loss spreads the descents)")
+    c_puct: float = arg(5.0, "exploration constant of PUCT")
+    mix: float = arg(0.5, "lambda: weight of the rollout outcome in a leaf's value")
+    uct_c: float = arg(1.0, "exploration constant of the pure UCT opponent (UCB1)")
+    games: int = arg(20, "evaluation games against each opponent, colours alternating")
+    opponents: str = arg("random,policy,uct,gnugo", "evaluation opponents (gnugo only when installed)")
+    gtp: bool = arg(False, "speak GTP on stdin/stdout instead of training")
+    log_every: int = arg(10, "RL steps (SL and value: epochs) between progress lines")
+    seed: int = arg(1, "seeds python, numpy and torch")
+    device: str = arg("auto", "auto: cuda when available", choices=("auto", "cpu", "cuda", "mps"))
+    compile: bool = arg(False, "torch.compile the networks (worth it on CUDA)")
+    out: str = arg("", "output folder (default runs/alphago_mcts-<seed>-<time>)")
+    load: str = arg("", "checkpoint to start from, to evaluate or to play GTP with; its board size and network "
+                   "sizes are used")
+    eval_only: bool = arg(False, "only play the evaluation matches of the loaded player (same as --stage play); "
+                        "writes eval.json")
 
 
 DEFAULT_KOMI = {5: 24.5, 6: 4.5, 7: 9.0}  # 5x5 is a Black win by 25 under perfect play; 7x7 by 9 (Davies, Li)
 
 
-def parse_args(argv=None) -> Args:
-    """argparse from the Args dataclass: every field a flag, its comment the help text."""
-    helps = dict(re.findall(r"^\s+(\w+): .*?#\s*(.*)$", inspect.getsource(Args), re.M))
+RULES = (  # (flags, test, what they must be), checked before any work starts; float flags must also be finite
+    (("board_size",), lambda x: 5 <= x <= 19, "in [5, 19]"),
+    (("expert_games", "expert_sims", "width", "layers", "batch_size", "rl_games", "pool_every", "value_games", "sims",
+      "leaf_batch", "games", "log_every"), lambda x: x >= 1, "at least 1"),
+    (("sl_epochs", "rl_iters", "value_epochs", "gnugo_level"), lambda x: x >= 0, "0 or more"),
+    (("lr", "rl_lr", "c_puct", "uct_c"), lambda x: x > 0, "positive"),
+    (("mix",), lambda x: 0 <= x <= 1, "in [0, 1]"),
+)
+
+
+def finite(text: str) -> float:
+    """The type of every float flag: NaN and infinities are usage errors."""
+    x = float(text)
+    if not math.isfinite(x):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return x
+
+
+def make_parser() -> argparse.ArgumentParser:
+    """Every field of Args a flag (total_steps: --total-steps), built from the dataclass alone."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for f in dataclasses.fields(Args):
-        flag = "--" + f.name.replace("_", "-")
-        if f.type is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=helps[f.name])
+        flag, kind = "--" + f.name.replace("_", "-"), type(f.default)
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, **f.metadata)
         else:
-            parser.add_argument(flag, type=f.type, default=f.default, help=helps[f.name])
-    args = Args(**vars(parser.parse_args(argv)))
+            parser.add_argument(flag, type=finite if kind is float else kind, default=f.default, **f.metadata)
+    return parser
+
+
+def usage_error(message: str):
+    """Bad input (a flag, a file, GNU Go): the usage line and one line of error, exit status 2."""
+    make_parser().error(message)
+
+
+def parse_args(argv=None) -> Args:
+    """The flags, checked against RULES and against each other; files and GNU Go are checked in main."""
+    args = Args(**vars(make_parser().parse_args(argv)))
+    for names, ok, must in RULES:
+        for name in names:
+            if not ok(getattr(args, name)):
+                usage_error(f"--{name.replace('_', '-')} must be {must}, got {getattr(args, name)}")
     if args.eval_only:
         args.stage = "play"
-    if args.stage not in ("all", "sl", "rl", "value", "play"):
-        parser.error(f"--stage must be all, sl, rl, value or play; got {args.stage!r}")
-    if not 5 <= args.board_size <= 19:
-        parser.error(f"--board-size must be in [5, 19], got {args.board_size}")
-    if args.komi == -1.0:
-        args.komi = DEFAULT_KOMI.get(args.board_size, 7.5)
-    if args.expert not in ("uct", "gnugo"):
-        parser.error(f"--expert must be uct or gnugo, got {args.expert!r}")
-    if args.expert == "gnugo" and not gnugo_path():
-        parser.error("--expert gnugo: GNU Go is not installed (apt-get install gnugo)")
-    for name in ("expert_games", "expert_sims", "width", "layers", "batch_size", "rl_games", "pool_every",
-                 "value_games", "sims", "leaf_batch", "games", "log_every", "lr", "rl_lr", "c_puct", "uct_c"):
-        if getattr(args, name) <= 0:
-            parser.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    for name in ("sl_epochs", "rl_iters", "value_epochs"):
-        if getattr(args, name) < 0:
-            parser.error(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
-    if not 0.0 <= args.mix <= 1.0:
-        parser.error(f"--mix must be in [0, 1], got {args.mix}")
     unknown = set(args.opponents.split(",")) - {"random", "policy", "uct", "gnugo"}
     if unknown:
-        parser.error(f"--opponents: unknown {sorted(unknown)}; choose from random, policy, uct, gnugo")
-    if args.device not in ("auto", "cpu", "cuda", "mps"):
-        parser.error(f"--device must be auto, cpu, cuda or mps, got {args.device!r}")
-    if args.load and not os.path.isfile(args.load):
-        parser.error(f"--load: no such file {args.load!r}")
+        usage_error(f"--opponents: unknown {sorted(unknown)}; choose from random, policy, uct, gnugo")
     if args.stage == "play" and not args.gtp and not args.load:
-        parser.error("--stage play (--eval-only) needs --load CKPT")
+        usage_error("--stage play (--eval-only) needs --load CKPT")
+    present = {"cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if not present.get(args.device, True):
+        usage_error(f"--device {args.device}: no such device on this machine; use --device cpu or auto")
     return args
 
 
@@ -784,7 +802,7 @@ def expert_dataset(args: Args, log_fn) -> tuple:
     t0, planes, moves = time.time(), [], []
     jobs = [(args, args.seed * 100_003 + i) for i in range(args.expert_games)]
     with multiprocessing.get_context("spawn").Pool(max(1, min(os.cpu_count() or 1, 32))) as pool:
-        for i, game in enumerate(pool.imap_unordered(expert_game, jobs)):
+        for i, game in enumerate(pool.imap(expert_game, jobs)):  # in job order: the same data on every run
             planes += [x for x, _ in game]
             moves += [m for _, m in game]
             if (i + 1) % max(1, args.expert_games // 10) == 0:
@@ -796,7 +814,7 @@ def expert_dataset(args: Args, log_fn) -> tuple:
 def log(metrics, line: dict):
     """One progress line: `key value` pairs on stdout, a JSON object in metrics.jsonl."""
     print("  ".join(f"{k} {v}" for k, v in line.items()), flush=True)
-    metrics.write(json.dumps(line) + "\n")
+    metrics.write(to_json(line) + "\n")
 
 
 def fit(args: Args, net: nn.Module, train: tuple, held: tuple, epochs: int, stage: str, device, metrics,
@@ -1045,20 +1063,17 @@ def match(args: Args, ours: MCTS, opponent: str, nets: dict, device, rng: random
 
 
 # --- GTP engine -----------------------------------------------------------------------------------
-GTP_COMMANDS = ("protocol_version", "name", "version", "known_command", "list_commands", "quit", "boardsize",
-                "clear_board", "komi", "play", "genmove", "showboard", "undo", "final_score")
-
-
 class GTPEngine:
-    """Go Text Protocol v2: one command per line in, '= result' or '? error' and a blank line out."""
+    """Go Text Protocol v2: one command per line in, '= result' or '? error' and a blank line out. Each command is a
+    method cmd_<name> whose parameters are the command's arguments; a wrong count is a syntax error."""
 
     def __init__(self, args: Args, nets: dict, device, rng: random.Random):
         self.args, self.nets, self.device, self.rng = args, nets, device, rng
-        self.n, self.komi = args.board_size, args.komi
-        self.clear()
+        self.n, self.komi, self.done = args.board_size, args.komi, False
+        self.cmd_clear_board()
 
-    def clear(self):
-        self.history, self.done = [Position(self.n, self.komi)], False
+    def commands(self) -> list:
+        return [name[4:] for name in dir(self) if name.startswith("cmd_")]
 
     def player(self) -> MCTS:
         """The trained player on its own board size; on another size the policy network (fully convolutional)
@@ -1069,85 +1084,20 @@ class GTPEngine:
         return MCTS(evaluate, puct, self.args.c_puct, self.args.leaf_batch)
 
     def handle(self, line: str):
-        """The reply to one command line (without the '=' or '?'), or None for a blank line; raises ValueError
-        with the error message."""
-        line = line.split("#")[0].strip()
-        if not line:
-            return None
-        words = line.split()
-        ident = words.pop(0) if words[0].isdigit() else ""
-        command, params = (words[0].lower(), words[1:]) if words else ("", [])
+        """(id, success, reply text) for one command line, or None for a blank line or a comment."""
+        words = line.split("#")[0].split()
+        ident = words.pop(0) if words and words[0].isdigit() else ""
+        if not words:
+            return None if not ident else (ident, False, "syntax error")
+        method = getattr(self, "cmd_" + words[0].lower(), None)
+        if method is None:
+            return ident, False, "unknown command"
+        if len(words) - 1 != method.__code__.co_argcount - 1:
+            return ident, False, "syntax error"
         try:
-            return ident, True, self.run(command, params)
-        except ValueError as e:
+            return ident, True, method(*words[1:])
+        except (ValueError, IllegalMove) as e:
             return ident, False, str(e)
-
-    def run(self, command: str, params: list) -> str:
-        pos = self.history[-1]
-        if command == "protocol_version":
-            return "2"
-        if command == "name":
-            return "alphago_mcts"
-        if command == "version":
-            return "1.0"
-        if command == "known_command":
-            return "true" if params and params[0] in GTP_COMMANDS else "false"
-        if command == "list_commands":
-            return "\n".join(GTP_COMMANDS)
-        if command == "quit":
-            self.done = True
-            return ""
-        if command == "boardsize":
-            size = int(params[0]) if params and params[0].isdigit() else 0
-            if not 5 <= size <= 19:
-                raise ValueError("unacceptable size")
-            self.n = size
-            self.clear()
-            return ""
-        if command == "clear_board":
-            self.clear()
-            return ""
-        if command == "komi":
-            try:
-                self.komi = float(params[0])
-            except (IndexError, ValueError):
-                raise ValueError("syntax error")
-            for p in self.history:
-                p.komi = self.komi
-            return ""
-        if command == "play":
-            if len(params) < 2:
-                raise ValueError("syntax error")
-            color = parse_color(params[0])
-            try:
-                move = from_gtp(params[1], self.n)
-            except ValueError:
-                raise ValueError("syntax error")
-            pos = pos.with_to_play(color)
-            if not pos.is_legal(move):
-                raise ValueError("illegal move")
-            self.history.append(pos.play(move))
-            return ""
-        if command == "genmove":
-            if not params:
-                raise ValueError("syntax error")
-            color = parse_color(params[0])
-            pos = pos.with_to_play(color)
-            root = self.player().search([Node(pos)], self.args.sims)[0]
-            move = best_move(root)
-            self.history.append(pos.play(move))
-            return to_gtp(move, self.n)
-        if command == "showboard":
-            return "\n" + str(pos)
-        if command == "undo":
-            if len(self.history) < 2:
-                raise ValueError("cannot undo")
-            self.history.pop()
-            return ""
-        if command == "final_score":
-            score = pos.score()
-            return "0" if score == 0 else f"{'B' if score > 0 else 'W'}+{abs(score):g}"
-        raise ValueError("unknown command")
 
     def serve(self, stdin=sys.stdin, stdout=sys.stdout):
         for line in stdin:
@@ -1160,6 +1110,78 @@ class GTPEngine:
             if self.done:
                 break
 
+    def cmd_protocol_version(self) -> str:
+        return "2"
+
+    def cmd_name(self) -> str:
+        return "alphago_mcts"
+
+    def cmd_version(self) -> str:
+        return "1.0"
+
+    def cmd_known_command(self, name) -> str:
+        return "true" if name in self.commands() else "false"
+
+    def cmd_list_commands(self) -> str:
+        return "\n".join(self.commands())
+
+    def cmd_quit(self) -> str:
+        self.done = True
+        return ""
+
+    def cmd_boardsize(self, size) -> str:
+        """A new empty board; komi stays, as the GTP v2 specification and GNU Go have it."""
+        if not size.isdigit() or not 5 <= int(size) <= 19:
+            raise ValueError("unacceptable size")
+        self.n = int(size)
+        return self.cmd_clear_board()
+
+    def cmd_clear_board(self) -> str:
+        self.history = [Position(self.n, self.komi)]
+        return ""
+
+    def cmd_komi(self, komi) -> str:
+        try:
+            self.komi = float(komi)
+        except ValueError:
+            raise ValueError("syntax error")
+        if not math.isfinite(self.komi):
+            raise ValueError("syntax error")
+        for pos in self.history:
+            pos.komi = self.komi
+        return ""
+
+    def cmd_play(self, color, vertex) -> str:
+        pos = self.history[-1].with_to_play(parse_color(color))
+        try:
+            move = from_gtp(vertex, self.n)
+        except ValueError:
+            raise ValueError("syntax error")
+        if not pos.is_legal(move):
+            raise ValueError("illegal move")
+        self.history.append(pos.play(move))
+        return ""
+
+    def cmd_genmove(self, color) -> str:
+        """The search's most visited move; a pass once the game is over (two passes), where nothing is searched."""
+        pos = self.history[-1].with_to_play(parse_color(color))
+        move = pos.n * pos.n if pos.is_over() else best_move(self.player().search([Node(pos)], self.args.sims)[0])
+        self.history.append(pos.play(move))
+        return to_gtp(move, self.n)
+
+    def cmd_showboard(self) -> str:
+        return "\n" + str(self.history[-1])
+
+    def cmd_undo(self) -> str:
+        if len(self.history) < 2:
+            raise ValueError("cannot undo")
+        self.history.pop()
+        return ""
+
+    def cmd_final_score(self) -> str:
+        score = self.history[-1].score()
+        return "0" if score == 0 else f"{'B' if score > 0 else 'W'}+{abs(score):g}"
+
 
 def parse_color(word: str) -> int:
     w = word.lower()
@@ -1171,15 +1193,54 @@ def parse_color(word: str) -> int:
 
 
 # --- main ---------------------------------------------------------------------------------------
+CHECKPOINT_FORMAT = 1  # version of the dict save_checkpoint writes; load_checkpoint refuses any other
+
+
 def save_checkpoint(path: str, nets: dict, args: Args, done: list):
     """One torch.save of a dict, written to a temporary file and moved into place."""
-    torch.save({name: net.state_dict() for name, net in nets.items()} |
-               {"args": dataclasses.asdict(args), "stages": done}, path + ".tmp")
+    torch.save({"script": "alphago_mcts.py", "format": CHECKPOINT_FORMAT,
+                "nets": {name: net.state_dict() for name, net in nets.items()}, "args": dataclasses.asdict(args),
+                "stages": done}, path + ".tmp")
+    os.replace(path + ".tmp", path)
+
+
+def load_checkpoint(path: str) -> dict:
+    """A checkpoint that alphago_mcts.py wrote in this format, on the CPU; any other file is a usage error saying
+    why."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # missing, empty, truncated, not torch's format, or pickled objects
+        usage_error(f"--load {path}: not a readable checkpoint ({type(e).__name__}: {str(e).split('. ')[0]})")
+    script = ckpt.get("script") if isinstance(ckpt, dict) else None
+    if script != "alphago_mcts.py":
+        usage_error(f"--load {path}: a checkpoint of {script or 'another program'}, not of alphago_mcts.py")
+    if ckpt["format"] != CHECKPOINT_FORMAT:
+        usage_error(f"--load {path}: checkpoint format {ckpt['format']}; this alphago_mcts.py reads "
+                    f"{CHECKPOINT_FORMAT}")
+    return ckpt
+
+
+def to_json(record: dict) -> str:
+    """Strict JSON: every non-finite number, which json.dumps writes as NaN or Infinity, becomes null."""
+    return json.dumps(json.loads(json.dumps(record), parse_constant=lambda _: None))
+
+
+def write_json(path: str, record: dict):
+    """A JSON file written to a temporary file and moved into place, so it is whole or absent."""
+    with open(path + ".tmp", "w") as f:
+        f.write(to_json(record))
     os.replace(path + ".tmp", path)
 
 
 def main(argv=None):
     args = parse_args(argv)
+    ckpt = load_checkpoint(args.load) if args.load else None
+    if ckpt:  # the board and the network sizes the checkpoint was trained with
+        args = dataclasses.replace(args, **{k: ckpt["args"][k] for k in ("board_size", "width", "layers")})
+    if args.komi == -1.0:
+        args.komi = DEFAULT_KOMI.get(args.board_size, 7.5)
+    if args.expert == "gnugo" and args.stage in ("all", "sl") and not gnugo_path():
+        usage_error("--expert gnugo: GNU Go is not installed (apt-get install gnugo)")
     t0 = time.time()
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     if device.type == "cpu":
@@ -1193,13 +1254,9 @@ def main(argv=None):
     n, done = args.board_size, []
     nets = {"sl": ConvNet(n, args.width, args.layers, False), "rl": ConvNet(n, args.width, args.layers, False),
             "value": ConvNet(n, args.width, args.layers, True), "rollout": RolloutPolicy()}
-    if args.load:
-        ckpt = torch.load(args.load, map_location="cpu", weights_only=True)
-        missing = sorted(set(nets) - set(ckpt))
-        if missing:
-            sys.exit(f"--load {args.load}: no {', '.join(missing)} in it (an older checkpoint?)")
+    if ckpt:
         for name, net in nets.items():
-            net.load_state_dict(ckpt[name])
+            net.load_state_dict(ckpt["nets"][name])
         done = ckpt["stages"]
     for net in nets.values():
         net.to(device).eval()
@@ -1210,8 +1267,12 @@ def main(argv=None):
         GTPEngine(args, nets, device, rng).serve()
         return
     out = args.out or os.path.join("runs", f"alphago_mcts-{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
-    os.makedirs(out, exist_ok=True)
-    metrics = open(os.path.join(out, "metrics.jsonl"), "a", buffering=1)
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as e:  # a file of that name, or a folder that cannot be written
+        usage_error(f"--out {out}: cannot make this folder ({e.strerror})")
+    metrics = open(os.devnull if args.stage == "play" else os.path.join(out, "metrics.jsonl"),
+                   "w" if args.stage == "all" else "a", buffering=1)  # a later stage adds to the earlier records
     summary = {}
     for stage in (("sl", "rl", "value", "play") if args.stage == "all" else (args.stage,)):
         if stage == "sl":
@@ -1238,9 +1299,8 @@ def main(argv=None):
     summary.update(board_size=n, komi=args.komi, stages=done, wall_s=round(time.time() - t0, 1), device=device.type,
                    seed=args.seed)
     metrics.close()
-    with open(os.path.join(out, "summary.json"), "w") as f:
-        json.dump(summary, f)
-    print(json.dumps(summary))
+    write_json(os.path.join(out, "eval.json" if args.stage == "play" else "summary.json"), summary)
+    print(to_json(summary))
 
 
 if __name__ == "__main__":

@@ -103,8 +103,8 @@ def parse_args(argv=None) -> Args:
 
 # --- environment --------------------------------------------------------------------------------
 def check_env(env_id: str):
-    """A usage error unless env_id exists and this script can drive it: vector (1-D Box) observations, Discrete or 1-D Box actions,
-    and a time limit, so that every episode ends."""
+    """A usage error unless env_id exists and this script can drive it: vector (1-D Box) observations,
+    Discrete or 1-D Box actions, and a time limit, so that every episode ends."""
     try:
         env = gym.make(env_id)  # also an id in module:id form, which imports the module first
     except Exception as e:  # an unknown id, a missing package, or any error of the environment's own constructor
@@ -352,7 +352,8 @@ def save_checkpoint(path: str, policy, value_net, optimizer, step: int, args: Ar
 
 
 def load_checkpoint(path: str) -> dict:
-    """A checkpoint that reinforce.py wrote in this format, on the CPU; any other file is a usage error that says why."""
+    """A checkpoint that reinforce.py wrote in this format, on the CPU; any other file is a usage error saying
+    why."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # missing, empty, truncated, not torch's format, or pickled objects

@@ -2,8 +2,10 @@
 against GNU Go when it is installed, PUCT against a hand computation, MCTS finding the one winning move, the GTP
 engine, the rollout policy's patterns and learning, a smoke run of every stage on 5x5, and bad input."""
 import io
-import re
 import random
+import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -271,34 +273,52 @@ SMOKE = ("--device", "cpu", "--board-size", 5, "--expert-games", 4, "--expert-si
          "--sims", 8, "--leaf-batch", 4, "--games", 2, "--opponents", "random,policy,uct", "--log-every", 1)
 
 
-def test_every_stage_on_5x5_then_eval_only(run_script, tmp_path):
+def test_every_stage_on_5x5_twice_the_same_then_eval_only_and_gtp(run_script, tmp_path):
     summary, _ = run_script("alphago_mcts.py", *SMOKE, "--out", tmp_path / "a")
     assert summary["stages"] == ["sl", "rl", "value"]
     for key in ("winrate_vs_random", "winrate_vs_policy", "winrate_vs_uct", "sims_per_s", "rollout_accuracy",
                 "board_size", "wall_s", "device", "seed"):
         assert key in summary, key
-    again, _ = run_script("alphago_mcts.py", *SMOKE, "--eval-only", "--load", tmp_path / "a" / "model.pt",
-                          "--out", tmp_path / "b")
+    twice, _ = run_script("alphago_mcts.py", *SMOKE, "--out", tmp_path / "b")
+    timeless = lambda s: {k: v for k, v in s.items() if not k.endswith("_s")}  # times
+    assert timeless(twice) == timeless(summary)  # the expert games arrive in the same order from the worker pool
+    # --eval-only: the checkpoint's own sizes whatever the flags say, and nothing of the run replaced
+    trained = (tmp_path / "a" / "model.pt").read_bytes()
+    again, _ = run_script("alphago_mcts.py", *SMOKE, "--width", 16, "--eval-only", "--load",
+                          tmp_path / "a" / "model.pt", "--out", tmp_path / "a")
     assert 0 <= again["winrate_vs_random"] <= 1
+    assert (tmp_path / "a" / "model.pt").read_bytes() == trained and (tmp_path / "a" / "eval.json").is_file()
+    # the engine as a subprocess, from the checkpoint alone (its board size and network sizes)
+    commands = ["play b A5", "play w pass", "play b pass", "genmove w", "komi nan", "komi inf", "komi 2.5",
+                "play b D4 extra", "boardsize 7", "final_score", "known_command genmove", "quit"]
+    proc = subprocess.run([sys.executable, str(ag.__file__), "--gtp", "--load", tmp_path / "a" / "model.pt",
+                           "--device", "cpu", "--sims", "8"], input="\n".join(commands) + "\n", capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    replies = proc.stdout.strip().split("\n\n")
+    assert replies == ["=", "=", "=", "= pass", "? syntax error", "? syntax error", "=", "? syntax error", "=",
+                       "= W+2.5", "= true", "="]  # komi 2.5 stays after boardsize, as in GNU Go
 
 
 @pytest.mark.parametrize("flags, message", [
     (("--board-size", 4), "--board-size must be in"),
-    (("--stage", "bogus"), "--stage must be"),
+    (("--stage", "bogus"), "invalid choice"),
     (("--eval-only",), "needs --load"),
-    (("--load", "missing.pt"), "no such file"),
+    (("--load", "missing.pt"), "not a readable checkpoint"),
+    (("--komi", "nan"), "must be a finite number"),
+    (("--c-puct", "inf"), "must be a finite number"),
     (("--opponents", "random,kata"), "unknown"),
-    (("--mix", 2), "--mix must be"),
+    (("--mix", 2), "--mix must be in [0, 1]"),
 ])
 def test_bad_flags_are_usage_errors(run_script, flags, message):
     _, proc = run_script("alphago_mcts.py", *SMOKE, *flags, returncode=2)
     assert message in proc.stderr
 
 
-def test_a_checkpoint_without_a_network_is_a_clear_error(run_script, tmp_path):
+def test_an_untagged_checkpoint_is_a_clear_error(run_script, tmp_path):
     torch.save({"sl": ag.ConvNet(5, 8, 2, False).state_dict(), "stages": ["sl"]}, tmp_path / "old.pt")
-    _, proc = run_script("alphago_mcts.py", *SMOKE, "--eval-only", "--load", tmp_path / "old.pt", returncode=1)
-    assert "no rl, rollout, value in it" in proc.stderr
+    _, proc = run_script("alphago_mcts.py", *SMOKE, "--eval-only", "--load", tmp_path / "old.pt", returncode=2)
+    assert "a checkpoint of another program, not of alphago_mcts.py" in proc.stderr
 
 
 @pytest.mark.skipif(not ag.gnugo_path(), reason="GNU Go is not installed")
