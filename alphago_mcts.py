@@ -1220,6 +1220,19 @@ def load_checkpoint(path: str) -> dict:
     return ckpt
 
 
+RECORD_KEYS = {"sl": ("expert", "sl", "rollout"), "rl": ("rl",), "value": ("value",)}  # "stage" of their records
+
+
+def keep_records(path: str, stages: set):
+    """Cuts metrics.jsonl back to the records whose "stage" is in `stages`: every record once."""
+    if os.path.isfile(path):
+        with open(path) as f:
+            kept = [line for line in f if json.loads(line).get("stage") in stages]
+        with open(path + ".tmp", "w") as f:
+            f.writelines(kept)
+        os.replace(path + ".tmp", path)
+
+
 def to_json(record: dict) -> str:
     """Strict JSON: every non-finite number, which json.dumps writes as NaN or Infinity, becomes null."""
     return json.dumps(json.loads(json.dumps(record), parse_constant=lambda _: None))
@@ -1271,8 +1284,10 @@ def main(argv=None):
         os.makedirs(out, exist_ok=True)
     except OSError as e:  # a file of that name, or a folder that cannot be written
         usage_error(f"--out {out}: cannot make this folder ({e.strerror})")
-    metrics = open(os.devnull if args.stage == "play" else os.path.join(out, "metrics.jsonl"),
-                   "w" if args.stage == "all" else "a", buffering=1)  # a later stage adds to the earlier records
+    if args.stage != "play":  # a stage run alone keeps the records of the checkpoint's other stages, once each
+        keep_records(os.path.join(out, "metrics.jsonl"),
+                     {key for s in done if args.stage not in ("all", s) for key in RECORD_KEYS[s]})
+    metrics = open(os.devnull if args.stage == "play" else os.path.join(out, "metrics.jsonl"), "a", buffering=1)
     summary = {}
     for stage in (("sl", "rl", "value", "play") if args.stage == "all" else (args.stage,)):
         if stage == "sl":
@@ -1294,7 +1309,7 @@ def main(argv=None):
                 sims, search_s = sims + result["sims"], search_s + result["search_s"]
             summary["sims_per_s"] = round(sims / max(search_s, 1e-9))
         if stage != "play":
-            done.append(stage)
+            done = [s for s in done if s != stage] + [stage]
             save_checkpoint(os.path.join(out, "model.pt"), nets, args, done)
     summary.update(board_size=n, komi=args.komi, stages=done, wall_s=round(time.time() - t0, 1), device=device.type,
                    seed=args.seed)

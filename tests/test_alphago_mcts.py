@@ -2,6 +2,7 @@
 against GNU Go when it is installed, PUCT against a hand computation, MCTS finding the one winning move, the GTP
 engine, the rollout policy's patterns and learning, a smoke run of every stage on 5x5, and bad input."""
 import io
+import json
 import random
 import re
 import subprocess
@@ -298,6 +299,16 @@ def test_every_stage_on_5x5_twice_the_same_then_eval_only_and_gtp(run_script, tm
     replies = proc.stdout.strip().split("\n\n")
     assert replies == ["=", "=", "=", "= pass", "? syntax error", "? syntax error", "=", "? syntax error", "=",
                        "= W+2.5", "= true", "="]  # komi 2.5 stays after boardsize, as in GNU Go
+
+
+def test_stages_run_one_by_one_log_each_record_once(run_script, tmp_path):
+    run_script("alphago_mcts.py", *SMOKE, "--stage", "sl", "--out", tmp_path)
+    for _ in range(2):  # the rl stage twice: its first records are replaced, the sl stage's kept
+        summary, _ = run_script("alphago_mcts.py", *SMOKE, "--stage", "rl", "--load", tmp_path / "model.pt",
+                                "--out", tmp_path)
+    stages = [json.loads(line)["stage"] for line in open(tmp_path / "metrics.jsonl")]
+    assert summary["stages"] == ["sl", "rl"] and stages.count("rl") == 2 and stages.count("sl") == 1  # --rl-iters 2
+    assert stages.index("rl") > stages.index("sl")
 
 
 @pytest.mark.parametrize("flags, message", [

@@ -140,3 +140,12 @@ def test_an_env_id_in_module_form_runs(name, run_script):
     summary, _ = run_script(f"{name}.py", "--device", "cpu", "--env-id", "gymnasium.envs.classic_control:CartPole-v1",
                             "--total-steps", 256, "--eval-every", 0, "--eval-episodes", 2, "--log-every", 256)
     assert summary["env_steps"] >= 256
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_json_is_strict_and_written_whole(name, tmp_path):
+    script = importlib.import_module(name)
+    record = {"loss": math.nan, "curve": [[1, math.inf], [2, 0.5]], "best": -math.inf, "device": "cpu"}
+    assert script.to_json(record) == '{"loss": null, "curve": [[1, null], [2, 0.5]], "best": null, "device": "cpu"}'
+    script.write_json(str(tmp_path / "summary.json"), record)
+    assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]  # no temporary file left behind

@@ -148,6 +148,8 @@ def test_smoke_checkpoint_and_determinism(run_script, tmp_path):
     again, _ = run_script("dqn.py", *SMOKE, "--out", "b")
     drop = ("wall_s", "sps")
     assert {k: v for k, v in again.items() if k not in drop} == {k: v for k, v in summary.items() if k not in drop}
+    run_script("dqn.py", *SMOKE, "--out", "a")  # again into the same folder: its records once, not twice
+    assert len(open(tmp_path / "a" / "metrics.jsonl").readlines()) == len(records)
     evaluated, _ = run_script("dqn.py", "--device", "cpu", "--load", "a/model.pt", "--eval-only",
                               "--eval-episodes", 3, "--out", "c")
     assert evaluated["eval_return_mean"] == summary["eval_return_mean"]  # same weights, same evaluation seeds
