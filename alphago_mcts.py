@@ -4,8 +4,9 @@ that selects by Q + u (u ~ P / (1 + N)), expands leaves with the policy's prior 
 (1 - lambda) v + lambda z_rollout. Go rules (Tromp-Taylor: positional superko, area scoring), a GTP engine.
 Paper: Silver et al., "Mastering the game of Go with deep neural networks and tree search", Nature 2016.
 Run: python alphago_mcts.py --device cuda   (GTP: python alphago_mcts.py --gtp --load runs/.../model.pt)
-Reference result: 100 % against random moves; 7x7, 45-54 % against GNU Go level 10 (60 % with --mix 0); 9x9, 75 %
-against GNU Go level 1 (README)"""
+Reading order: Position is the rules, bottom-up; MCTS.search the search (descend by puct, evaluate the leaves
+in batches, back up); ConvNet and features the networks, trained by train_sl, train_rl and train_value; match and
+GTPEngine play games.  Results and the commands behind them: README.md"""
 import argparse
 import copy
 import dataclasses

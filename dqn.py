@@ -5,7 +5,9 @@ games (ale-py) with the Nature-DQN preprocessing and CNN.
 Paper: Mnih et al., "Human-level control through deep reinforcement learning", Nature 2015;
 Double DQN: van Hasselt, Guez, Silver, "Deep Reinforcement Learning with Double Q-learning", AAAI 2016.
 Run: python dqn.py --device cuda
-Reference result: CartPole-v1 greedy return 500 +- 0 (20 episodes), seeds 1-5, 10-11 s a run on 2 CPU cores (README)"""
+Reading order: train() is Algorithm 1 (act epsilon-greedily, store, learn from a minibatch, update the target net);
+td_target and td_loss are its math; ReplayMemory and QNetwork what it uses; main wires them and evaluates.
+Results and the commands behind them: README.md"""
 import argparse
 import copy
 import dataclasses

@@ -3,7 +3,9 @@ pi(a|s), then ascends sum_t log pi(a_t|s_t) * (v_t - b(s_t)), where v_t is the r
 learned state-value baseline; categorical policies for discrete actions, diagonal Gaussians for Box actions.
 Paper: Williams, "Simple statistical gradient-following algorithms for connectionist reinforcement
 learning", Machine Learning 1992.  Run: python reinforce.py --device cuda
-Reference result: CartPole-v1 greedy return 500 (20 episodes) for seeds 1-5, under 5 s a run on 2 CPU cores (README)"""
+Reading order: reinforce_loss (with returns_to_go) is the algorithm; train() plays a batch of episodes
+(play_episodes) and takes one gradient step on it; Policy holds the two distributions; main wires them.
+Results and the commands behind them: README.md"""
 import argparse
 import copy
 import dataclasses

@@ -5,7 +5,9 @@ verse as cheerfully as possible, however grim its start; the simulated human lab
 Paper: Ouyang et al., "Training language models to follow instructions with human feedback", 2022; PPO details after
 Huang et al., "The N+ implementation details of RLHF with PPO", 2024, and Ziegler et al., 2019.
 Run: python rlhf_ppo.py --device cuda   (offline: --data tinyshakespeare.txt)
-Reference result: gold VADER score 0.35 (SFT) -> 0.81 (PPO) at a KL of 3.8 nats, 22 min on a 2-core CPU (README)"""
+Reading order: main runs the stages in order; pretrain, sft, train_reward_model (rm_loss), then PPO (rollout:
+token_rewards and gae; update: ppo_losses) and evaluate; GPT decodes with a KV cache in generate.
+Results and the commands behind them: README.md"""
 import argparse
 import dataclasses
 import hashlib

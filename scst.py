@@ -4,7 +4,9 @@ cross-entropy; stage 2 fine-tunes it with REINFORCE on the reward R = -(edit dis
 (that reference's length), with the model's own greedy decode as the baseline: A = R(y_sample) - R(y_greedy).
 Papers: Rennie et al., "Self-critical sequence training for image captioning", CVPR 2017; Luo, "A better variant
 of self-critical sequence training", 2020 (--baseline mean).  Run: python scst.py --device cuda
-Reference result, CPU, default run: 20 XE epochs, test PER 7.27 %, WER 30.2 %; + 2,000 SCST steps, 7.09 %, 29.9 %"""
+Reading order: scst_advantages and scst_loss are the algorithm, reward (edit distance) its signal; train_scst is
+stage 2, train_xe stage 1; Seq2Seq decodes with generate and beam_search; main runs XE, SCST, then evaluates.
+Results and the commands behind them: README.md"""
 import argparse
 import copy
 import dataclasses
@@ -225,11 +227,18 @@ class Seq2Seq(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.out = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.Tanh(), nn.Linear(hidden, n_tgt))
 
+    @staticmethod
+    def fp32(gru: nn.GRU, x, state=None):
+        """The GRU in fp32 under autocast too: on CUDA, autocast runs cuDNN RNNs in fp16 whatever dtype it was asked
+        for, and without loss scaling SCST's small per-token gradients would underflow."""
+        with torch.autocast(gru.weight_ih_l0.device.type, enabled=False):
+            return gru(x, None if state is None else state.float())
+
     def encode(self, src, src_mask):
         """(B, S) letters -> memory (B, S, H), keys W e_s (B, S, H), initial decoder state (layers, B, H)."""
         lengths = src_mask.sum(1).cpu()  # packing wants host lengths: one sync per batch, none per token
         packed = nn.utils.rnn.pack_padded_sequence(self.src_emb(src), lengths, batch_first=True, enforce_sorted=False)
-        memory, _ = self.encoder(packed)
+        memory, _ = self.fp32(self.encoder, packed)
         memory, _ = nn.utils.rnn.pad_packed_sequence(memory, batch_first=True, total_length=src.shape[1])
         mean = (memory * src_mask.unsqueeze(-1)).sum(1) / src_mask.sum(1, keepdim=True)
         state = torch.tanh(self.init_state(mean)).view(-1, self.layers, self.hidden).transpose(0, 1).contiguous()
@@ -237,7 +246,7 @@ class Seq2Seq(nn.Module):
 
     def decode(self, tokens, state, memory, keys, src_mask):
         """(B, T) previous tokens and the GRU state -> logits (B, T, V) of the next tokens and the new state."""
-        h, state = self.decoder(self.tgt_emb(tokens), state)  # (B, T, H)
+        h, state = self.fp32(self.decoder, self.tgt_emb(tokens), state)  # (B, T, H)
         scores = (h @ keys.transpose(1, 2)).masked_fill(~src_mask.unsqueeze(1), float("-inf"))  # (B, T, S)
         context = torch.softmax(scores, -1) @ memory  # (B, T, H)
         return self.out(self.drop(torch.cat([h, context], -1))), state
@@ -284,10 +293,18 @@ def scst_advantages(rewards, greedy_rewards, baseline: str):
     return rewards - (rewards.sum(1, keepdim=True) - rewards) / (K - 1)
 
 
+def output_log_probs(logits):
+    """log pi(y | y_<t, x) over the phonemes and EOS: PAD and BOS are never outputs, so they get no probability
+    (generating them would end a pronunciation in the middle, unpenalized)."""
+    special = torch.zeros(logits.shape[-1], dtype=torch.bool, device=logits.device)
+    special[[PAD, BOS]] = True
+    return torch.log_softmax(logits.float().masked_fill(special, float("-inf")), -1)
+
+
 def sequence_log_probs(logits, tokens):
     """sum_t log pi(y_t | y_<t, x) over each sequence (B, T) up to and including EOS; PAD after it is masked."""
-    log_p = torch.log_softmax(logits.float(), -1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
-    return (log_p * (tokens != PAD)).sum(1)
+    log_p = output_log_probs(logits).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+    return torch.where(tokens != PAD, log_p, 0.0).sum(1)
 
 
 def scst_loss(model, src, src_mask, samples, advantages):
@@ -312,11 +329,11 @@ def generate(model, src, src_mask, max_len: int, sample: bool = False):
     finished = torch.zeros(B, dtype=torch.bool, device=src.device)
     for t in range(max_len):  # a fixed number of steps: stopping when all are done would sync every step
         logits, state = model.decode(token, state, memory, keys, src_mask)
-        logits = logits[:, 0].float()
+        log_p = output_log_probs(logits[:, 0])
         if sample:
-            token = torch.multinomial(torch.softmax(logits, -1), 1)
+            token = torch.multinomial(log_p.exp(), 1)
         else:
-            token = logits.argmax(-1, keepdim=True)
+            token = log_p.argmax(-1, keepdim=True)
         token = token.masked_fill(finished.unsqueeze(1), PAD)
         out[:, t] = token[:, 0]
         finished |= token[:, 0] == EOS
@@ -342,7 +359,7 @@ def beam_search(model, src, src_mask, max_len: int, beam: int):
     only_pad[PAD] = 0.0
     for t in range(max_len):
         logits, state = model.decode(last, state, memory, keys, src_mask)
-        log_p = torch.log_softmax(logits[:, 0].float(), -1).view(B, beam, V)
+        log_p = output_log_probs(logits[:, 0]).view(B, beam, V)
         log_p = torch.where(finished.unsqueeze(-1), only_pad, log_p)
         total = (scores.unsqueeze(-1) + log_p).view(B, beam * V)
         scores, index = total.topk(beam, -1)  # (B, beam)

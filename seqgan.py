@@ -5,7 +5,9 @@ Synthetic benchmark of the paper: an oracle LSTM generates the training data; qu
 lines of text in a small BPE vocabulary; quality is BLEU-4 against held-out lines.
 Paper: Yu, Zhang, Wang, Yu, "SeqGAN: sequence generative adversarial nets with policy gradient", AAAI 2017.
 Run: python seqgan.py --device cuda
-Reference result: reduced CPU run, paper's oracle: NLL-oracle 9.05 (MLE) -> 8.82 (SeqGAN), 8.78 (reward 1) (README)"""
+Reading order: rollout_rewards (Q by Monte-Carlo search) and pg_loss are the algorithm; adversarial() is one
+epoch of it (a g-step, then D rounds); train_mle and train_discriminator pretrain; main runs MLE, D pretraining,
+adversarial training and the two controls.  Results and the commands behind them: README.md"""
 import argparse
 import copy
 import dataclasses

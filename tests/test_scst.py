@@ -120,7 +120,8 @@ def reversed_encode(model, src, src_mask):
 def test_sequence_log_probs_mask_padding():
     logits = torch.randn(2, 4, 8)
     tokens = torch.tensor([[3, scst.EOS, 0, 0], [4, 5, 6, scst.EOS]])
-    log_p = torch.log_softmax(logits, -1)
+    log_p = torch.log_softmax(logits[..., 2:], -1)  # PAD (0) and BOS (1) are never outputs
+    log_p = torch.cat([torch.full_like(logits[..., :2], float("-inf")), log_p], -1)
     expected = [log_p[0, 0, 3] + log_p[0, 1, scst.EOS], log_p[1, 0, 4] + log_p[1, 1, 5] + log_p[1, 2, 6] +
                 log_p[1, 3, scst.EOS]]
     assert torch.allclose(scst.sequence_log_probs(logits, tokens), torch.stack(expected))
@@ -136,8 +137,8 @@ def test_incremental_decoding_matches_teacher_forcing():
     logits, _ = model.decode(torch.cat([torch.full((3, 1), scst.BOS), tokens[:, :-1]], 1), state, memory, keys,
                              src_mask)
     steps = (tokens != scst.PAD).sum(1)
-    for i in range(3):
-        assert torch.equal(logits[i, :steps[i]].argmax(-1), tokens[i, :steps[i]])
+    for i in range(3):  # PAD and BOS are never generated: the argmax over the rest
+        assert torch.equal(logits[i, :steps[i], 2:].argmax(-1) + 2, tokens[i, :steps[i]])
     beam_tokens, beam_lengths = scst.beam_search(model, src, src_mask, 10, 1)
     assert torch.equal(beam_tokens, tokens) and torch.equal(beam_lengths, lengths)
 
@@ -230,3 +231,36 @@ def test_data_that_is_no_dictionary_is_a_usage_error(run_script, tmp_path):
     for file, message in (("binary.dict", "a binary file"), ("prose.txt", "prose.txt, line 2")):
         _, proc = run_script("scst.py", "--data", file, *SMALL, returncode=2)
         assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_pad_and_bos_are_never_generated():
+    """A decoder that all but insists on PAD, then BOS, and never ends: every decoding must write phonemes only."""
+    torch.manual_seed(0)
+    model = scst.Seq2Seq(len(scst.LETTERS) + 1, 8, 16, 1, 0.0).eval()
+    with torch.no_grad():
+        model.out[-1].bias[scst.PAD] = 50.0
+        model.out[-1].bias[scst.BOS] = 40.0
+        model.out[-1].bias[scst.EOS] = -50.0
+    src, src_mask = scst.encode_words(["abc", "hedge"], torch.device("cpu"))
+    for tokens, lengths in (scst.generate(model, src, src_mask, 6), scst.generate(model, src, src_mask, 6, True),
+                            scst.beam_search(model, src, src_mask, 6, 3)):
+        assert not (tokens == scst.BOS).any()
+        for row, n in zip(tokens.tolist(), lengths.tolist()):
+            assert n == 6 and all(t > scst.EOS for t in row)  # ids 0-2 are PAD, BOS, EOS
+        memory, keys, state = model.encode(src, src_mask)
+        tokens_in = torch.cat([torch.full_like(tokens[:, :1], scst.BOS), tokens[:, :-1]], 1)
+        logits, _ = model.decode(tokens_in, state, memory, keys, src_mask)
+        assert torch.isfinite(scst.sequence_log_probs(logits, tokens)).all()  # PAD after EOS adds nothing
+
+
+def test_the_grus_run_in_fp32_under_autocast():
+    """cuDNN's autocast path would run the GRUs in fp16 without loss scaling; they must run with autocast off."""
+    model = scst.Seq2Seq(len(scst.LETTERS) + 1, 8, 16, 1, 0.0)
+    seen = []
+    for gru in (model.encoder, model.decoder):
+        gru.register_forward_pre_hook(lambda m, args: seen.append(torch.is_autocast_enabled("cpu")))
+    src, src_mask = scst.encode_words(["abc"], torch.device("cpu"))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        memory, keys, state = model.encode(src, src_mask)
+        logits, _ = model.decode(torch.full((1, 1), scst.BOS), state, memory, keys, src_mask)
+    assert seen == [False, False]
