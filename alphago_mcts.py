@@ -336,7 +336,7 @@ class Position:
 COLUMNS = "ABCDEFGHJKLMNOPQRST"
 
 
-def random_playout(pos: Position, rng: random.Random) -> int:
+def random_playout(pos: Position, rng: random.Random) -> Position:
     """Uniformly random legal moves that fill no eye of the mover's own, to the end (simple ko only, no superko:
     the playout is an estimate). Returns the final position."""
     pos = pos.copy()
@@ -745,9 +745,6 @@ class GnuGo:
             raise RuntimeError(f"GNU Go: {command!r} -> {lines}")
         return lines[0][1:].strip()
 
-    def new_game(self):
-        self.send("clear_board")
-
     def play(self, color: int, move: int):
         self.send(f"play {'b' if color == BLACK else 'w'} {to_gtp(move, self.n)}")
 
@@ -978,6 +975,9 @@ def train_value(args: Args, value: ConvNet, rl_policy: ConvNet, device, metrics,
                 pos = positions[cut + 1]
                 states.append(features(pos))
                 targets.append(final.result(pos.to_play))
+    if len(states) < 2:  # a policy that ends its games at once (e.g. passing) leaves no position after the cut
+        usage_error(f"--value-games {args.value_games} gave {len(states)} value positions (games ended before their "
+                    "random move); raise --value-games")
     x, y, held = np.stack(states), np.array(targets, dtype=np.float32), max(1, len(targets) // 10)
     train = (np.concatenate([p for p, _ in symmetries(x[held:], np.zeros(len(x) - held, dtype=np.int64))]),
              np.tile(y[held:], 8))  # the outcome does not change under the 8 symmetries of the board

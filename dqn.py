@@ -278,9 +278,10 @@ VALIDATION_SEED = 10_000  # validation episodes are seeded seed + 10_000 + ..., 
 FINAL_EVAL_SEED = 1_000_000  # the final evaluation's episodes: seed + 1_000_000 + i, never used to choose
 
 
-def multiples(step: int, n: int, every: int) -> int:
-    """How many multiples of `every` lie in (step - n, step]: the events due in a vector step of n env steps."""
-    return step // every - (step - n) // every
+def times_due(every: int, before: int, after: int) -> int:
+    """How often an event due every `every` env steps falls in (before, after]. A vector step moves the count of
+    env steps on by N at once, so it can pass a multiple of `every` without landing on it."""
+    return after // every - before // every
 
 
 def train(args: Args, q_net: nn.Module, optimizer, device: torch.device, out: str, start_step: int = 0):
@@ -302,7 +303,7 @@ def train(args: Args, q_net: nn.Module, optimizer, device: torch.device, out: st
     best_return, best_state, num_validations = -float("inf"), q_net.state_dict(), 0  # live weights until a validation
     metrics = open(os.path.join(out, "metrics.jsonl"), "w", buffering=1)
     start = time.time()
-    end_step = start_step + -(-args.total_steps // n) * n  # whole vector steps
+    end_step = start_step + math.ceil(args.total_steps / n) * n  # whole vector steps
     for step in range(start_step, end_step, n):  # step counts environment steps
         epsilon = epsilon_at(step - start_step, args.eps_start, args.eps_end, args.eps_fraction * args.total_steps)
         with torch.no_grad():
@@ -321,7 +322,7 @@ def train(args: Args, q_net: nn.Module, optimizer, device: torch.device, out: st
         # Learning: gradient_steps gradient steps every train_every env steps once learning_starts steps are stored.
         since = step - start_step + n
         if since >= args.learning_starts:
-            for _ in range(multiples(since, n, args.train_every) * args.gradient_steps):
+            for _ in range(times_due(args.train_every, since - n, since) * args.gradient_steps):
                 loss, q_mean = loss_fn(q_net, target_net, *memory.sample(args.batch_size),
                                        args.gamma, args.double_q, args.loss)
                 optimizer.zero_grad(set_to_none=True)
@@ -329,10 +330,10 @@ def train(args: Args, q_net: nn.Module, optimizer, device: torch.device, out: st
                 optimizer.step()
                 logged_loss += loss.detach()
                 logged_q, num_updates = q_mean, num_updates + 1
-            if multiples(since, n, args.target_every):
+            if times_due(args.target_every, since - n, since):
                 update_target(target_net, q_net, args.tau)
 
-        if args.eval_every and multiples(since, n, args.eval_every):
+        if args.eval_every and times_due(args.eval_every, since - n, since):
             seed = args.seed + VALIDATION_SEED + num_validations * args.eval_episodes
             val_return = evaluate(q_net, args.env_id, args.eval_episodes, seed, device).mean()
             num_validations += 1
@@ -340,7 +341,7 @@ def train(args: Args, q_net: nn.Module, optimizer, device: torch.device, out: st
                 best_return, best_state = val_return, copy.deepcopy(q_net.state_dict())
             metrics.write(to_json({"step": step + n, "val_return": val_return,
                                       "best_val_return": best_return}) + "\n")
-        if multiples(since, n, args.log_every) or step + n == end_step:
+        if times_due(args.log_every, since - n, since) or step + n == end_step:
             sps = since / (time.time() - start)
             line = {"step": step + n, "epsilon": round(epsilon, 3),
                     "return": round(float(np.mean(recent_returns)), 1) if recent_returns else None,

@@ -391,14 +391,6 @@ def pair_accuracy(scores, wins) -> float:
     return ((scores[:, :, None] > scores[:, None, :]) & wins).sum().item() / max(wins.sum().item(), 1)
 
 
-def kl_estimators(logp, logp_ref):
-    """Per-token estimators of KL(pi || pi_ref) from samples of pi (Schulman, "Approximating KL divergence"):
-    k1 = log r (unbiased, noisy), k2 = (log r)^2 / 2 (biased, low variance), k3 = (1/r - 1) + log r, r = pi/pi_ref
-    (unbiased, always >= 0)."""
-    log_r = logp - logp_ref
-    return log_r, 0.5 * log_r ** 2, torch.expm1(-log_r) + log_r
-
-
 def token_rewards(score, logp, logp_ref, mask, beta: float):
     """Per-token reward -beta * (log pi - log pi_ref) on every response token, plus the sequence's score on its last
     one (Ziegler et al. 2019, InstructGPT eq. (2))."""

@@ -172,7 +172,7 @@ def split_words(words, n_test: int, n_dev: int) -> tuple:
 
 def pad_to(n: int, multiple: int = 8) -> int:
     """Lengths rounded up to a multiple of 8: a handful of shapes, so --compile does not recompile per batch."""
-    return -(-n // multiple) * multiple
+    return math.ceil(n / multiple) * multiple
 
 
 def encode_words(words, device) -> tuple:
@@ -415,7 +415,7 @@ def train_xe(args: Args, model, data: dict, device, metrics) -> dict:
     """Stage 1: teacher-forced cross-entropy on every (word, pronunciation) pair of the training words, the learning
     rate decayed by a cosine; the weights of the epoch with the lowest dev PER are kept."""
     pairs = [(w, p) for w in data["train"] for p in data["lexicon"][w]]
-    total_steps = args.xe_epochs * -(-len(pairs) // args.batch_size)
+    total_steps = args.xe_epochs * math.ceil(len(pairs) / args.batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.xe_lr, fused=device.type == "cuda")
     best, step, tokens, start = KeepBest(model), 0, 0, time.time()
     logged = torch.zeros((), device=device)

@@ -17,6 +17,7 @@ import os
 import random
 import time
 from dataclasses import dataclass
+from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
@@ -397,7 +398,13 @@ def batches(n: int, size: int, device):
     return [perm[i:i + size] for i in range(0, n, size)]
 
 
-def train_mle(args: Args, gen, real, score, metrics) -> list:
+class Score(NamedTuple):
+    """The quality measure of a generator, NLL-oracle (synthetic data) or BLEU-4 (text), and its name in the logs."""
+    name: str
+    of: Callable  # generator -> float
+
+
+def train_mle(args: Args, gen, real, score: Score, metrics) -> list:
     """MLE pretraining: teacher-forced epochs over the training sequences; the quality score (NLL-oracle or BLEU-4)
     every log_every epochs. Returns its curve [(epoch, score)]."""
     optimizer = torch.optim.Adam(gen.parameters(), lr=args.g_lr)
@@ -406,7 +413,7 @@ def train_mle(args: Args, gen, real, score, metrics) -> list:
         for idx in batches(len(real), args.batch_size, real.device):
             g_step(gen, optimizer, mle_loss(gen, real[idx]))
         if epoch % args.log_every == 0 or epoch == args.mle_epochs:
-            curve.append((epoch, score(gen)))
+            curve.append((epoch, score.of(gen)))
             log(metrics, {"stage": "mle", "epoch": epoch, score.name: round(curve[-1][1], 4),
                           "time": round(time.time() - start, 1)})
     return curve
@@ -428,12 +435,12 @@ def train_discriminator(args: Args, disc, optimizer, gen, real, rounds: int):
     disc.eval()
 
 
-def adversarial(args: Args, gen, disc, d_optimizer, real, score, metrics, reward: str) -> list:
+def adversarial(args: Args, gen, disc, d_optimizer, real, score: Score, metrics, reward: str) -> list:
     """adv_epochs epochs of one policy-gradient g-step and, for SeqGAN, d_steps D rounds. reward: seqgan (Monte-Carlo
     rollouts scored by D), mle (the control: a teacher-forced step on real data instead) or const (the control:
     the same policy gradient with every reward 1). Returns the curve of the quality score [(epoch, score)]."""
     optimizer = torch.optim.Adam(gen.parameters(), lr=args.g_lr)
-    curve, start = [(0, score(gen))], time.time()
+    curve, start = [(0, score.of(gen))], time.time()
     for epoch in range(1, args.adv_epochs + 1):
         if reward == "mle":
             loss = mle_loss(gen, real[torch.randint(0, len(real), (args.batch_size,), device=real.device)])
@@ -445,7 +452,7 @@ def adversarial(args: Args, gen, disc, d_optimizer, real, score, metrics, reward
         if reward == "seqgan":
             train_discriminator(args, disc, d_optimizer, gen, real, args.d_steps)
         if epoch % args.eval_every == 0 or epoch == args.adv_epochs:
-            curve.append((epoch, score(gen)))
+            curve.append((epoch, score.of(gen)))
             log(metrics, {"stage": reward, "epoch": epoch, score.name: round(curve[-1][1], 4),
                           "time": round(time.time() - start, 1)})
     return curve
@@ -531,9 +538,9 @@ def main(argv=None):
         real, held_out = load_lines(args.data, enc, args.seq_len, device)
         bleu = Bleu4(held_out)
 
-        def score(g):  # the mean BLEU-4 of G's samples against all the held-out lines
+        def bleu4(g):  # the mean BLEU-4 of G's samples against all the held-out lines
             return float(np.mean([bleu(strip_padding(s)) for s in g.sample(args.eval_samples, args.seq_len).tolist()]))
-        score.name = "bleu4"
+        score = Score("bleu4", bleu4)
 
         def diversity(g):
             return round(distinct_n([strip_padding(s) for s in g.sample(args.eval_samples, args.seq_len).tolist()]), 4)
@@ -543,9 +550,7 @@ def main(argv=None):
                   random_oracle(args.vocab_size, args.emb, args.hidden, args.seed)).to(device).requires_grad_(False)
         real = oracle.sample(args.num_train, args.seq_len)  # the training set: the oracle's own samples
 
-        def score(g):
-            return nll_oracle(oracle, g.sample(args.eval_samples, args.seq_len))
-        score.name = "nll_oracle"
+        score = Score("nll_oracle", lambda g: nll_oracle(oracle, g.sample(args.eval_samples, args.seq_len)))
         summary = {"nll_oracle_real": round(nll_oracle(oracle, real), 4)}
     gen = init_generator(args.vocab_size, args.emb, args.hidden).to(device)
     disc = Discriminator(args.vocab_size, args.d_emb, args.seq_len, args.d_filter_scale, args.d_dropout).to(device)
@@ -560,7 +565,7 @@ def main(argv=None):
         curves["mle_pretraining"] = train_mle(args, gen, real, score, metrics)
         train_discriminator(args, disc, d_optimizer, gen, real, args.d_pretrain)
         save_checkpoint(os.path.join(out, "model_mle.pt"), gen, disc, args)
-    summary[f"{score.name}_mle"] = round(score(gen), 4)
+    summary[f"{score.name}_mle"] = round(score.of(gen), 4)
     if args.data:
         summary["distinct4_mle"] = diversity(gen)
     if not args.eval_only:
@@ -574,7 +579,7 @@ def main(argv=None):
                 curves[control] = adversarial(args, baseline, disc, d_optimizer, real, score, metrics, control)
                 summary[f"{score.name}_{control}_control"] = round(curves[control][-1][1], 4)
         write_json(os.path.join(out, "curves.json"), curves)
-    summary[score.name] = round(score(gen), 4)
+    summary[score.name] = round(score.of(gen), 4)
     if args.data:
         summary["distinct4"] = diversity(gen)
         for seq in gen.sample(5, args.seq_len).tolist():
