@@ -280,8 +280,8 @@ def train(args: Args, policy, value_net, optimizer, device, out: str, start_step
             for i in np.flatnonzero(done):  # log every finished training episode
                 recent_returns.append(float(episode_return[i]))
                 metrics.write(to_json({"step": start_step + steps + (t + 1) * n,
-                                          "episode_return": float(episode_return[i]),
-                                          "episode_len": int(episode_len[i]), "time": round(time.time(), 3)}) + "\n")
+                                       "episode_return": float(episode_return[i]),
+                                       "episode_len": int(episode_len[i]), "time": round(time.time(), 3)}) + "\n")
             episode_return[done], episode_len[done] = 0.0, 0
             prev_done = done
         roll.obs[args.num_steps] = torch.as_tensor(obs, dtype=torch.float32).to(device, non_blocking=True)
@@ -309,7 +309,7 @@ def train(args: Args, policy, value_net, optimizer, device, out: str, start_step
             if val_return > best_return:
                 best_return, best_state = val_return, copy.deepcopy(modules_state(policy, value_net))
             metrics.write(to_json({"step": start_step + steps, "val_return": val_return,
-                                      "best_val_return": best_return}) + "\n")
+                                   "best_val_return": best_return}) + "\n")
         if steps // args.log_every > prev_steps // args.log_every or steps >= args.total_steps:
             pg_loss, value_loss, entropy = (logged / num_updates).tolist()
             line = {"step": start_step + steps,

@@ -315,7 +315,7 @@ def train(args: Args, q_net: nn.Module, optimizer, device: torch.device, out: st
         for i in np.flatnonzero(done):  # log every finished training episode
             recent_returns.append(episode_return[i])
             metrics.write(to_json({"step": step + n, "episode_return": float(episode_return[i]),
-                                      "episode_len": int(episode_len[i]), "time": round(time.time(), 3)}) + "\n")
+                                   "episode_len": int(episode_len[i]), "time": round(time.time(), 3)}) + "\n")
         episode_return[done], episode_len[done] = 0.0, 0
         prev_done, obs = done, next_obs
 
@@ -340,7 +340,7 @@ def train(args: Args, q_net: nn.Module, optimizer, device: torch.device, out: st
             if val_return > best_return:
                 best_return, best_state = val_return, copy.deepcopy(q_net.state_dict())
             metrics.write(to_json({"step": step + n, "val_return": val_return,
-                                      "best_val_return": best_return}) + "\n")
+                                   "best_val_return": best_return}) + "\n")
         if times_due(args.log_every, since - n, since) or step + n == end_step:
             sps = since / (time.time() - start)
             line = {"step": step + n, "epsilon": round(epsilon, 3),

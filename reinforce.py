@@ -286,8 +286,8 @@ def train(args: Args, policy, value_net, optimizer, device, out: str, start_step
         for i in np.argsort(ends, kind="stable"):
             recent_returns.append(float(returns[i]))
             metrics.write(to_json({"step": start_step + steps + int(np.minimum(lengths, ends[i] + 1).sum()),
-                                      "episode_return": float(returns[i]), "episode_len": int(lengths[i]),
-                                      "time": round(time.time(), 3)}) + "\n")
+                                   "episode_return": float(returns[i]), "episode_len": int(lengths[i]),
+                                   "time": round(time.time(), 3)}) + "\n")
         prev_steps, steps = steps, steps + int(lengths.sum())
 
         rewards, terminated, done, valid = (to_device(x[:T], device) for x in
@@ -308,7 +308,7 @@ def train(args: Args, policy, value_net, optimizer, device, out: str, start_step
             if val_return > best_return:
                 best_return, best_state = val_return, copy.deepcopy(modules_state(policy, value_net))
             metrics.write(to_json({"step": start_step + steps, "val_return": val_return,
-                                      "best_val_return": best_return}) + "\n")
+                                   "best_val_return": best_return}) + "\n")
         if steps // args.log_every > prev_steps // args.log_every or steps >= args.total_steps:
             pg_loss, value_loss, entropy = (logged / num_updates).tolist()
             line = {"step": start_step + steps, "return": round(float(np.mean(recent_returns)), 1),

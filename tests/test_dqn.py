@@ -164,6 +164,10 @@ def test_help(run_script):
     (("--env-id", "NoSuchEnv-v0"), "NoSuchEnv"),
     (("--env-id", "Pendulum-v1"), "Discrete"),
     (("--total-steps", "-5"), "--total-steps must be at least 1"),
+    (("--gamma", "1.5"), "--gamma must be in [0, 1]"),
+    (("--eps-fraction", "0"), "--eps-fraction must be in (0, 1]"),
+    (("--hidden", "0"), "--hidden must be at least 1"),
+    (("--eval-every", "-1"), "--eval-every must be 0 or more"),
     (("--eval-only",), "--load"),
 ])
 def test_bad_input_is_a_usage_error(run_script, flags, message):
