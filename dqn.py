@@ -56,6 +56,8 @@ class Args:
     eval_every: int = arg(5_000, "environment steps between greedy validations that keep the best weights (0: off)")
     eval_episodes: int = arg(20, "greedy episodes (epsilon 0) of each validation and of the final evaluation")
     log_every: int = arg(5_000, "environment steps between progress lines")
+    checkpoint_every: int = arg(100_000, "environment steps between resumable checkpoints; the environments restart "
+                                "from a seeded reset after each")
     seed: int = arg(1, "seeds python, numpy, torch and the environments")
     device: str = arg("auto", "auto: cuda when available", choices=("auto", "cpu", "cuda", "mps"))
     compile: bool = arg(False, "torch.compile the TD loss (worth it on CUDA)")
@@ -66,7 +68,7 @@ class Args:
 
 RULES = (  # (flags, test, what they must be), checked before any work starts; float flags must also be finite
     (("num_envs", "total_steps", "buffer_size", "batch_size", "train_every", "gradient_steps", "target_every",
-      "hidden", "eval_episodes", "log_every"), lambda x: x >= 1, "at least 1"),
+      "hidden", "eval_episodes", "log_every", "checkpoint_every"), lambda x: x >= 1, "at least 1"),
     (("learning_starts", "eval_every"), lambda x: x >= 0, "0 or more"),
     (("lr",), lambda x: x > 0, "positive"),
     (("gamma", "eps_start", "eps_end"), lambda x: 0 <= x <= 1, "in [0, 1]"),
@@ -182,6 +184,15 @@ class ReplayMemory:
         self.pos = (self.pos + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
 
+    def state_dict(self) -> dict:
+        return {"tensors": [self.obs, self.next_obs, self.actions, self.rewards, self.terminated],
+                "size": self.size, "pos": self.pos}
+
+    def load_state_dict(self, state: dict):
+        for buf, saved in zip((self.obs, self.next_obs, self.actions, self.rewards, self.terminated), state["tensors"]):
+            buf.copy_(saved)
+        self.size, self.pos = state["size"], state["pos"]
+
     def sample(self, batch_size: int):
         idx = torch.randint(0, self.size, (batch_size,), device=self.obs.device)
         return self.obs[idx], self.actions[idx], self.rewards[idx], self.next_obs[idx], self.terminated[idx]
@@ -284,9 +295,14 @@ def times_due(every: int, before: int, after: int) -> int:
     return after // every - before // every
 
 
-def train(args: Args, q_net: nn.Module, optimizer, device: torch.device, out: str, start_step: int = 0):
-    """Algorithm 1 of Mnih et al. (2015) with N vector envs. Returns the weights of the best validation
-    (the final ones without validation) and the number of environment steps taken."""
+MEMORY_SAVED_UP_TO = 2 ** 30  # bytes: a larger replay memory (Atari's) is not checkpointed; a resume refills it
+
+
+def train(args: Args, q_net: nn.Module, optimizer, device: torch.device, out: str, start_step: int = 0,
+          resume: dict = None):
+    """Algorithm 1 of Mnih et al. (2015) with N vector envs, continued from `resume` (a checkpoint's progress)
+    when given. Returns the weights of the best validation (the final ones without validation) and the number
+    of environment steps taken."""
     envs = make_envs(args.env_id, args.num_envs)
     atari = is_atari(args.env_id)
     n = args.num_envs
@@ -295,16 +311,28 @@ def train(args: Args, q_net: nn.Module, optimizer, device: torch.device, out: st
     memory = ReplayMemory(args.buffer_size, obs_space.shape,
                           torch.uint8 if obs_space.dtype == np.uint8 else torch.float32, device)
     loss_fn = torch.compile(td_loss) if args.compile else td_loss
+    end_step = start_step + math.ceil(args.total_steps / n) * n  # whole vector steps
 
+    first, recent_returns, logged_loss, logged_q, num_updates = start_step, [], torch.zeros((), device=device), 0.0, 0
+    best_return, best_state, num_validations = -float("inf"), q_net.state_dict(), 0  # live weights until a validation
     obs, _ = envs.reset(seed=args.seed)
+    if resume:  # where the checkpoint left off: the same numbers from here on as a run never stopped
+        first, num_updates, num_validations = resume["step"], resume["num_updates"], resume["num_validations"]
+        recent_returns, logged_loss, logged_q = resume["recent_returns"], resume["logged_loss"].to(device), resume["q"]
+        best_return, best_state = resume["best_return"], resume["best_state"] or best_state
+        target_net.load_state_dict(resume["target_net"])
+        if resume["memory"]:
+            memory.load_state_dict(resume["memory"])
+        set_rng_state(resume["rng"])
+        obs, _ = envs.reset(seed=args.seed + first - start_step)
+        print(f"resumed at step {first} from {os.path.join(out, 'resume.pt')}", flush=True)
     prev_done = np.zeros(n, dtype=bool)  # NEXT_STEP autoreset: the next step of these envs is a reset
     episode_return, episode_len = np.zeros(n), np.zeros(n, dtype=np.int64)
-    recent_returns, logged_loss, logged_q, num_updates = [], torch.zeros((), device=device), 0.0, 0
-    best_return, best_state, num_validations = -float("inf"), q_net.state_dict(), 0  # live weights until a validation
-    metrics = open(os.path.join(out, "metrics.jsonl"), "w", buffering=1)
+    if resume:  # the records up to the checkpoint, each once
+        cut_records(os.path.join(out, "metrics.jsonl"), first)
+    metrics = open(os.path.join(out, "metrics.jsonl"), "a" if resume else "w", buffering=1)
     start = time.time()
-    end_step = start_step + math.ceil(args.total_steps / n) * n  # whole vector steps
-    for step in range(start_step, end_step, n):  # step counts environment steps
+    for step in range(first, end_step, n):  # step counts environment steps
         epsilon = epsilon_at(step - start_step, args.eps_start, args.eps_end, args.eps_fraction * args.total_steps)
         with torch.no_grad():
             actions = epsilon_greedy(q_net(torch.as_tensor(obs).to(device, non_blocking=True)), epsilon)
@@ -313,7 +341,7 @@ def train(args: Args, q_net: nn.Module, optimizer, device: torch.device, out: st
         episode_return += rewards
         episode_len += ~prev_done
         for i in np.flatnonzero(done):  # log every finished training episode
-            recent_returns.append(episode_return[i])
+            recent_returns.append(float(episode_return[i]))
             metrics.write(to_json({"step": step + n, "episode_return": float(episode_return[i]),
                                    "episode_len": int(episode_len[i]), "time": round(time.time(), 3)}) + "\n")
         episode_return[done], episode_len[done] = 0.0, 0
@@ -342,7 +370,7 @@ def train(args: Args, q_net: nn.Module, optimizer, device: torch.device, out: st
             metrics.write(to_json({"step": step + n, "val_return": val_return,
                                    "best_val_return": best_return}) + "\n")
         if times_due(args.log_every, since - n, since) or step + n == end_step:
-            sps = since / (time.time() - start)
+            sps = (step + n - first) / (time.time() - start)
             line = {"step": step + n, "epsilon": round(epsilon, 3),
                     "return": round(float(np.mean(recent_returns)), 1) if recent_returns else None,
                     "loss": round(logged_loss.item() / max(num_updates, 1), 4),
@@ -351,6 +379,16 @@ def train(args: Args, q_net: nn.Module, optimizer, device: torch.device, out: st
             print("  ".join(f"{k} {v}" for k, v in line.items()), flush=True)
             metrics.write(to_json(line) + "\n")
             recent_returns, logged_loss, num_updates = [], torch.zeros((), device=device), 0
+        if times_due(args.checkpoint_every, since - n, since) or step + n == end_step:
+            memory_bytes = sum(t.numel() * t.element_size() for t in memory.state_dict()["tensors"])
+            progress = {"step": step + n, "num_updates": num_updates, "num_validations": num_validations,
+                        "recent_returns": recent_returns, "logged_loss": logged_loss, "q": float(logged_q),
+                        "best_return": float(best_return), "best_state": best_state if num_validations else None,
+                        "target_net": target_net.state_dict(), "rng": rng_state(),
+                        "memory": memory.state_dict() if memory_bytes <= MEMORY_SAVED_UP_TO else None}
+            save_checkpoint(os.path.join(out, "resume.pt"), q_net, optimizer, step + n, args, progress)
+            obs, _ = envs.reset(seed=args.seed + since)  # a state a resumed run can rebuild: a seeded restart
+            prev_done[:], episode_return[:], episode_len[:] = False, 0.0, 0
     envs.close()
     metrics.close()
     return best_state, end_step - start_step
@@ -359,26 +397,67 @@ def train(args: Args, q_net: nn.Module, optimizer, device: torch.device, out: st
 CHECKPOINT_FORMAT = 1  # version of the dict save_checkpoint writes; load_checkpoint refuses any other
 
 
-def save_checkpoint(path: str, q_net, optimizer, step: int, args: Args):
-    """One torch.save of a dict, written to a temporary file and moved into place. A run resumed from it
-    starts its target network as a copy of the Q-network."""
+def save_checkpoint(path: str, q_net, optimizer, step: int, args: Args, progress: dict = None):
+    """One torch.save of a dict, written to a temporary file and moved into place, so that a kill while saving
+    leaves the previous checkpoint whole. `progress` is what a resumed run needs beyond the weights."""
     torch.save({"script": "dqn.py", "format": CHECKPOINT_FORMAT, "q_net": q_net.state_dict(),
-                "optimizer": optimizer.state_dict(), "step": step, "args": dataclasses.asdict(args)}, path + ".tmp")
+                "optimizer": optimizer.state_dict(), "step": step, "args": dataclasses.asdict(args),
+                "progress": progress}, path + ".tmp")
     os.replace(path + ".tmp", path)
 
 
-def load_checkpoint(path: str) -> dict:
+def load_checkpoint(path: str, flag: str = "--load") -> dict:
     """A checkpoint that dqn.py wrote in this format, on the CPU; any other file is a usage error that says why."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # missing, empty, truncated, not torch's format, or pickled objects
-        usage_error(f"--load {path}: not a readable checkpoint ({type(e).__name__}: {str(e).split('. ')[0]})")
+        usage_error(f"{flag} {path}: not a readable checkpoint ({type(e).__name__}: {str(e).split('. ')[0]})")
     script = ckpt.get("script") if isinstance(ckpt, dict) else None
     if script != "dqn.py":
-        usage_error(f"--load {path}: a checkpoint of {script or 'another program'}, not of dqn.py")
+        usage_error(f"{flag} {path}: a checkpoint of {script or 'another program'}, not of dqn.py")
     if ckpt["format"] != CHECKPOINT_FORMAT:
-        usage_error(f"--load {path}: checkpoint format {ckpt['format']}; this dqn.py reads {CHECKPOINT_FORMAT}")
+        usage_error(f"{flag} {path}: checkpoint format {ckpt['format']}; this dqn.py reads {CHECKPOINT_FORMAT}")
     return ckpt
+
+
+def resume_checkpoint(out: str, args: Args) -> dict:
+    """The checkpoint of an interrupted run in `out`, or None; a usage error if it was made with other flags."""
+    path = os.path.join(out, "resume.pt")
+    if not os.path.isfile(path):
+        return None
+    ckpt = load_checkpoint(path, "--out")
+    ours = dataclasses.asdict(args)
+    differ = [k for k, v in ckpt["args"].items() if k not in ("device", "compile") and ours.get(k) != v]
+    if differ:
+        said = ", ".join(f"--{k.replace('_', '-')} {ckpt['args'][k]} (this run: {ours.get(k)})" for k in differ)
+        usage_error(f"--out {out} holds a run made with other flags: {said}; use the same flags or another --out")
+    return ckpt
+
+
+def cut_records(path: str, step: int):
+    """Cuts metrics.jsonl back to the records of steps up to `step`, where a resumed run takes over."""
+    with open(path) as f:
+        kept = [line for line in f if json.loads(line)["step"] <= step]
+    with open(path + ".tmp", "w") as f:
+        f.writelines(kept)
+    os.replace(path + ".tmp", path)
+
+
+def rng_state() -> dict:
+    """The random states a resumed run restores: python's, numpy's and torch's (CPU, and CUDA when present)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {"python": random.getstate(), "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss,
+                                                   gauss], "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def set_rng_state(state: dict):
+    random.setstate(state["python"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def to_json(record: dict) -> str:
@@ -415,6 +494,7 @@ def main(argv=None):
     except OSError as e:  # a file of that name, or a folder that cannot be written
         usage_error(f"--out {out}: cannot make this folder ({e.strerror})")
 
+    resume = None if args.eval_only else resume_checkpoint(out, args)
     probe = make_envs(args.env_id, 1)
     q_net = QNetwork(probe.single_observation_space.shape, int(probe.single_action_space.n), args.hidden).to(device)
     probe.close()
@@ -424,9 +504,12 @@ def main(argv=None):
         q_net.load_state_dict(ckpt["q_net"])
         optimizer.load_state_dict(ckpt["optimizer"])
         step = ckpt["step"]
+    if resume:
+        q_net.load_state_dict(resume["q_net"])
+        optimizer.load_state_dict(resume["optimizer"])
     if not args.eval_only:
         t_train = time.time()
-        best_state, env_steps = train(args, q_net, optimizer, device, out, start_step=step)
+        best_state, env_steps = train(args, q_net, optimizer, device, out, step, resume and resume["progress"])
         train_s = time.time() - t_train
         q_net.load_state_dict(best_state)
         save_checkpoint(os.path.join(out, "model.pt"), q_net, optimizer, step + env_steps, args)

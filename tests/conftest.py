@@ -1,7 +1,10 @@
 """Shared test helper: run a script of the repo as a user would, on the CPU, and read its summary line."""
 import json
+import random
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -23,3 +26,35 @@ def run_script(tmp_path):
         return summary, proc
 
     return run
+
+
+@pytest.fixture
+def run_killed(tmp_path):
+    """run_killed("dqn.py", *flags, out=path, kills=3): runs the script `kills` times, each SIGKILLed a random
+    moment after it has written a new resume checkpoint, then once to the end. Returns (summary, number of runs that
+    resumed)."""
+
+    def run(script: str, *flags, out: Path, kills: int = 3, seed: int = 0, timeout: float = 300):
+        rng, resumed = random.Random(seed), 0
+        command = [sys.executable, str(ROOT / script), *map(str, flags), "--out", str(out)]
+        for _ in range(kills):
+            checkpoint = out / "resume.pt"
+            before = checkpoint.stat().st_mtime_ns if checkpoint.exists() else 0
+            proc = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            deadline = time.time() + timeout
+            while proc.poll() is None and time.time() < deadline and \
+                    (not checkpoint.exists() or checkpoint.stat().st_mtime_ns == before):
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0.0, 0.3))
+            proc.send_signal(signal.SIGKILL)
+            resumed += "resumed at" in proc.communicate()[0]
+        proc = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=timeout)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return json.loads(proc.stdout.strip().splitlines()[-1]), resumed + ("resumed at" in proc.stdout)
+
+    return run
+
+
+def records(path: Path) -> list:
+    """The records of a metrics.jsonl, times and speeds aside."""
+    return [{k: v for k, v in json.loads(line).items() if k not in ("time", "sps")} for line in open(path)]

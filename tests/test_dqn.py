@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import dqn
+from conftest import records
 
 CPU = torch.device("cpu")
 SMOKE = ("--device", "cpu", "--total-steps", 800, "--learning-starts", 200, "--eval-every", 400,
@@ -187,3 +188,31 @@ def test_learns_cartpole(run_script):
     # 10k steps (about 4 s): the random policy scores about 22; a broken TD update stays near it.
     summary, _ = run_script("dqn.py", "--device", "cpu", "--total-steps", 10_000, "--eval-every", 2_500)
     assert summary["eval_return_mean"] >= 100
+
+
+def test_killed_anywhere_and_rerun_ends_as_a_run_never_stopped(run_script, run_killed, tmp_path):
+    flags = ("--device", "cpu", "--total-steps", 12_000, "--learning-starts", 500, "--eval-every", 1_000,
+             "--eval-episodes", 3, "--log-every", 500, "--checkpoint-every", 1_000)
+    whole, _ = run_script("dqn.py", *flags, "--out", "whole")
+    killed, resumed = run_killed("dqn.py", *flags, out=tmp_path / "killed", kills=4)
+    timeless = lambda s: {k: v for k, v in s.items() if k not in ("wall_s", "sps")}
+    assert resumed >= 1 and timeless(killed) == timeless(whole)
+    assert records(tmp_path / "killed" / "metrics.jsonl") == records(tmp_path / "whole" / "metrics.jsonl")
+    _, proc = run_script("dqn.py", *flags, "--gamma", 0.9, "--out", "whole", returncode=2)
+    assert "--gamma 0.99 (this run: 0.9)" in proc.stderr
+
+
+def test_a_kill_while_saving_leaves_the_last_checkpoint_whole(tmp_path, monkeypatch):
+    q_net = dqn.QNetwork((4,), 2, 8)
+    optimizer = torch.optim.Adam(q_net.parameters())
+    path = str(tmp_path / "resume.pt")
+    dqn.save_checkpoint(path, q_net, optimizer, 100, dqn.Args())
+
+    def killed_midway(obj, f):
+        open(f, "wb").write(b"PK\x03\x04 half a zip")  # what a kill leaves of torch.save's file
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(dqn.torch, "save", killed_midway)
+    with pytest.raises(KeyboardInterrupt):
+        dqn.save_checkpoint(path, q_net, optimizer, 200, dqn.Args())
+    assert dqn.load_checkpoint(path)["step"] == 100
