@@ -51,6 +51,8 @@ class Args:
     eval_every: int = arg(20_000, "environment steps between greedy validations that keep the best weights (0: off)")
     eval_episodes: int = arg(20, "greedy episodes (argmax / mean action) of each validation and of the final "
                                  "evaluation")
+    checkpoint_every: int = arg(5_000_000, "environment steps between resumable checkpoints; the environments "
+                                "restart from a seeded reset after each")
     log_every: int = arg(20_000, "environment steps between progress lines")
     seed: int = arg(1, "seeds python, numpy, torch and the environments")
     device: str = arg("auto", "auto: cuda when available", choices=("auto", "cpu", "cuda", "mps"))
@@ -61,8 +63,8 @@ class Args:
 
 
 RULES = (  # (flags, test, what they must be), checked before any work starts; float flags must also be finite
-    (("num_envs", "num_steps", "total_steps", "hidden", "eval_episodes", "log_every"), lambda x: x >= 1,
-     "at least 1"),
+    (("num_envs", "num_steps", "total_steps", "hidden", "eval_episodes", "log_every", "checkpoint_every"),
+     lambda x: x >= 1, "at least 1"),
     (("eval_every", "value_coef", "entropy_coef", "max_grad_norm"), lambda x: x >= 0, "0 or more"),
     (("lr", "reward_scale"), lambda x: x > 0, "positive"),
     (("gamma", "gae_lambda"), lambda x: 0 <= x <= 1, "in [0, 1]"),
@@ -249,9 +251,10 @@ def to_device(x: np.ndarray, device):
     return torch.from_numpy(x).to(device, non_blocking=True)
 
 
-def train(args: Args, policy, value_net, optimizer, device, out: str, start_step: int = 0):
-    """A2C: roll the N envs n steps with pi, one gradient step on the rollout, repeat until the budget is spent.
-    Returns the best validated weights (the final ones without validation) and the environment steps taken."""
+def train(args: Args, policy, value_net, optimizer, device, out: str, start_step: int = 0, resume: dict = None):
+    """A2C: roll the N envs n steps with pi, one gradient step on the rollout, repeat until the budget is spent;
+    continued from `resume` (a checkpoint's progress) when given. Returns the best validated weights (the final
+    ones without validation) and the environment steps taken."""
     envs = make_envs(args.env_id, args.num_envs)
     act_space = envs.single_action_space
     roll = Rollout(args.num_steps, args.num_envs, policy.net[0].in_features, act_space.shape,
@@ -259,13 +262,21 @@ def train(args: Args, policy, value_net, optimizer, device, out: str, start_step
     params = [p for group in optimizer.param_groups for p in group["params"]]
     loss_fn = torch.compile(a2c_loss) if args.compile else a2c_loss
     best_return, best_state, num_validations = -float("inf"), copy.deepcopy(modules_state(policy, value_net)), 0
-    metrics = open(os.path.join(out, "metrics.jsonl"), "w", buffering=1)
     recent_returns, logged, num_updates = [], torch.zeros(3, device=device), 0
-    n, rollout_steps = args.num_envs, args.num_envs * args.num_steps
+    n, rollout_steps, steps = args.num_envs, args.num_envs * args.num_steps, 0
     obs, _ = envs.reset(seed=args.seed)
+    if resume:  # where the checkpoint left off: the same numbers from here on as a run never stopped
+        steps, num_updates, num_validations = resume["steps"], resume["num_updates"], resume["num_validations"]
+        recent_returns, logged = resume["recent_returns"], resume["logged"].to(device)
+        best_return, best_state = resume["best_return"], resume["best_state"]
+        set_rng_state(resume["rng"])
+        obs, _ = envs.reset(seed=args.seed + steps)
+        cut_records(os.path.join(out, "metrics.jsonl"), start_step + steps)
+        print(f"resumed at step {start_step + steps} from {os.path.join(out, 'resume.pt')}", flush=True)
+    metrics = open(os.path.join(out, "metrics.jsonl"), "a" if resume else "w", buffering=1)
     prev_done = np.zeros(n, dtype=bool)  # NEXT_STEP autoreset: the next step of these envs is a reset
     episode_return, episode_len = np.zeros(n), np.zeros(n, dtype=np.int64)
-    start, steps = time.time(), 0
+    start, first = time.time(), steps
     while steps < args.total_steps:
         for t in range(args.num_steps):
             roll.obs[t] = torch.as_tensor(obs, dtype=torch.float32).to(device, non_blocking=True)
@@ -316,10 +327,18 @@ def train(args: Args, policy, value_net, optimizer, device, out: str, start_step
                     "return": round(float(np.mean(recent_returns)), 1) if recent_returns else None,
                     "pg_loss": round(pg_loss, 4), "value_loss": round(value_loss, 3), "entropy": round(entropy, 3),
                     "best_val": round(float(best_return), 1) if num_validations else None,
-                    "sps": int(steps / (time.time() - start))}
+                    "sps": int((steps - first) / (time.time() - start))}
             print("  ".join(f"{k} {v}" for k, v in line.items()), flush=True)
             metrics.write(to_json(line) + "\n")
             recent_returns, logged, num_updates = [], torch.zeros(3, device=device), 0
+        if steps // args.checkpoint_every > prev_steps // args.checkpoint_every or steps >= args.total_steps:
+            progress = {"steps": steps, "num_updates": num_updates, "num_validations": num_validations,
+                        "recent_returns": recent_returns, "logged": logged, "best_return": float(best_return),
+                        "best_state": best_state, "rng": rng_state()}
+            save_checkpoint(os.path.join(out, "resume.pt"), policy, value_net, optimizer, start_step + steps, args,
+                            progress)
+            obs, _ = envs.reset(seed=args.seed + steps)  # a state a resumed run can rebuild: a seeded restart
+            prev_done[:], episode_return[:], episode_len[:] = False, 0.0, 0
     envs.close()
     metrics.close()
     return best_state, steps
@@ -348,27 +367,69 @@ def evaluate(policy: Policy, env_id: str, episodes: int, seed: int, device) -> n
 CHECKPOINT_FORMAT = 1  # version of the dict save_checkpoint writes; load_checkpoint refuses any other
 
 
-def save_checkpoint(path: str, policy, value_net, optimizer, step: int, args: Args):
-    """One torch.save of a dict, written to a temporary file and moved into place."""
+def save_checkpoint(path: str, policy, value_net, optimizer, step: int, args: Args, progress: dict = None):
+    """One torch.save of a dict, written to a temporary file and moved into place, so that a kill while saving
+    leaves the previous checkpoint whole. `progress` is what a resumed run needs beyond the weights."""
     torch.save({"script": "actor_critic.py", "format": CHECKPOINT_FORMAT, **modules_state(policy, value_net),
-                "optimizer": optimizer.state_dict(), "step": step, "args": dataclasses.asdict(args)}, path + ".tmp")
+                "optimizer": optimizer.state_dict(), "step": step, "args": dataclasses.asdict(args),
+                "progress": progress}, path + ".tmp")
     os.replace(path + ".tmp", path)
 
 
-def load_checkpoint(path: str) -> dict:
+def load_checkpoint(path: str, flag: str = "--load") -> dict:
     """A checkpoint that actor_critic.py wrote in this format, on the CPU; any other file is a usage error saying
     why."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # missing, empty, truncated, not torch's format, or pickled objects
-        usage_error(f"--load {path}: not a readable checkpoint ({type(e).__name__}: {str(e).split('. ')[0]})")
+        usage_error(f"{flag} {path}: not a readable checkpoint ({type(e).__name__}: {str(e).split('. ')[0]})")
     script = ckpt.get("script") if isinstance(ckpt, dict) else None
     if script != "actor_critic.py":
-        usage_error(f"--load {path}: a checkpoint of {script or 'another program'}, not of actor_critic.py")
+        usage_error(f"{flag} {path}: a checkpoint of {script or 'another program'}, not of actor_critic.py")
     if ckpt["format"] != CHECKPOINT_FORMAT:
-        usage_error(f"--load {path}: checkpoint format {ckpt['format']}; this actor_critic.py reads "
+        usage_error(f"{flag} {path}: checkpoint format {ckpt['format']}; this actor_critic.py reads "
                     f"{CHECKPOINT_FORMAT}")
     return ckpt
+
+
+def resume_checkpoint(out: str, args: Args) -> dict:
+    """The checkpoint of an interrupted run in `out`, or None; a usage error if it was made with other flags."""
+    path = os.path.join(out, "resume.pt")
+    if not os.path.isfile(path):
+        return None
+    ckpt = load_checkpoint(path, "--out")
+    ours = dataclasses.asdict(args)
+    differ = [k for k, v in ckpt["args"].items() if k not in ("device", "compile") and ours.get(k) != v]
+    if differ:
+        said = ", ".join(f"--{k.replace('_', '-')} {ckpt['args'][k]} (this run: {ours.get(k)})" for k in differ)
+        usage_error(f"--out {out} holds a run made with other flags: {said}; use the same flags or another --out")
+    return ckpt
+
+
+def cut_records(path: str, step: int):
+    """Cuts metrics.jsonl back to the records of steps up to `step`, where a resumed run takes over."""
+    with open(path) as f:
+        kept = [line for line in f if json.loads(line)["step"] <= step]
+    with open(path + ".tmp", "w") as f:
+        f.writelines(kept)
+    os.replace(path + ".tmp", path)
+
+
+def rng_state() -> dict:
+    """The random states a resumed run restores: python's, numpy's and torch's (CPU, and CUDA when present)."""
+    kind, keys, *rest = np.random.get_state()
+    return {"python": random.getstate(), "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), *rest],
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def set_rng_state(state: dict):
+    random.setstate(state["python"])
+    kind, keys, *rest = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def to_json(record: dict) -> str:
@@ -405,6 +466,7 @@ def main(argv=None):
     except OSError as e:  # a file of that name, or a folder that cannot be written
         usage_error(f"--out {out}: cannot make this folder ({e.strerror})")
 
+    resume = None if args.eval_only else resume_checkpoint(out, args)
     probe = gym.make(args.env_id)
     obs_dim = int(np.prod(probe.observation_space.shape))
     policy = Policy(obs_dim, probe.action_space, args.hidden, args.log_std_init).to(device)
@@ -418,9 +480,14 @@ def main(argv=None):
         value_net.load_state_dict(ckpt["value_net"])
         optimizer.load_state_dict(ckpt["optimizer"])
         step = ckpt["step"]
+    if resume:
+        policy.load_state_dict(resume["policy"])
+        value_net.load_state_dict(resume["value_net"])
+        optimizer.load_state_dict(resume["optimizer"])
     if not args.eval_only:
         t_train = time.time()
-        best_state, env_steps = train(args, policy, value_net, optimizer, device, out, start_step=step)
+        best_state, env_steps = train(args, policy, value_net, optimizer, device, out, step,
+                                      resume and resume["progress"])
         train_s = time.time() - t_train
         policy.load_state_dict(best_state["policy"])
         value_net.load_state_dict(best_state["value_net"])

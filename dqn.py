@@ -56,7 +56,7 @@ class Args:
     eval_every: int = arg(5_000, "environment steps between greedy validations that keep the best weights (0: off)")
     eval_episodes: int = arg(20, "greedy episodes (epsilon 0) of each validation and of the final evaluation")
     log_every: int = arg(5_000, "environment steps between progress lines")
-    checkpoint_every: int = arg(100_000, "environment steps between resumable checkpoints; the environments restart "
+    checkpoint_every: int = arg(200_000, "environment steps between resumable checkpoints; the environments restart "
                                 "from a seeded reset after each")
     seed: int = arg(1, "seeds python, numpy, torch and the environments")
     device: str = arg("auto", "auto: cuda when available", choices=("auto", "cpu", "cuda", "mps"))
@@ -445,16 +445,16 @@ def cut_records(path: str, step: int):
 
 def rng_state() -> dict:
     """The random states a resumed run restores: python's, numpy's and torch's (CPU, and CUDA when present)."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    return {"python": random.getstate(), "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss,
-                                                   gauss], "torch": torch.get_rng_state(),
+    kind, keys, *rest = np.random.get_state()
+    return {"python": random.getstate(), "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), *rest],
+            "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
 
 
 def set_rng_state(state: dict):
     random.setstate(state["python"])
-    kind, keys, pos, has_gauss, gauss = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    kind, keys, *rest = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
