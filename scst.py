@@ -52,6 +52,7 @@ class Args:
     beam_size: int = arg(5, "beam width of the beam-search evaluation")
     eval_every: int = arg(250, "SCST steps between dev evaluations that keep the best weights")
     log_every: int = arg(100, "gradient steps between progress lines")
+    checkpoint_every: int = arg(100, "SCST steps between resumable checkpoints (stage 1: after every epoch)")
     seed: int = arg(1, "seeds python, numpy and torch")
     device: str = arg("auto", "auto: cuda when available", choices=("auto", "cpu", "cuda", "mps"))
     compile: bool = arg(False, "torch.compile the decoder (worth it on CUDA)")
@@ -63,7 +64,7 @@ class Args:
 
 RULES = (  # (flags, test, what they must be), checked before any work starts; float flags must also be finite
     (("test_words", "dev_words", "hidden", "layers", "batch_size", "num_samples", "beam_size", "eval_every",
-      "log_every"), lambda x: x >= 1, "at least 1"),
+      "log_every", "checkpoint_every"), lambda x: x >= 1, "at least 1"),
     (("max_train", "xe_epochs", "scst_steps"), lambda x: x >= 0, "0 or more"),
     (("xe_lr", "scst_lr"), lambda x: x > 0, "positive"),
     (("dropout",), lambda x: 0 <= x < 1, "in [0, 1)"),
@@ -411,19 +412,27 @@ def cosine_lr(step: int, total: int, peak: float) -> float:
     return peak * 0.5 * (1.0 + math.cos(math.pi * step / total))
 
 
-def train_xe(args: Args, model, data: dict, device, metrics) -> dict:
+def train_xe(args: Args, model, data: dict, device, metrics, save, progress: dict = None) -> dict:
     """Stage 1: teacher-forced cross-entropy on every (word, pronunciation) pair of the training words, the learning
-    rate decayed by a cosine; the weights of the epoch with the lowest dev PER are kept."""
+    rate decayed by a cosine; the weights of the epoch with the lowest dev PER are kept. Checkpoints with `save`
+    after every epoch; continues from `progress` when given."""
     pairs = [(w, p) for w in data["train"] for p in data["lexicon"][w]]
     total_steps = args.xe_epochs * math.ceil(len(pairs) / args.batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.xe_lr, fused=device.type == "cuda")
-    best, step, tokens, start = KeepBest(model), 0, 0, time.time()
-    logged = torch.zeros((), device=device)
-    for epoch in range(1, args.xe_epochs + 1):
+    best, step, first_epoch, order = KeepBest(model), 0, 1, list(range(len(pairs)))
+    if progress:  # after the checkpoint's epoch, with its random states: as if never stopped
+        model.load_state_dict(progress["model"])
+        optimizer.load_state_dict(progress["optimizer"])
+        best.per, best.state, step = progress["best_per"], progress["best_state"], progress["step"]
+        first_epoch, order = progress["epoch"] + 1, progress["order"].tolist()
+        set_rng_state(progress["rng"])
+    logged = progress["logged"].to(device) if progress else torch.zeros((), device=device)
+    tokens, start = 0, time.time()
+    for epoch in range(first_epoch, args.xe_epochs + 1):
         model.train()
-        random.shuffle(pairs)
+        random.shuffle(order)  # the pairs in a new order, drawn from the order before (as shuffling them in place)
         for b in range(0, len(pairs), args.batch_size):
-            words, prons = zip(*pairs[b:b + args.batch_size])
+            words, prons = zip(*(pairs[i] for i in order[b:b + args.batch_size]))
             src, src_mask = encode_words(words, device)
             tgt_in, tgt_out = encode_targets(prons, data["phone_ids"], device)
             with autocast(device):
@@ -444,21 +453,33 @@ def train_xe(args: Args, model, data: dict, device, metrics) -> dict:
                               "loss": round(logged.item() / args.log_every, 4),
                               "tokens_per_s": int(tokens / (time.time() - start))})
                 logged = torch.zeros((), device=device)
-        validate(model, data, device, args, best, metrics, stage="xe", epoch=epoch, time=round(time.time() - start, 1))
+        validate(model, data, device, args, best, metrics, stage="xe", epoch=epoch, step=step,
+                 time=round(time.time() - start, 1))
+        save({"stage": "xe", "epoch": epoch, "step": step, "order": torch.tensor(order), "model": model.state_dict(),
+              "optimizer": optimizer.state_dict(), "best_per": best.per, "best_state": best.state, "logged": logged,
+              "rng": rng_state()})
     return best.state
 
 
-def train_scst(args: Args, model, data: dict, device, metrics) -> dict:
+def train_scst(args: Args, model, data: dict, device, metrics, save, progress: dict = None) -> dict:
     """Stage 2: REINFORCE with the self-critical baseline. Each step draws a batch of training words, decodes them
     greedily and samples K pronunciations each, scores every output against all the word's references, and
     ascends A * log pi(y_sample | x). Dropout is off (eval mode), so the sampling policy is the one optimized.
-    The weights with the lowest dev PER (checked every eval_every steps, and before the first step) are kept."""
+    The weights with the lowest dev PER (checked every eval_every steps, and before the first step) are kept.
+    Checkpoints with `save` every checkpoint_every steps; continues from `progress` when given."""
     model.eval()
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.scst_lr, fused=device.type == "cuda")
-    best, start = KeepBest(model, evaluate(model, data["dev"], data, device, args.batch_size)["per"]), time.time()
-    words, K = data["train"], args.num_samples
-    logged = torch.zeros(3, device=device)
-    for step in range(1, args.scst_steps + 1):
+    words, K, first, logged = data["train"], args.num_samples, 1, torch.zeros(3, device=device)
+    if progress:  # after the checkpoint's step, with its random states: as if never stopped
+        model.load_state_dict(progress["model"])
+        optimizer.load_state_dict(progress["optimizer"])
+        best, first, logged = KeepBest(model), progress["step"] + 1, progress["logged"].to(device)
+        best.per, best.state = progress["best_per"], progress["best_state"]
+        set_rng_state(progress["rng"])
+    else:
+        best = KeepBest(model, evaluate(model, data["dev"], data, device, args.batch_size)["per"])
+    start = time.time()
+    for step in range(first, args.scst_steps + 1):
         batch = random.sample(words, min(args.batch_size, len(words)))
         src, src_mask = encode_words(batch, device)
         refs, ref_len = encode_references(batch, data["lexicon"], data["phone_ids"], device)
@@ -484,11 +505,14 @@ def train_scst(args: Args, model, data: dict, device, metrics) -> dict:
             log(metrics, {"stage": "scst", "step": step, "loss": round(loss_avg, 4),
                           "sample_reward": round(sample_r, 4),
                           "greedy_reward" if args.baseline == "greedy" else "mean_reward": round(base_r, 4),
-                          "words_per_s": int(step * len(batch) / (time.time() - start))})
+                          "words_per_s": int((step - first + 1) * len(batch) / (time.time() - start))})
             logged.zero_()
         if step % args.eval_every == 0 or step == args.scst_steps:  # evaluate() leaves the model in eval mode
             validate(model, data, device, args, best, metrics, stage="scst", step=step,
                      time=round(time.time() - start, 1))
+        if step % args.checkpoint_every == 0 or step == args.scst_steps:
+            save({"stage": "scst", "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                  "best_per": best.per, "best_state": best.state, "logged": logged, "rng": rng_state()})
     return best.state
 
 
@@ -528,25 +552,66 @@ def transcribe(model, words, phones: list, device) -> list:
 CHECKPOINT_FORMAT = 1  # version of the dict save_checkpoint writes; load_checkpoint refuses any other
 
 
-def save_checkpoint(path: str, model, phones: list, args: Args):
-    """One torch.save of a dict, written to a temporary file and moved into place."""
+def save_checkpoint(path: str, model, phones: list, args: Args, progress: dict = None):
+    """One torch.save of a dict, written to a temporary file and moved into place, so that a kill while saving
+    leaves the previous checkpoint whole. `progress` is what a resumed run needs beyond the weights."""
     torch.save({"script": "scst.py", "format": CHECKPOINT_FORMAT, "model": model.state_dict(), "phones": phones,
-                "args": dataclasses.asdict(args)}, path + ".tmp")
+                "args": dataclasses.asdict(args), "progress": progress}, path + ".tmp")
     os.replace(path + ".tmp", path)
 
 
-def load_checkpoint(path: str) -> dict:
+def load_checkpoint(path: str, flag: str = "--load") -> dict:
     """A checkpoint that scst.py wrote in this format, on the CPU; any other file is a usage error that says why."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # missing, empty, truncated, not torch's format, or pickled objects
-        usage_error(f"--load {path}: not a readable checkpoint ({type(e).__name__}: {str(e).split('. ')[0]})")
+        usage_error(f"{flag} {path}: not a readable checkpoint ({type(e).__name__}: {str(e).split('. ')[0]})")
     script = ckpt.get("script") if isinstance(ckpt, dict) else None
     if script != "scst.py":
-        usage_error(f"--load {path}: a checkpoint of {script or 'another program'}, not of scst.py")
+        usage_error(f"{flag} {path}: a checkpoint of {script or 'another program'}, not of scst.py")
     if ckpt["format"] != CHECKPOINT_FORMAT:
-        usage_error(f"--load {path}: checkpoint format {ckpt['format']}; this scst.py reads {CHECKPOINT_FORMAT}")
+        usage_error(f"{flag} {path}: checkpoint format {ckpt['format']}; this scst.py reads {CHECKPOINT_FORMAT}")
     return ckpt
+
+
+def resume_checkpoint(out: str, args: Args) -> dict:
+    """The checkpoint of an interrupted run in `out`, or None; a usage error if it was made with other flags."""
+    path = os.path.join(out, "resume.pt")
+    if not os.path.isfile(path):
+        return None
+    ckpt = load_checkpoint(path, "--out")
+    ours = dataclasses.asdict(args)
+    differ = [k for k, v in ckpt["args"].items() if k not in ("device", "compile") and ours.get(k) != v]
+    if differ:
+        said = ", ".join(f"--{k.replace('_', '-')} {ckpt['args'][k]} (this run: {ours.get(k)})" for k in differ)
+        usage_error(f"--out {out} holds a run made with other flags: {said}; use the same flags or another --out")
+    return ckpt
+
+
+def cut_records(path: str, stage: str, step: int):
+    """Cuts metrics.jsonl back to the records before a checkpoint: stage 1's, then `stage`'s up to `step`."""
+    with open(path) as f:
+        kept = [line for line in f if json.loads(line)["stage"] != stage or json.loads(line)["step"] <= step]
+    with open(path + ".tmp", "w") as f:
+        f.writelines(kept)
+    os.replace(path + ".tmp", path)
+
+
+def rng_state() -> dict:
+    """The random states a resumed run restores: python's, numpy's and torch's (CPU, and CUDA when present)."""
+    kind, keys, *rest = np.random.get_state()
+    return {"python": random.getstate(), "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), *rest],
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def set_rng_state(state: dict):
+    random.setstate(state["python"])
+    kind, keys, *rest = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def to_json(record: dict) -> str:
@@ -601,19 +666,30 @@ def main(argv=None):
         train = train[:args.max_train]
     data = {"lexicon": lexicon, "phone_ids": phone_ids, "train": train, "dev": dev, "test": test}
     print(f"words: train {len(train)}, dev {len(dev)}, test {len(test)}; {len(phones)} phonemes", flush=True)
-    metrics = open(os.devnull if args.eval_only else os.path.join(out, "metrics.jsonl"), "w", buffering=1)
+    progress = None if args.eval_only else (resume_checkpoint(out, args) or {}).get("progress")
+    if progress:  # the records up to the checkpoint, each once
+        cut_records(os.path.join(out, "metrics.jsonl"), progress["stage"], progress["step"])
+        print(f"resumed at step {progress['step']} of stage {progress['stage']}", flush=True)
+    metrics = open(os.devnull if args.eval_only else os.path.join(out, "metrics.jsonl"), "a" if progress else "w",
+                   buffering=1)
     if args.compile:  # the decoder step is the hot path: called once per generated token
         model.decode = torch.compile(model.decode)
 
+    def save(progress: dict):  # a resumable checkpoint of the stage in progress
+        save_checkpoint(os.path.join(out, "resume.pt"), model, phones, args, progress)
+
     summary = {}
-    if not args.load:
-        model.load_state_dict(train_xe(args, model, data, device, metrics))
+    if not args.load and (not progress or progress["stage"] == "xe"):
+        model.load_state_dict(train_xe(args, model, data, device, metrics, save, progress))
         save_checkpoint(os.path.join(out, "model_xe.pt"), model, phones, args)
+    elif not args.load:  # stage 2 was under way: its starting point is stage 1's result
+        model.load_state_dict(load_checkpoint(os.path.join(out, "model_xe.pt"), "--out")["model"])
     xe_test = evaluate(model, test, data, device, args.batch_size)
     summary.update(xe_test_per=round(xe_test["per"], 4), xe_test_wer=round(xe_test["wer"], 4))
     if not args.eval_only:
         if args.scst_steps:
-            model.load_state_dict(train_scst(args, model, data, device, metrics))
+            scst_progress = progress if progress and progress["stage"] == "scst" else None
+            model.load_state_dict(train_scst(args, model, data, device, metrics, save, scst_progress))
         save_checkpoint(os.path.join(out, "model.pt"), model, phones, args)
     dev_greedy, test_greedy = (evaluate(model, w, data, device, args.batch_size) for w in (dev, test))
     test_beam = evaluate(model, test, data, device, args.batch_size, beam=args.beam_size)
