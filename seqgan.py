@@ -60,6 +60,7 @@ class Args:
     eval_samples: int = arg(10_000, "generated sequences scored by the oracle per measurement")
     controls: bool = arg(True, "also run continued MLE and constant-reward policy gradient with the same budget")
     log_every: int = arg(20, "MLE epochs between progress lines")
+    checkpoint_every: int = arg(1, "epochs (MLE, adversarial) or D rounds between resumable checkpoints")
     seed: int = arg(1, "seeds python, numpy and torch (and the oracle drawn without --oracle)")
     device: str = arg("auto", "auto: cuda when available", choices=("auto", "cpu", "cuda", "mps"))
     compile: bool = arg(False, "torch.compile the discriminator (worth it on CUDA)")
@@ -70,13 +71,14 @@ class Args:
 
 PAPER_FILTERS = {1: 100, 2: 200, 3: 200, 4: 200, 5: 200, 6: 100, 7: 100, 8: 100, 9: 100, 10: 100, 15: 160, 20: 160}
 ORACLE_ARRAYS = ("emb", "Wi", "Ui", "bi", "Wf", "Uf", "bf", "Wog", "Uog", "bog", "Wc", "Uc", "bc", "Wo", "bo")
+PHASES = ("mle_pretraining", "d_pretraining", "seqgan", "mle", "const")  # in the order a run goes through them
 ARCH = ("vocab_size", "emb", "hidden", "seq_len", "bpe_vocab", "d_emb", "d_filter_scale")  # kept from a checkpoint
 START = 0  # the start token fed before the first position (the official code's START_TOKEN)
 
 
 RULES = (  # (flags, test, what they must be), checked before any work starts; float flags must also be finite
     (("vocab_size", "emb", "hidden", "num_train", "batch_size", "d_emb", "d_epochs", "rollouts", "eval_every",
-      "eval_samples", "log_every"), lambda x: x >= 1, "at least 1"),
+      "eval_samples", "log_every", "checkpoint_every"), lambda x: x >= 1, "at least 1"),
     (("seq_len",), lambda x: x >= 2, "at least 2 (the rollouts complete prefixes of 1 to seq_len - 1 tokens)"),
     (("mle_epochs", "d_pretrain", "adv_epochs", "d_steps", "d_l2"), lambda x: x >= 0, "0 or more"),
     (("g_lr", "d_lr", "d_filter_scale"), lambda x: x > 0, "positive"),
@@ -404,27 +406,37 @@ class Score(NamedTuple):
     of: Callable  # generator -> float
 
 
-def train_mle(args: Args, gen, real, score: Score, metrics) -> list:
+def train_mle(args: Args, gen, real, score: Score, metrics, save, progress: dict = None) -> list:
     """MLE pretraining: teacher-forced epochs over the training sequences; the quality score (NLL-oracle or BLEU-4)
-    every log_every epochs. Returns its curve [(epoch, score)]."""
+    every log_every epochs. Checkpoints with `save` after every epoch, continues from `progress` when given.
+    Returns its curve [(epoch, score)]."""
     optimizer = torch.optim.Adam(gen.parameters(), lr=args.g_lr)
-    curve, start = [], time.time()
-    for epoch in range(1, args.mle_epochs + 1):
+    curve, first, start = [], 1, time.time()
+    if progress:
+        optimizer.load_state_dict(progress["g_optimizer"])
+        curve, first = progress["curve"], progress["epoch"] + 1
+        set_rng_state(progress["rng"])
+    for epoch in range(first, args.mle_epochs + 1):
         for idx in batches(len(real), args.batch_size, real.device):
             g_step(gen, optimizer, mle_loss(gen, real[idx]))
         if epoch % args.log_every == 0 or epoch == args.mle_epochs:
             curve.append((epoch, score.of(gen)))
-            log(metrics, {"stage": "mle", "epoch": epoch, score.name: round(curve[-1][1], 4),
+            log(metrics, {"stage": "mle_pretraining", "epoch": epoch, score.name: round(curve[-1][1], 4),
                           "time": round(time.time() - start, 1)})
+        save("mle_pretraining", epoch, gen, optimizer, curve)
     return curve
 
 
-def train_discriminator(args: Args, disc, optimizer, gen, real, rounds: int):
+def train_discriminator(args: Args, disc, optimizer, gen, real, rounds: int, save=None, progress: dict = None):
     """`rounds` times: draw as many fresh negatives from G as there are real sequences, then d_epochs epochs of
-    minibatches over real (label 1) and generated (label 0) together."""
+    minibatches over real (label 1) and generated (label 0) together. Checkpoints with `save` after each round
+    when given, continues from `progress` when given."""
+    first = progress["epoch"] + 1 if progress else 1
+    if progress:
+        set_rng_state(progress["rng"])
     disc.train()
     labels = torch.cat([torch.ones(len(real)), torch.zeros(len(real))]).long().to(real.device)
-    for _ in range(rounds):
+    for round_ in range(first, rounds + 1):
         data = torch.cat([real, gen.sample(len(real), args.seq_len)])
         for _ in range(args.d_epochs):
             for idx in batches(len(data), args.batch_size, real.device):
@@ -432,16 +444,26 @@ def train_discriminator(args: Args, disc, optimizer, gen, real, rounds: int):
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
+        if save:
+            save("d_pretraining", round_, gen, None, [])
     disc.eval()
 
 
-def adversarial(args: Args, gen, disc, d_optimizer, real, score: Score, metrics, reward: str) -> list:
+def adversarial(args: Args, gen, disc, d_optimizer, real, score: Score, metrics, reward: str, save,
+                progress: dict = None) -> list:
     """adv_epochs epochs of one policy-gradient g-step and, for SeqGAN, d_steps D rounds. reward: seqgan (Monte-Carlo
     rollouts scored by D), mle (the control: a teacher-forced step on real data instead) or const (the control:
-    the same policy gradient with every reward 1). Returns the curve of the quality score [(epoch, score)]."""
+    the same policy gradient with every reward 1). Checkpoints with `save` after every epoch, continues from
+    `progress` when given. Returns the curve of the quality score [(epoch, score)]."""
     optimizer = torch.optim.Adam(gen.parameters(), lr=args.g_lr)
-    curve, start = [(0, score.of(gen))], time.time()
-    for epoch in range(1, args.adv_epochs + 1):
+    if progress:
+        optimizer.load_state_dict(progress["g_optimizer"])
+        curve, first = progress["curve"], progress["epoch"] + 1
+        set_rng_state(progress["rng"])
+    else:
+        curve, first = [(0, score.of(gen))], 1
+    start = time.time()
+    for epoch in range(first, args.adv_epochs + 1):
         if reward == "mle":
             loss = mle_loss(gen, real[torch.randint(0, len(real), (args.batch_size,), device=real.device)])
         else:
@@ -455,6 +477,7 @@ def adversarial(args: Args, gen, disc, d_optimizer, real, score: Score, metrics,
             curve.append((epoch, score.of(gen)))
             log(metrics, {"stage": reward, "epoch": epoch, score.name: round(curve[-1][1], 4),
                           "time": round(time.time() - start, 1)})
+        save(reward, epoch, gen, optimizer, curve)
     return curve
 
 
@@ -467,25 +490,69 @@ def log(metrics, line: dict):
 CHECKPOINT_FORMAT = 1  # version of the dict save_checkpoint writes; load_checkpoint refuses any other
 
 
-def save_checkpoint(path: str, gen, disc, args: Args):
-    """One torch.save of a dict, written to a temporary file and moved into place."""
+def save_checkpoint(path: str, gen, disc, args: Args, progress: dict = None):
+    """One torch.save of a dict, written to a temporary file and moved into place, so that a kill while saving
+    leaves the previous checkpoint whole. `progress` is what a resumed run needs beyond the weights."""
     torch.save({"script": "seqgan.py", "format": CHECKPOINT_FORMAT, "generator": gen.state_dict(),
-                "discriminator": disc.state_dict(), "args": dataclasses.asdict(args)}, path + ".tmp")
+                "discriminator": disc.state_dict(), "args": dataclasses.asdict(args), "progress": progress},
+               path + ".tmp")
     os.replace(path + ".tmp", path)
 
 
-def load_checkpoint(path: str) -> dict:
+def load_checkpoint(path: str, flag: str = "--load") -> dict:
     """A checkpoint that seqgan.py wrote in this format, on the CPU; any other file is a usage error that says why."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # missing, empty, truncated, not torch's format, or pickled objects
-        usage_error(f"--load {path}: not a readable checkpoint ({type(e).__name__}: {str(e).split('. ')[0]})")
+        usage_error(f"{flag} {path}: not a readable checkpoint ({type(e).__name__}: {str(e).split('. ')[0]})")
     script = ckpt.get("script") if isinstance(ckpt, dict) else None
     if script != "seqgan.py":
-        usage_error(f"--load {path}: a checkpoint of {script or 'another program'}, not of seqgan.py")
+        usage_error(f"{flag} {path}: a checkpoint of {script or 'another program'}, not of seqgan.py")
     if ckpt["format"] != CHECKPOINT_FORMAT:
-        usage_error(f"--load {path}: checkpoint format {ckpt['format']}; this seqgan.py reads {CHECKPOINT_FORMAT}")
+        usage_error(f"{flag} {path}: checkpoint format {ckpt['format']}; this seqgan.py reads {CHECKPOINT_FORMAT}")
     return ckpt
+
+
+def resume_checkpoint(out: str, args: Args) -> dict:
+    """The checkpoint of an interrupted run in `out`, or None; a usage error if it was made with other flags."""
+    path = os.path.join(out, "resume.pt")
+    if not os.path.isfile(path):
+        return None
+    ckpt = load_checkpoint(path, "--out")
+    ours = dataclasses.asdict(args)
+    differ = [k for k, v in ckpt["args"].items() if k not in ("device", "compile") and ours.get(k) != v]
+    if differ:
+        said = ", ".join(f"--{k.replace('_', '-')} {ckpt['args'][k]} (this run: {ours.get(k)})" for k in differ)
+        usage_error(f"--out {out} holds a run made with other flags: {said}; use the same flags or another --out")
+    return ckpt
+
+
+def cut_records(path: str, phase: str, epoch: int):
+    """Cuts metrics.jsonl back to the records before a checkpoint: the earlier phases', then `phase`'s up to
+    `epoch`."""
+    with open(path) as f:
+        records = [(line, json.loads(line)) for line in f]
+    kept = [line for line, r in records if PHASES.index(r["stage"]) < PHASES.index(phase) or r["epoch"] <= epoch]
+    with open(path + ".tmp", "w") as f:
+        f.writelines(kept)
+    os.replace(path + ".tmp", path)
+
+
+def rng_state() -> dict:
+    """The random states a resumed run restores: python's, numpy's and torch's (CPU, and CUDA when present)."""
+    kind, keys, *rest = np.random.get_state()
+    return {"python": random.getstate(), "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), *rest],
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def set_rng_state(state: dict):
+    random.setstate(state["python"])
+    kind, keys, *rest = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def to_json(record: dict) -> str:
@@ -531,7 +598,6 @@ def main(argv=None):
         os.makedirs(out, exist_ok=True)
     except OSError as e:  # a file of that name, or a folder that cannot be written
         usage_error(f"--out {out}: cannot make this folder ({e.strerror})")
-    metrics = open(os.devnull if args.eval_only else os.path.join(out, "metrics.jsonl"), "w", buffering=1)
 
     if args.data:  # real text: BLEU-4 of samples against the held-out lines
         enc = small_bpe(args.bpe_vocab)
@@ -557,26 +623,55 @@ def main(argv=None):
     d_optimizer = torch.optim.Adam(disc.parameters(), lr=args.d_lr)
     if args.compile:
         disc.compile()
-    curves = {}
+    curves, pretrained = {}, None
+    resumed = None if args.eval_only else resume_checkpoint(out, args)
+    progress = resumed and resumed["progress"]
+    if progress:  # the phases before the checkpoint's are done: their results come from it
+        gen.load_state_dict(resumed["generator"])
+        disc.load_state_dict(resumed["discriminator"])
+        disc.eval()  # as train_discriminator leaves it between rounds
+        d_optimizer.load_state_dict(progress["d_optimizer"])
+        curves, summary, pretrained = progress["curves"], progress["summary"], progress["pretrained"]
+        cut_records(os.path.join(out, "metrics.jsonl"), progress["phase"], progress["epoch"])
+        print(f"resumed at epoch {progress['epoch']} of {progress['phase']}", flush=True)
+    metrics = open(os.devnull if args.eval_only else os.path.join(out, "metrics.jsonl"), "a" if progress else "w",
+                   buffering=1)
+    done = lambda phase: progress and PHASES.index(phase) < PHASES.index(progress["phase"])
+    at = lambda phase: progress if progress and progress["phase"] == phase else None
+
+    def save(phase: str, epoch: int, trained, g_optimizer, curve: list):  # a resumable checkpoint, now and then
+        last = {"mle_pretraining": args.mle_epochs, "d_pretraining": args.d_pretrain}.get(phase, args.adv_epochs)
+        if epoch % args.checkpoint_every and epoch != last:
+            return
+        save_checkpoint(os.path.join(out, "resume.pt"), gen, disc, args, {
+            "phase": phase, "epoch": epoch, "control": trained.state_dict() if trained is not gen else None,
+            "g_optimizer": g_optimizer.state_dict() if g_optimizer else None, "d_optimizer": d_optimizer.state_dict(),
+            "curve": curve, "curves": curves, "summary": summary, "pretrained": pretrained, "rng": rng_state()})
+
     if ckpt:
         gen.load_state_dict(ckpt["generator"])
         disc.load_state_dict(ckpt["discriminator"])
-    else:
-        curves["mle_pretraining"] = train_mle(args, gen, real, score, metrics)
-        train_discriminator(args, disc, d_optimizer, gen, real, args.d_pretrain)
+    elif not done("d_pretraining"):
+        if not done("mle_pretraining"):
+            curves["mle_pretraining"] = train_mle(args, gen, real, score, metrics, save, at("mle_pretraining"))
+        train_discriminator(args, disc, d_optimizer, gen, real, args.d_pretrain, save, at("d_pretraining"))
         save_checkpoint(os.path.join(out, "model_mle.pt"), gen, disc, args)
-    summary[f"{score.name}_mle"] = round(score.of(gen), 4)
-    if args.data:
-        summary["distinct4_mle"] = diversity(gen)
+    if f"{score.name}_mle" not in summary:
+        summary[f"{score.name}_mle"] = round(score.of(gen), 4)
+        if args.data:
+            summary["distinct4_mle"] = diversity(gen)
     if not args.eval_only:
-        pretrained = copy.deepcopy(gen.state_dict())
-        curves["seqgan"] = adversarial(args, gen, disc, d_optimizer, real, score, metrics, "seqgan")
-        save_checkpoint(os.path.join(out, "model.pt"), gen, disc, args)
-        if args.controls:
-            for control in ("mle", "const"):
+        if not done("seqgan"):
+            pretrained = pretrained or copy.deepcopy(gen.state_dict())
+            curves["seqgan"] = adversarial(args, gen, disc, d_optimizer, real, score, metrics, "seqgan", save,
+                                           at("seqgan"))
+            save_checkpoint(os.path.join(out, "model.pt"), gen, disc, args)
+        for control in ("mle", "const") if args.controls else ():
+            if not done(control):
                 baseline = init_generator(args.vocab_size, args.emb, args.hidden).to(device)
-                baseline.load_state_dict(pretrained)
-                curves[control] = adversarial(args, baseline, disc, d_optimizer, real, score, metrics, control)
+                baseline.load_state_dict(at(control)["control"] if at(control) else pretrained)
+                curves[control] = adversarial(args, baseline, disc, d_optimizer, real, score, metrics, control, save,
+                                              at(control))
                 summary[f"{score.name}_{control}_control"] = round(curves[control][-1][1], 4)
         write_json(os.path.join(out, "curves.json"), curves)
     summary[score.name] = round(score.of(gen), 4)
