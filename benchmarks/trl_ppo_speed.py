@@ -25,7 +25,7 @@ words = [f"w{i}" for i in range(VOCAB - 2)]
 tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words + ["<eos>", "<pad>"])}, unk_token="<pad>"))
 tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
 tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<pad>")
-# GPT-2's default 1024 positions make it the issue's 0.48M-parameter model; the compute is that of a 64-token one
+# GPT-2's default 1024 positions make it the compared 0.48M-parameter model; the compute is that of a 64-token one
 config = GPT2Config(vocab_size=VOCAB, n_positions=1024, n_embd=WIDTH, n_layer=LAYERS, n_head=HEADS,
                     bos_token_id=VOCAB - 2, eos_token_id=VOCAB - 2, pad_token_id=VOCAB - 1, num_labels=1)
 policy, ref = GPT2LMHeadModel(config), GPT2LMHeadModel(config)
