@@ -72,6 +72,7 @@ class Args:
     eval_prompts: int = arg(500, "held-out prompts for the final evaluation")
     prompt: str = arg("", "also continue this line with the SFT and PPO policies at the end")
     log_every: int = arg(10, "PPO steps between progress lines (pretraining: 25x this many iterations)")
+    checkpoint_every: float = arg(300.0, "seconds between resumable checkpoints inside a stage (0: at every step)")
     seed: int = arg(1, "seeds python, numpy and torch")
     device: str = arg("auto", "auto: cuda when available", choices=("auto", "cpu", "cuda", "mps"))
     compile: bool = arg(False, "torch.compile the full-sequence forward (worth it on CUDA)")
@@ -94,6 +95,7 @@ RULES = (  # (flags, test, what they must be), checked before any work starts; f
       "missing_eos_penalty"), lambda x: x >= 0, "0 or more"),
     (("lr", "sft_lr", "rm_lr", "ppo_lr", "temperature", "label_noise"), lambda x: x > 0, "positive"),
     (("gamma", "lam"), lambda x: 0 <= x <= 1, "in [0, 1]"),
+    (("checkpoint_every",), lambda x: x >= 0, "0 or more"),
     (("dropout",), lambda x: 0 <= x < 1, "in [0, 1)"),
     (("k",), lambda x: x >= 2, "at least 2 (a ranking compares two samples or more)"),
     (("vocab_size",), lambda x: 256 <= x <= 100_000, "in [256, 100000] (the 256 byte tokens come first)"),
@@ -465,10 +467,16 @@ def lm_batch(tokens, batch: int, block: int):
     return windows[:, :-1], windows[:, 1:]
 
 
-def pretrain(args: Args, model: GPT, train, val, device, metrics) -> dict:
-    """Next-token prediction on the raw text (newlines included), AdamW, warmup then cosine decay."""
+def pretrain(args: Args, model: GPT, train, val, device, metrics, save, progress: dict = None) -> dict:
+    """Next-token prediction on the raw text (newlines included), AdamW, warmup then cosine decay. Offers `save`
+    a checkpoint after every iteration; continues from `progress` when given."""
     optimizer = make_optimizer(model.parameters(), args.lr, device, weight_decay=0.1)
     every, warmup, t0, val_loss = 25 * args.log_every, min(100, args.pretrain_iters // 10), time.time(), math.nan
+    first = 0
+    if progress:
+        optimizer.load_state_dict(progress["optimizer"])
+        first, val_loss = progress["iter"], progress["val_loss"]
+        set_rng_state(progress["rng"])
     valid = torch.ones(args.batch_size, args.block_size, dtype=torch.bool, device=device)
 
     def loss_on(tokens):
@@ -476,7 +484,7 @@ def pretrain(args: Args, model: GPT, train, val, device, metrics) -> dict:
         with autocast(device):
             return F.cross_entropy(model(x, valid).float().flatten(0, 1), y.flatten())
 
-    for it in range(args.pretrain_iters):
+    for it in range(first, args.pretrain_iters):
         progress = max(0.0, (it - warmup) / max(1, args.pretrain_iters - warmup))
         lr = args.lr * (it + 1) / warmup if it < warmup else args.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * progress)))
         for group in optimizer.param_groups:
@@ -493,17 +501,24 @@ def pretrain(args: Args, model: GPT, train, val, device, metrics) -> dict:
                 val_loss = sum(loss_on(val).item() for _ in range(10)) / 10
             log(metrics, {"stage": "pretrain", "iter": it + 1, "loss": round(loss.item(), 4),
                           "val_loss": round(val_loss, 4), "lr": round(lr, 6), "s": round(time.time() - t0, 1)})
+        save(lambda: {"counter": "iter", "iter": it + 1, "optimizer": optimizer.state_dict(), "val_loss": val_loss,
+                      "rng": rng_state()})
     return {"val_loss_pretrain": round(val_loss, 4), "pretrain_s": round(time.time() - t0, 1)}
 
 
-def sft(args: Args, policy: GPT, demos: list, enc, device, metrics) -> dict:
+def sft(args: Args, policy: GPT, demos: list, enc, device, metrics, save, progress: dict = None) -> dict:
     """Supervised fine-tuning: cross-entropy on the response tokens (EOS included) of labeler-approved corpus
-    continuations, laid out exactly as PPO will see them (left-padded prompt, then the response)."""
+    continuations, laid out exactly as PPO will see them (left-padded prompt, then the response). Offers `save` a
+    checkpoint after every epoch; continues from `progress` when given."""
     eos, pad = args.vocab_size, args.vocab_size + 1
     prompt, prompt_valid = pad_prompts([p for p, _, _ in demos], args.prompt_len, pad, device)
     response = pad_responses([c for _, c, _ in demos], args.response_len, eos, pad, device)
-    optimizer, t0, step = make_optimizer(policy.parameters(), args.sft_lr, device), time.time(), 0
-    for epoch in range(args.sft_epochs):
+    optimizer, t0, step, first = make_optimizer(policy.parameters(), args.sft_lr, device), time.time(), 0, 0
+    if progress:
+        optimizer.load_state_dict(progress["optimizer"])
+        first, step = progress["epoch"], progress["step"]
+        set_rng_state(progress["rng"])
+    for epoch in range(first, args.sft_epochs):
         policy.train()
         for idx in torch.randperm(len(demos), device=device).split(args.batch_size):
             logits = full_forward(policy, prompt[idx], prompt_valid[idx], response[idx])
@@ -516,6 +531,8 @@ def sft(args: Args, policy: GPT, demos: list, enc, device, metrics) -> dict:
             step += 1
         log(metrics, {"stage": "sft", "epoch": epoch + 1, "step": step, "loss": round(loss.item(), 4),
                       "s": round(time.time() - t0, 1)})
+        save(lambda: {"counter": "epoch", "epoch": epoch + 1, "step": step, "optimizer": optimizer.state_dict(),
+                      "rng": rng_state()})
     policy.eval()
     return {"sft_demos": len(demos), "sft_s": round(time.time() - t0, 1)}
 
@@ -675,9 +692,16 @@ def seconds(start, end) -> float:
     return start.elapsed_time(end) / 1000
 
 
-def train_ppo(args: Args, ppo: PPO, labeler: Labeler, enc, metrics) -> dict:
-    t0, gen_s, train_s, marks = time.time(), 0.0, 0.0, []
-    for step in range(1, args.ppo_steps + 1):
+def train_ppo(args: Args, ppo: PPO, labeler: Labeler, enc, metrics, save, progress: dict = None) -> dict:
+    """ppo_steps rollouts, each followed by an update. Offers `save` a checkpoint after every step; continues from
+    `progress` when given."""
+    t0, gen_s, train_s, marks, first = time.time(), 0.0, 0.0, [], 1
+    if progress:
+        ppo.optimizer.load_state_dict(progress["optimizer"])
+        ppo.critic.load_state_dict(progress["critic"])
+        ppo.beta, first = progress["beta"].to(ppo.device), progress["step"] + 1
+        set_rng_state(progress["rng"])
+    for step in range(first, args.ppo_steps + 1):
         marks.append(clock(ppo.device))
         batch = ppo.rollout()
         marks.append(clock(ppo.device))
@@ -701,7 +725,10 @@ def train_ppo(args: Args, ppo: PPO, labeler: Labeler, enc, metrics) -> dict:
                           "ref_ppl": round(math.exp(-(batch["logp_ref"] * mask).sum().item() / tokens), 2),
                           "distinct2": round(distinct_n(token_lists(batch["response"], mask.bool())), 4),
                           "gen_s": round(gen_s, 1), "train_s": round(train_s, 1),
-                          "tokens_per_s": round(step * args.rollout_batch * args.response_len / (gen_s + train_s))})
+                          "tokens_per_s": round((step - first + 1) * args.rollout_batch * args.response_len /
+                                                (gen_s + train_s))})
+        save(lambda: {"counter": "step", "step": step, "optimizer": ppo.optimizer.state_dict(),
+                      "critic": ppo.critic.state_dict(), "beta": ppo.beta, "rng": rng_state()})
     total = gen_s + train_s
     return {"ppo_s": round(time.time() - t0, 1), "ppo_gen_s": round(gen_s, 1), "ppo_train_s": round(train_s, 1),
             "ppo_step_s": round(total / max(args.ppo_steps, 1), 4),
@@ -759,16 +786,18 @@ def depends(args: Args, stage: str, data_sha1: str) -> dict:
     return {**flags, "data_sha1": data_sha1}
 
 
-def save_checkpoint(path: str, model: GPT, args: Args, metrics: dict, made_from: dict):
-    """One torch.save of a dict, written to a temporary file and moved into place."""
+def save_checkpoint(path: str, model: GPT, args: Args, metrics: dict, made_from: dict, progress: dict = None):
+    """One torch.save of a dict, written to a temporary file and moved into place, so that a kill while saving
+    leaves the previous checkpoint whole. `progress`: what resuming a stage needs beyond the model's weights."""
     torch.save({"script": "rlhf_ppo.py", "format": CHECKPOINT_FORMAT, "model": model.state_dict(),
-                "args": dataclasses.asdict(args), "metrics": metrics, "made_from": made_from}, path + ".tmp")
+                "args": dataclasses.asdict(args), "metrics": metrics, "made_from": made_from, "progress": progress},
+               path + ".tmp")
     os.replace(path + ".tmp", path)
 
 
-def load_checkpoint(path: str, model: GPT, made_from: dict) -> dict:
-    """Loads a stage checkpoint into model and returns its metrics. A usage error, saying why, for a file that is not
-    a checkpoint of this script, or one made from other flags or other text than this run's."""
+def load_checkpoint(path: str, model: GPT = None, made_from: dict = None) -> dict:
+    """A stage checkpoint, loaded into model when given. A usage error, saying why, for a file that is not a
+    checkpoint of this script, or one made from other flags or other text than made_from."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # empty, truncated, not torch's format, or pickled objects
@@ -778,12 +807,13 @@ def load_checkpoint(path: str, model: GPT, made_from: dict) -> dict:
         usage_error(f"{path}: a checkpoint of {script or 'another program'}, not of rlhf_ppo.py")
     if ckpt["format"] != CHECKPOINT_FORMAT:
         usage_error(f"{path}: checkpoint format {ckpt['format']}; this rlhf_ppo.py reads {CHECKPOINT_FORMAT}")
-    differ = [k for k in made_from if ckpt["made_from"].get(k) != made_from[k]]
+    differ = [k for k in made_from or {} if ckpt["made_from"].get(k) != made_from[k]]
     if differ:
         said = ", ".join(f"{k} {ckpt['made_from'].get(k)} (this run: {made_from[k]})" for k in differ)
         usage_error(f"{path} was made from other input: {said}; pass the same flags and --data, or another --out")
-    model.load_state_dict(ckpt["model"])
-    return ckpt["metrics"]
+    if model is not None:
+        model.load_state_dict(ckpt["model"])
+    return ckpt
 
 
 def to_json(record: dict) -> str:
@@ -798,14 +828,36 @@ def write_json(path: str, record: dict):
     os.replace(path + ".tmp", path)
 
 
-def keep_records(path: str, stages: set):
-    """Cuts metrics.jsonl back to the records of `stages`, whose checkpoints this run reuses: every record once."""
+def keep_records(path: str, stages: set, resumed: dict = None):
+    """Cuts metrics.jsonl back to the records of `stages`, whose checkpoints this run reuses, and those of the
+    stage a resumed run goes on with up to its checkpoint: every record once."""
+    def kept_record(r: dict) -> bool:
+        return r["stage"] in stages or bool(resumed) and r["stage"] == resumed["stage"] and \
+            r[resumed["counter"]] <= resumed[resumed["counter"]]
+
     if os.path.isfile(path):
         with open(path) as f:
-            kept = [line for line in f if json.loads(line).get("stage") in stages]
+            kept = [line for line in f if kept_record(json.loads(line))]
         with open(path + ".tmp", "w") as f:
             f.writelines(kept)
         os.replace(path + ".tmp", path)
+
+
+def rng_state() -> dict:
+    """The random states a resumed run restores: python's, numpy's and torch's (CPU, and CUDA when present)."""
+    kind, keys, *rest = np.random.get_state()
+    return {"python": random.getstate(), "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), *rest],
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def set_rng_state(state: dict):
+    random.setstate(state["python"])
+    kind, keys, *rest = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def read_text(path: str) -> str:
@@ -864,8 +916,13 @@ def main(argv=None):
     reuse = {s: find_checkpoint(args, s) for s in needed if s not in stages or args.stage == "all"}  # resume `all`
     reuse = {s: path for s, path in reuse.items() if path}
     data_sha1 = hashlib.sha1(text.encode()).hexdigest()
+    resume_path = os.path.join(args.out, "resume.pt")  # the stage a killed run was in, if it is to be trained now
+    resumed = load_checkpoint(resume_path) if os.path.isfile(resume_path) else None
+    if resumed and (resumed["progress"]["stage"] not in needed or resumed["progress"]["stage"] in reuse):
+        resumed = None
     keep_records(os.path.join(args.out, "metrics.jsonl"), {s for s in STAGES[:-1] if s not in needed or s in reuse
-                                                          and os.path.isfile(os.path.join(args.out, f"{s}.pt"))})
+                                                          and os.path.isfile(os.path.join(args.out, f"{s}.pt"))},
+                 resumed and resumed["progress"])
     metrics = open(os.devnull if args.eval_only else os.path.join(args.out, "metrics.jsonl"), "a", buffering=1)
     models = {}
     for stage in needed:
@@ -874,19 +931,31 @@ def main(argv=None):
                     dropout=args.dropout if stage in ("pretrain", "sft") else 0.0).to(device)
         path = reuse.get(stage)
         if path:
-            summary.update(load_checkpoint(path, model, depends(args, stage, data_sha1)))
+            summary.update(load_checkpoint(path, model, depends(args, stage, data_sha1))["metrics"])
             print(f"{stage}: loaded {path}", flush=True)
             models[stage] = model.eval()
             continue
+        made_from, progress, last_save = depends(args, stage, data_sha1), None, time.time()
+        if resumed and resumed["progress"]["stage"] == stage:  # go on where the killed run was
+            progress = load_checkpoint(resume_path, model, made_from)["progress"]
+            print(f"{stage}: resumed at {progress['counter']} {progress[progress['counter']]}", flush=True)
+
+        def save(progress_now):  # a resumable checkpoint of this stage, every checkpoint_every seconds
+            nonlocal last_save
+            if time.time() - last_save >= args.checkpoint_every:
+                save_checkpoint(resume_path, model, args, {}, made_from, {"stage": stage, **progress_now()})
+                last_save = time.time()
+
         if stage == "pretrain":
             tokens = torch.tensor(enc.encode_ordinary(text), device=device)
             split = int(0.9 * len(tokens))
-            result = pretrain(args, model, tokens[:split], tokens[split:], device, metrics)
+            result = pretrain(args, model, tokens[:split], tokens[split:], device, metrics, save, progress)
         elif stage == "sft":
-            model.load_state_dict(models["pretrain"].state_dict())
             demo_gold = labeler.gold([rest for _, _, rest in train_pairs])
             demos = [pair for pair, g in zip(train_pairs, demo_gold.tolist()) if g >= POSITIVE]
-            result = sft(args, model, demos, enc, device, metrics)
+            if not progress:
+                model.load_state_dict(models["pretrain"].state_dict())
+            result = sft(args, model, demos, enc, device, metrics, save, progress)
             result["gold_demos"] = round(demo_gold[demo_gold >= POSITIVE].mean().item(), 4)
         elif stage == "rm":
             missing = model.load_state_dict(models["sft"].state_dict(), strict=False).missing_keys
@@ -901,12 +970,15 @@ def main(argv=None):
             result.update(train_reward_model(args, model, train, held_out, device, metrics))
             log(metrics, {"stage": "rm", **result})
         else:  # ppo: policy from SFT, critic from the RM
-            model.load_state_dict(models["sft"].state_dict())
+            if not progress:
+                model.load_state_dict(models["sft"].state_dict())
             critic = GPT(args, scalar_head=True).to(device)
             critic.load_state_dict(models["rm"].state_dict())
             ppo = PPO(args, model, models["sft"], critic, models["rm"], [p for p, _, _ in train_pairs], device)
-            result = train_ppo(args, ppo, labeler, enc, metrics)
-        save_checkpoint(os.path.join(args.out, f"{stage}.pt"), model, args, result, depends(args, stage, data_sha1))
+            result = train_ppo(args, ppo, labeler, enc, metrics, save, progress)
+        save_checkpoint(os.path.join(args.out, f"{stage}.pt"), model, args, result, made_from)
+        if os.path.isfile(resume_path):  # the stage is done: its checkpoint above replaces the one in progress
+            os.remove(resume_path)
         summary.update(result)
         models[stage] = model.eval()
 

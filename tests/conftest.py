@@ -57,5 +57,5 @@ def run_killed(tmp_path):
 
 def records(path: Path) -> list:
     """The records of a metrics.jsonl, times and speeds aside."""
-    return [{k: v for k, v in json.loads(line).items() if k not in ("time", "sps") and not k.endswith("_per_s")}
-            for line in open(path)]
+    timeless = lambda k: k in ("time", "sps", "s") or k.endswith("_per_s") or k.endswith("_s")
+    return [{k: v for k, v in json.loads(line).items() if not timeless(k)} for line in open(path)]
