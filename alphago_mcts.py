@@ -794,17 +794,21 @@ def expert_game(job) -> list:
     return samples
 
 
-def expert_dataset(args: Args, log_fn) -> tuple:
-    """The expert's games, played in parallel processes: planes (M, PLANES, N, N) and moves (M,)."""
+def expert_dataset(args: Args, log_fn, save, saved: dict = None) -> tuple:
+    """The expert's games, played in parallel processes: planes (M, PLANES, N, N) and moves (M,). Offers `save` the
+    games so far after every tenth of them; continues after the `saved` ones when given."""
     import multiprocessing
-    t0, planes, moves = time.time(), [], []
-    jobs = [(args, args.seed * 100_003 + i) for i in range(args.expert_games)]
+    t0, planes, moves, first = time.time(), [], [], 0
+    if saved:
+        planes, moves, first = list(saved["planes"].numpy()), saved["moves"].tolist(), saved["games"]
+    jobs = [(args, args.seed * 100_003 + i) for i in range(first, args.expert_games)]
     with multiprocessing.get_context("spawn").Pool(max(1, min(os.cpu_count() or 1, 32))) as pool:
-        for i, game in enumerate(pool.imap(expert_game, jobs)):  # in job order: the same data on every run
+        for i, game in enumerate(pool.imap(expert_game, jobs), first):  # in job order: the same data on every run
             planes += [x for x, _ in game]
             moves += [m for _, m in game]
             if (i + 1) % max(1, args.expert_games // 10) == 0:
                 log_fn({"stage": "expert", "games": i + 1, "positions": len(moves), "s": round(time.time() - t0, 1)})
+                save({"planes": torch.from_numpy(np.stack(planes)), "moves": torch.tensor(moves), "games": i + 1})
     return np.stack(planes), np.array(moves)
 
 
@@ -1197,38 +1201,74 @@ def parse_color(word: str) -> int:
 CHECKPOINT_FORMAT = 1  # version of the dict save_checkpoint writes; load_checkpoint refuses any other
 
 
-def save_checkpoint(path: str, nets: dict, args: Args, done: list):
-    """One torch.save of a dict, written to a temporary file and moved into place."""
+def save_checkpoint(path: str, nets: dict, args: Args, done: list, progress: dict = None):
+    """One torch.save of a dict, written to a temporary file and moved into place, so that a kill while saving
+    leaves the previous checkpoint whole. `progress` is what a resumed run needs beyond the weights."""
     torch.save({"script": "alphago_mcts.py", "format": CHECKPOINT_FORMAT,
                 "nets": {name: net.state_dict() for name, net in nets.items()}, "args": dataclasses.asdict(args),
-                "stages": done}, path + ".tmp")
+                "stages": done, "progress": progress}, path + ".tmp")
     os.replace(path + ".tmp", path)
 
 
-def load_checkpoint(path: str) -> dict:
+def load_checkpoint(path: str, flag: str = "--load") -> dict:
     """A checkpoint that alphago_mcts.py wrote in this format, on the CPU; any other file is a usage error saying
     why."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # missing, empty, truncated, not torch's format, or pickled objects
-        usage_error(f"--load {path}: not a readable checkpoint ({type(e).__name__}: {str(e).split('. ')[0]})")
+        usage_error(f"{flag} {path}: not a readable checkpoint ({type(e).__name__}: {str(e).split('. ')[0]})")
     script = ckpt.get("script") if isinstance(ckpt, dict) else None
     if script != "alphago_mcts.py":
-        usage_error(f"--load {path}: a checkpoint of {script or 'another program'}, not of alphago_mcts.py")
+        usage_error(f"{flag} {path}: a checkpoint of {script or 'another program'}, not of alphago_mcts.py")
     if ckpt["format"] != CHECKPOINT_FORMAT:
-        usage_error(f"--load {path}: checkpoint format {ckpt['format']}; this alphago_mcts.py reads "
+        usage_error(f"{flag} {path}: checkpoint format {ckpt['format']}; this alphago_mcts.py reads "
                     f"{CHECKPOINT_FORMAT}")
     return ckpt
+
+
+def resume_checkpoint(out: str, args: Args) -> dict:
+    """The checkpoint of an interrupted run in `out`, or None; a usage error if it was made with other flags."""
+    path = os.path.join(out, "resume.pt")
+    if not os.path.isfile(path):
+        return None
+    ckpt = load_checkpoint(path, "--out")
+    ours = dataclasses.asdict(args)
+    differ = [k for k, v in ckpt["args"].items() if k not in ("device", "compile") and ours.get(k) != v]
+    if differ:
+        said = ", ".join(f"--{k.replace('_', '-')} {ckpt['args'][k]} (this run: {ours.get(k)})" for k in differ)
+        usage_error(f"--out {out} holds a run made with other flags: {said}; use the same flags or another --out")
+    return ckpt
+
+
+def rng_state() -> dict:
+    """The random states a resumed run restores: python's, numpy's and torch's (CPU, and CUDA when present)."""
+    kind, keys, *rest = np.random.get_state()
+    return {"python": random.getstate(), "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), *rest],
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def set_rng_state(state: dict):
+    random.setstate(state["python"])
+    kind, keys, *rest = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 RECORD_KEYS = {"sl": ("expert", "sl", "rollout"), "rl": ("rl",), "value": ("value",)}  # "stage" of their records
 
 
-def keep_records(path: str, stages: set):
-    """Cuts metrics.jsonl back to the records whose "stage" is in `stages`: every record once."""
+def keep_records(path: str, stages: set, expert_games: int = 0):
+    """Cuts metrics.jsonl back to the records whose "stage" is in `stages`, and those of the first `expert_games`
+    expert games: every record once."""
+    def keep(r: dict) -> bool:
+        return r["stage"] in stages or r["stage"] == "expert" and r["games"] <= expert_games
+
     if os.path.isfile(path):
         with open(path) as f:
-            kept = [line for line in f if json.loads(line).get("stage") in stages]
+            kept = [line for line in f if keep(json.loads(line))]
         with open(path + ".tmp", "w") as f:
             f.writelines(kept)
         os.replace(path + ".tmp", path)
@@ -1285,14 +1325,32 @@ def main(argv=None):
         os.makedirs(out, exist_ok=True)
     except OSError as e:  # a file of that name, or a folder that cannot be written
         usage_error(f"--out {out}: cannot make this folder ({e.strerror})")
-    if args.stage != "play":  # a stage run alone keeps the records of the checkpoint's other stages, once each
-        keep_records(os.path.join(out, "metrics.jsonl"),
-                     {key for s in done if args.stage not in ("all", s) for key in RECORD_KEYS[s]})
+    order = ("sl", "rl", "value", "play") if args.stage == "all" else (args.stage,)
+    first, summary, expert = 0, {}, None
+    resumed = None if args.stage == "play" else resume_checkpoint(out, args)
+    if resumed:  # the stages this command had finished, their results and random states; the expert games so far
+        for name, net in nets.items():
+            net.load_state_dict(resumed["nets"][name])
+        done, progress = resumed["stages"], resumed["progress"]
+        first, summary, expert = progress["next"], progress["summary"], progress["expert"]
+        rng.setstate(progress["rng"])
+        np_rng.bit_generator.state = progress["np_rng"]
+        set_rng_state(progress["torch"])
+        print(f"resumed at stage {order[first]}" + (f", game {expert['games']}" if expert else ""), flush=True)
+    if args.stage != "play":  # the records of the stages already done, and of the expert games kept, once each
+        keep_records(os.path.join(out, "metrics.jsonl"), {key for s in done if args.stage not in ("all", s)
+                                                          or resumed and s in order[:first] for key in RECORD_KEYS[s]},
+                     expert["games"] if expert else 0)
     metrics = open(os.devnull if args.stage == "play" else os.path.join(out, "metrics.jsonl"), "a", buffering=1)
-    summary = {}
-    for stage in (("sl", "rl", "value", "play") if args.stage == "all" else (args.stage,)):
+
+    def save(next_stage: int, expert_games: dict = None):  # a resumable checkpoint: the stage to run next
+        save_checkpoint(os.path.join(out, "resume.pt"), nets, args, done, {
+            "next": next_stage, "summary": summary, "expert": expert_games, "rng": rng.getstate(),
+            "np_rng": np_rng.bit_generator.state, "torch": rng_state()})
+
+    for i, stage in enumerate(order[first:], first):
         if stage == "sl":
-            planes, moves = expert_dataset(args, lambda line: log(metrics, line))
+            planes, moves = expert_dataset(args, lambda line: log(metrics, line), lambda games: save(i, games), expert)
             summary.update(train_sl(args, nets["sl"], planes, moves, device, metrics))
             summary.update(train_rollout(args, nets["rollout"], planes, moves, device, metrics))
             nets["rl"].load_state_dict(nets["sl"].state_dict())  # p_rho starts as p_sigma
@@ -1312,10 +1370,13 @@ def main(argv=None):
         if stage != "play":
             done = [s for s in done if s != stage] + [stage]
             save_checkpoint(os.path.join(out, "model.pt"), nets, args, done)
+            save(i + 1)
     summary.update(board_size=n, komi=args.komi, stages=done, wall_s=round(time.time() - t0, 1), device=device.type,
                    seed=args.seed)
     metrics.close()
     write_json(os.path.join(out, "eval.json" if args.stage == "play" else "summary.json"), summary)
+    if args.stage != "play" and os.path.isfile(os.path.join(out, "resume.pt")):  # done: nothing is left to resume
+        os.remove(os.path.join(out, "resume.pt"))
     print(to_json(summary))
 
 

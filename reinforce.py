@@ -505,6 +505,8 @@ def main(argv=None):
                "sps": int(env_steps / train_s) if train_s else 0,
                "device": device.type, "seed": args.seed}
     write_json(os.path.join(out, "eval.json" if args.eval_only else "summary.json"), summary)
+    if not args.eval_only and os.path.isfile(os.path.join(out, "resume.pt")):  # done: nothing is left to resume
+        os.remove(os.path.join(out, "resume.pt"))
     print(to_json(summary))
 
 

@@ -682,6 +682,8 @@ def main(argv=None):
     summary.update(wall_s=round(time.time() - t0, 1), device=device.type, seed=args.seed)
     metrics.close()
     write_json(os.path.join(out, "eval.json" if args.eval_only else "summary.json"), summary)
+    if not args.eval_only and os.path.isfile(os.path.join(out, "resume.pt")):  # done: nothing is left to resume
+        os.remove(os.path.join(out, "resume.pt"))
     print(to_json(summary))
 
 

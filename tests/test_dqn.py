@@ -198,8 +198,16 @@ def test_killed_anywhere_and_rerun_ends_as_a_run_never_stopped(run_script, run_k
     timeless = lambda s: {k: v for k, v in s.items() if k not in ("wall_s", "sps")}
     assert resumed >= 1 and timeless(killed) == timeless(whole)
     assert records(tmp_path / "killed" / "metrics.jsonl") == records(tmp_path / "whole" / "metrics.jsonl")
-    _, proc = run_script("dqn.py", *flags, "--gamma", 0.9, "--out", "whole", returncode=2)
-    assert "--gamma 0.99 (this run: 0.9)" in proc.stderr
+    assert not (tmp_path / "killed" / "resume.pt").exists()  # a finished run leaves nothing to resume
+
+
+def test_resuming_with_other_flags_is_a_usage_error(run_script, tmp_path):
+    flags = ("--device", "cpu", "--total-steps", 4_000, "--learning-starts", 500, "--eval-every", 0,
+             "--log-every", 1_000, "--checkpoint-every", 1_000)
+    run_script("dqn.py", *flags, "--out", "a")
+    (tmp_path / "a" / "model.pt").rename(tmp_path / "a" / "resume.pt")  # as a run killed after its checkpoint
+    _, proc = run_script("dqn.py", *flags, "--gamma", 0.9, "--out", "a", returncode=2)
+    assert "--gamma 0.99 (this run: 0.9)" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_a_kill_while_saving_leaves_the_last_checkpoint_whole(tmp_path, monkeypatch):
