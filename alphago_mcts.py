@@ -800,7 +800,7 @@ def expert_dataset(args: Args, log_fn, save, saved: dict = None) -> tuple:
     import multiprocessing
     t0, planes, moves, first = time.time(), [], [], 0
     if saved:
-        planes, moves, first = list(saved["planes"].numpy()), saved["moves"].tolist(), saved["games"]
+        planes, moves, first = list(saved["planes"].float().numpy()), saved["moves"].tolist(), saved["games"]
     jobs = [(args, args.seed * 100_003 + i) for i in range(first, args.expert_games)]
     with multiprocessing.get_context("spawn").Pool(max(1, min(os.cpu_count() or 1, 32))) as pool:
         for i, game in enumerate(pool.imap(expert_game, jobs), first):  # in job order: the same data on every run
@@ -808,7 +808,8 @@ def expert_dataset(args: Args, log_fn, save, saved: dict = None) -> tuple:
             moves += [m for _, m in game]
             if (i + 1) % max(1, args.expert_games // 10) == 0:
                 log_fn({"stage": "expert", "games": i + 1, "positions": len(moves), "s": round(time.time() - t0, 1)})
-                save({"planes": torch.from_numpy(np.stack(planes)), "moves": torch.tensor(moves), "games": i + 1})
+                save({"planes": torch.from_numpy(np.stack(planes)).bool(),  # the planes are 0 or 1: a byte each
+                      "moves": torch.tensor(moves), "games": i + 1})
     return np.stack(planes), np.array(moves)
 
 
