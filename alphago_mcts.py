@@ -62,6 +62,8 @@ class Args:
     opponents: str = arg("random,policy,uct,gnugo", "evaluation opponents (gnugo only when installed)")
     gtp: bool = arg(False, "speak GTP on stdin/stdout instead of training")
     log_every: int = arg(10, "RL steps (SL and value: epochs) between progress lines")
+    checkpoint_every: int = arg(20, "RL steps between resumable checkpoints (also: every tenth of the expert games, "
+                                "every finished stage)")
     seed: int = arg(1, "seeds python, numpy and torch")
     device: str = arg("auto", "auto: cuda when available", choices=("auto", "cpu", "cuda", "mps"))
     compile: bool = arg(False, "torch.compile the networks (worth it on CUDA)")
@@ -78,7 +80,7 @@ DEFAULT_KOMI = {5: 24.5, 6: 4.5, 7: 9.0}  # 5x5 is a Black win by 25 under perfe
 RULES = (  # (flags, test, what they must be), checked before any work starts; float flags must also be finite
     (("board_size",), lambda x: 5 <= x <= 19, "in [5, 19]"),
     (("expert_games", "expert_sims", "width", "layers", "batch_size", "rl_games", "pool_every", "value_games", "sims",
-      "leaf_batch", "games", "log_every"), lambda x: x >= 1, "at least 1"),
+      "leaf_batch", "games", "log_every", "checkpoint_every"), lambda x: x >= 1, "at least 1"),
     (("sl_epochs", "rl_iters", "value_epochs", "gnugo_level"), lambda x: x >= 0, "0 or more"),
     (("lr", "rl_lr", "c_puct", "uct_c"), lambda x: x > 0, "positive"),
     (("mix",), lambda x: 0 <= x <= 1, "in [0, 1]"),
@@ -924,14 +926,20 @@ def self_play(players: list, n: int, komi: float, games: int, device, rng: np.ra
     return record, positions
 
 
-def train_rl(args: Args, policy: ConvNet, device, metrics, rng) -> dict:
+def train_rl(args: Args, policy: ConvNet, device, metrics, rng, save, progress: dict = None) -> dict:
     """Stage 2 (RL policy p_rho): games of the learner against an opponent drawn from a pool of its earlier
     selves (the SL policy first); REINFORCE, grad log p_rho(a_t | s_t) z_t over the learner's moves, z_t = +-1
-    the outcome for the learner, averaged over the games of a step."""
-    t0, pool, results = time.time(), [copy.deepcopy(policy).eval()], []
-    optimizer = torch.optim.SGD(policy.parameters(), lr=args.rl_lr)
+    the outcome for the learner, averaged over the games of a step. Offers `save` the pool and the step every
+    checkpoint_every steps; continues from `progress` when given."""
+    t0, pool, results, first = time.time(), [copy.deepcopy(policy).eval()], [], 1
+    optimizer = torch.optim.SGD(policy.parameters(), lr=args.rl_lr)  # plain SGD: no state to keep
+    if progress:  # the policy itself comes back with the other networks
+        pool = [copy.deepcopy(policy).eval() for _ in progress["pool"]]
+        for snapshot, state in zip(pool, progress["pool"]):
+            snapshot.load_state_dict(state)
+        results, first = progress["results"], progress["iter"] + 1
     n = args.board_size
-    for it in range(1, args.rl_iters + 1):
+    for it in range(first, args.rl_iters + 1):
         opponent = pool[rng.integers(len(pool))]
         record, finals = self_play([policy, opponent], n, args.komi, args.rl_games, device, rng)
         states, moves, z = [], [], []
@@ -959,6 +967,8 @@ def train_rl(args: Args, policy: ConvNet, device, metrics, rng) -> dict:
             log(metrics, {"stage": "rl", "iter": it, "winrate_vs_pool": round(float(np.mean(results)), 3),
                           "pool": len(pool), "positions": len(moves), "s": round(time.time() - t0, 1)})
             results = []
+        if it % args.checkpoint_every == 0 and it < args.rl_iters:
+            save({"iter": it, "pool": [p.state_dict() for p in pool], "results": results})
     return {"rl_s": round(time.time() - t0, 1)}
 
 
@@ -1261,11 +1271,11 @@ def set_rng_state(state: dict):
 RECORD_KEYS = {"sl": ("expert", "sl", "rollout"), "rl": ("rl",), "value": ("value",)}  # "stage" of their records
 
 
-def keep_records(path: str, stages: set, expert_games: int = 0):
-    """Cuts metrics.jsonl back to the records whose "stage" is in `stages`, and those of the first `expert_games`
-    expert games: every record once."""
+def keep_records(path: str, stages: set, partial: tuple = ("", "", 0)):
+    """Cuts metrics.jsonl back to the records whose "stage" is in `stages`, and those of a stage under way up to its
+    checkpoint, partial = (stage, counter, value): every record once."""
     def keep(r: dict) -> bool:
-        return r["stage"] in stages or r["stage"] == "expert" and r["games"] <= expert_games
+        return r["stage"] in stages or r["stage"] == partial[0] and r[partial[1]] <= partial[2]
 
     if os.path.isfile(path):
         with open(path) as f:
@@ -1327,36 +1337,39 @@ def main(argv=None):
     except OSError as e:  # a file of that name, or a folder that cannot be written
         usage_error(f"--out {out}: cannot make this folder ({e.strerror})")
     order = ("sl", "rl", "value", "play") if args.stage == "all" else (args.stage,)
-    first, summary, expert = 0, {}, None
+    first, summary, within = 0, {}, None
     resumed = None if args.stage == "play" else resume_checkpoint(out, args)
     if resumed:  # the stages this command had finished, their results and random states; the expert games so far
         for name, net in nets.items():
             net.load_state_dict(resumed["nets"][name])
         done, progress = resumed["stages"], resumed["progress"]
-        first, summary, expert = progress["next"], progress["summary"], progress["expert"]
+        first, summary, within = progress["next"], progress["summary"], progress["within"]
         rng.setstate(progress["rng"])
         np_rng.bit_generator.state = progress["np_rng"]
         set_rng_state(progress["torch"])
-        print(f"resumed at stage {order[first]}" + (f", game {expert['games']}" if expert else ""), flush=True)
+        print(f"resumed at stage {order[first]}", flush=True)
     if args.stage != "play":  # the records of the stages already done, and of the expert games kept, once each
         keep_records(os.path.join(out, "metrics.jsonl"), {key for s in done if args.stage not in ("all", s)
                                                           or resumed and s in order[:first] for key in RECORD_KEYS[s]},
-                     expert["games"] if expert else 0)
+                     ("expert", "games", within["games"]) if within and order[first] == "sl" else
+                     ("rl", "iter", within["iter"]) if within else ("", "", 0))
     metrics = open(os.devnull if args.stage == "play" else os.path.join(out, "metrics.jsonl"), "a", buffering=1)
 
-    def save(next_stage: int, expert_games: dict = None):  # a resumable checkpoint: the stage to run next
+    def save(next_stage: int, within_stage: dict = None):  # a resumable checkpoint: the stage to run next
         save_checkpoint(os.path.join(out, "resume.pt"), nets, args, done, {
-            "next": next_stage, "summary": summary, "expert": expert_games, "rng": rng.getstate(),
+            "next": next_stage, "summary": summary, "within": within_stage, "rng": rng.getstate(),
             "np_rng": np_rng.bit_generator.state, "torch": rng_state()})
 
     for i, stage in enumerate(order[first:], first):
         if stage == "sl":
-            planes, moves = expert_dataset(args, lambda line: log(metrics, line), lambda games: save(i, games), expert)
+            planes, moves = expert_dataset(args, lambda line: log(metrics, line), lambda games: save(i, games),
+                                           within if i == first else None)
             summary.update(train_sl(args, nets["sl"], planes, moves, device, metrics))
             summary.update(train_rollout(args, nets["rollout"], planes, moves, device, metrics))
             nets["rl"].load_state_dict(nets["sl"].state_dict())  # p_rho starts as p_sigma
         elif stage == "rl":
-            summary.update(train_rl(args, nets["rl"], device, metrics, np_rng))
+            summary.update(train_rl(args, nets["rl"], device, metrics, np_rng, lambda state: save(i, state),
+                                    within if i == first else None))
         elif stage == "value":
             summary.update(train_value(args, nets["value"], nets["rl"], device, metrics, np_rng))
         else:

@@ -375,7 +375,7 @@ def test_a_whole_game_over_gtp_against_gnugo(tmp_path):
 
 
 def test_killed_in_any_stage_and_rerun_ends_as_a_run_never_stopped(run_script, run_killed, tmp_path):
-    flags = (*SMOKE, "--expert-games", 20, "--rl-iters", 4)
+    flags = (*SMOKE, "--expert-games", 20, "--rl-iters", 6, "--checkpoint-every", 2)
     whole, _ = run_script("alphago_mcts.py", *flags, "--out", tmp_path / "whole")
     killed, resumed = run_killed("alphago_mcts.py", *flags, out=tmp_path / "killed", kills=5)
     timeless = lambda s: {k: v for k, v in s.items() if not k.endswith("_s")}
