@@ -292,10 +292,11 @@ class GPT(nn.Module):
         mask = attention_mask(valid, torch.arange(at, at + T, device=idx.device))
         for i, block in enumerate(self.blocks):
             x = block(x, mask, None if kv is None else kv[i], at)
-        x = self.ln_f(x[:, first:])
-        if self.value_head is not None:
-            return self.value_head(x).squeeze(-1)
-        return x @ self.wte.weight[:-1].T  # every token but PAD
+        x = self.ln_f(x[:, first:]).float()
+        with torch.autocast(x.device.type, enabled=False):  # heads in fp32: bf16 rounds scores and values to 2^-8
+            if self.value_head is not None:
+                return self.value_head(x).squeeze(-1)
+            return x @ self.wte.weight[:-1].T  # every token but PAD
 
     def kv_cache(self, batch: int, length: int):
         H, C = self.blocks[0].n_head, self.wte.weight.shape[1]

@@ -312,3 +312,16 @@ def test_killed_inside_any_stage_and_rerun_ends_as_a_run_never_stopped(run_scrip
     timeless = lambda s: {k: v for k, v in s.items() if not k.endswith("_s") and k != "tokens_per_s"}
     assert resumed >= 1 and timeless(killed) == timeless(whole)
     assert records(tmp_path / "killed" / "metrics.jsonl") == records(tmp_path / "whole" / "metrics.jsonl")
+
+
+def test_heads_are_fp32_under_autocast():
+    """Reward-model scores, values and logits in bf16 would be rounded to about 2^-8 of their size."""
+    idx = torch.randint(0, TINY.vocab_size, (2, 6))
+    valid = torch.ones(2, 6, dtype=torch.bool)
+    for scalar_head in (False, True):
+        model = tiny_gpt(scalar_head=scalar_head)
+        with torch.no_grad():
+            full = model(idx, valid)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                mixed = model(idx, valid)
+        assert mixed.dtype == torch.float32 and torch.allclose(mixed, full, atol=0.05)
