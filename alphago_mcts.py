@@ -1279,7 +1279,7 @@ def keep_records(path: str, stages: set, partial: tuple = ("", "", 0)):
 
     if os.path.isfile(path):
         with open(path) as f:
-            kept = [line for line in f if keep(json.loads(line))]
+            kept = [line for line in f if line.endswith("\n") and keep(json.loads(line))]
         with open(path + ".tmp", "w") as f:
             f.writelines(kept)
         os.replace(path + ".tmp", path)

@@ -411,7 +411,7 @@ def resume_checkpoint(out: str, args: Args) -> dict:
 def cut_records(path: str, step: int):
     """Cuts metrics.jsonl back to the records of steps up to `step`, where a resumed run takes over."""
     with open(path) as f:
-        kept = [line for line in f if json.loads(line)["step"] <= step]
+        kept = [line for line in f if line.endswith("\n") and json.loads(line)["step"] <= step]
     with open(path + ".tmp", "w") as f:
         f.writelines(kept)
     os.replace(path + ".tmp", path)

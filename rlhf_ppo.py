@@ -838,7 +838,7 @@ def keep_records(path: str, stages: set, resumed: dict = None):
 
     if os.path.isfile(path):
         with open(path) as f:
-            kept = [line for line in f if kept_record(json.loads(line))]
+            kept = [line for line in f if line.endswith("\n") and kept_record(json.loads(line))]
         with open(path + ".tmp", "w") as f:
             f.writelines(kept)
         os.replace(path + ".tmp", path)

@@ -591,7 +591,8 @@ def resume_checkpoint(out: str, args: Args) -> dict:
 def cut_records(path: str, stage: str, step: int):
     """Cuts metrics.jsonl back to the records before a checkpoint: stage 1's, then `stage`'s up to `step`."""
     with open(path) as f:
-        kept = [line for line in f if json.loads(line)["stage"] != stage or json.loads(line)["step"] <= step]
+        records = [(line, json.loads(line)) for line in f if line.endswith("\n")]  # a kill can cut the last
+    kept = [line for line, r in records if r["stage"] != stage or r["step"] <= step]
     with open(path + ".tmp", "w") as f:
         f.writelines(kept)
     os.replace(path + ".tmp", path)

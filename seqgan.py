@@ -531,7 +531,7 @@ def cut_records(path: str, phase: str, epoch: int):
     """Cuts metrics.jsonl back to the records before a checkpoint: the earlier phases', then `phase`'s up to
     `epoch`."""
     with open(path) as f:
-        records = [(line, json.loads(line)) for line in f]
+        records = [(line, json.loads(line)) for line in f if line.endswith("\n")]  # a kill can cut the last
     kept = [line for line, r in records if PHASES.index(r["stage"]) < PHASES.index(phase) or r["epoch"] <= epoch]
     with open(path + ".tmp", "w") as f:
         f.writelines(kept)

@@ -224,3 +224,10 @@ def test_a_kill_while_saving_leaves_the_last_checkpoint_whole(tmp_path, monkeypa
     with pytest.raises(KeyboardInterrupt):
         dqn.save_checkpoint(path, q_net, optimizer, 200, dqn.Args())
     assert dqn.load_checkpoint(path)["step"] == 100
+
+
+def test_a_record_cut_short_by_a_kill_is_dropped_on_resume(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 8, "loss": 1.0}\n{"step": 16, "loss": 0.5}\n{"step": 24, "lo')
+    dqn.cut_records(str(path), 16)
+    assert path.read_text() == '{"step": 8, "loss": 1.0}\n{"step": 16, "loss": 0.5}\n'
