@@ -381,7 +381,7 @@ def max_output_len(src) -> int:
 
 
 def autocast(device):
-    """bf16 autocast on CUDA (matmuls and GRU kernels in bf16, losses in fp32); a no-op elsewhere."""
+    """bf16 autocast on CUDA (matmuls in bf16; the GRUs, see Seq2Seq.fp32, and losses in fp32); a no-op elsewhere."""
     return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
