@@ -312,6 +312,7 @@ def train(args: Args, q_net: nn.Module, optimizer, device: torch.device, out: st
                           torch.uint8 if obs_space.dtype == np.uint8 else torch.float32, device)
     loss_fn = torch.compile(td_loss) if args.compile else td_loss
     end_step = start_step + math.ceil(args.total_steps / n) * n  # whole vector steps
+    learn_from = start_step + args.learning_starts  # env step of the first update
 
     first, recent_returns, logged_loss, logged_q, num_updates = start_step, [], torch.zeros((), device=device), 0.0, 0
     best_return, best_state, num_validations = -float("inf"), q_net.state_dict(), 0  # live weights until a validation
@@ -323,6 +324,8 @@ def train(args: Args, q_net: nn.Module, optimizer, device: torch.device, out: st
         target_net.load_state_dict(resume["target_net"])
         if resume["memory"]:
             memory.load_state_dict(resume["memory"])
+        else:  # not saved (too large): learning pauses while learning_starts steps refill it
+            learn_from = first + args.learning_starts
         set_rng_state(resume["rng"])
         obs, _ = envs.reset(seed=args.seed + first - start_step)
         print(f"resumed at step {first} from {os.path.join(out, 'resume.pt')}", flush=True)
@@ -349,7 +352,7 @@ def train(args: Args, q_net: nn.Module, optimizer, device: torch.device, out: st
 
         # Learning: gradient_steps gradient steps every train_every env steps once learning_starts steps are stored.
         since = step - start_step + n
-        if since >= args.learning_starts:
+        if step + n >= learn_from:
             for _ in range(times_due(args.train_every, since - n, since) * args.gradient_steps):
                 loss, q_mean = loss_fn(q_net, target_net, *memory.sample(args.batch_size),
                                        args.gamma, args.double_q, args.loss)

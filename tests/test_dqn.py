@@ -231,3 +231,19 @@ def test_a_record_cut_short_by_a_kill_is_dropped_on_resume(tmp_path):
     path.write_text('{"step": 8, "loss": 1.0}\n{"step": 16, "loss": 0.5}\n{"step": 24, "lo')
     dqn.cut_records(str(path), 16)
     assert path.read_text() == '{"step": 8, "loss": 1.0}\n{"step": 16, "loss": 0.5}\n'
+
+
+def test_a_resume_without_the_replay_memory_refills_it_first(tmp_path, monkeypatch, capsys):
+    """A memory too large to checkpoint (Atari's) is not saved: the resumed run explores learning_starts steps
+    before it learns again, then finishes its budget."""
+    monkeypatch.setattr(dqn, "MEMORY_SAVED_UP_TO", 0)
+    saved, real_save = [], dqn.save_checkpoint
+    monkeypatch.setattr(dqn, "save_checkpoint", lambda path, *a: (real_save(path, *a), saved.append(
+        open(path, "rb").read()) if path.endswith("resume.pt") else None))
+    flags = ["--device", "cpu", "--total-steps", 3_000, "--learning-starts", 500, "--eval-every", 0,
+             "--log-every", 1_000, "--checkpoint-every", 1_000, "--out", tmp_path]
+    dqn.main([str(f) for f in flags])
+    (tmp_path / "resume.pt").write_bytes(saved[0])  # as if killed after the first checkpoint, at step 1,000
+    dqn.main([str(f) for f in flags])
+    out = capsys.readouterr().out
+    assert "resumed at step 1000" in out and json.loads(out.strip().splitlines()[-1])["env_steps"] == 3_000
