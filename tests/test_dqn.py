@@ -244,6 +244,9 @@ def test_a_resume_without_the_replay_memory_refills_it_first(tmp_path, monkeypat
              "--log-every", 1_000, "--checkpoint-every", 1_000, "--out", tmp_path]
     dqn.main([str(f) for f in flags])
     (tmp_path / "resume.pt").write_bytes(saved[0])  # as if killed after the first checkpoint, at step 1,000
+    calls, real_loss = [], dqn.td_loss
+    monkeypatch.setattr(dqn, "td_loss", lambda *a: (calls.append(1), real_loss(*a))[1])
     dqn.main([str(f) for f in flags])
     out = capsys.readouterr().out
     assert "resumed at step 1000" in out and json.loads(out.strip().splitlines()[-1])["env_steps"] == 3_000
+    assert len(calls) == 2 * len(range(1_496, 3_000, 8))  # 2 updates a vector step once it ends at step 1,500+
