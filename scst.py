@@ -412,10 +412,10 @@ def cosine_lr(step: int, total: int, peak: float) -> float:
     return peak * 0.5 * (1.0 + math.cos(math.pi * step / total))
 
 
-def train_xe(args: Args, model, data: dict, device, metrics, save, progress: dict = None) -> dict:
+def train_xe(args: Args, model, data: dict, device, metrics, save, progress: dict = None) -> tuple:
     """Stage 1: teacher-forced cross-entropy on every (word, pronunciation) pair of the training words, the learning
     rate decayed by a cosine; the weights of the epoch with the lowest dev PER are kept. Checkpoints with `save`
-    after every epoch; continues from `progress` when given."""
+    after every epoch; continues from `progress` when given. Returns the kept weights and the tokens a second."""
     pairs = [(w, p) for w in data["train"] for p in data["lexicon"][w]]
     total_steps = args.xe_epochs * math.ceil(len(pairs) / args.batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.xe_lr, fused=device.type == "cuda")
@@ -458,15 +458,16 @@ def train_xe(args: Args, model, data: dict, device, metrics, save, progress: dic
         save({"stage": "xe", "epoch": epoch, "step": step, "order": torch.tensor(order), "model": model.state_dict(),
               "optimizer": optimizer.state_dict(), "best_per": best.per, "best_state": best.state, "logged": logged,
               "rng": rng_state()})
-    return best.state
+    return best.state, int(tokens / (time.time() - start))
 
 
-def train_scst(args: Args, model, data: dict, device, metrics, save, progress: dict = None) -> dict:
+def train_scst(args: Args, model, data: dict, device, metrics, save, progress: dict = None) -> tuple:
     """Stage 2: REINFORCE with the self-critical baseline. Each step draws a batch of training words, decodes them
     greedily and samples K pronunciations each, scores every output against all the word's references, and
     ascends A * log pi(y_sample | x). Dropout is off (eval mode), so the sampling policy is the one optimized.
     The weights with the lowest dev PER (checked every eval_every steps, and before the first step) are kept.
-    Checkpoints with `save` every checkpoint_every steps; continues from `progress` when given."""
+    Checkpoints with `save` every checkpoint_every steps; continues from `progress` when given. Returns the kept
+    weights and the words a second."""
     model.eval()
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.scst_lr, fused=device.type == "cuda")
     words, K, first, logged = data["train"], args.num_samples, 1, torch.zeros(3, device=device)
@@ -513,7 +514,7 @@ def train_scst(args: Args, model, data: dict, device, metrics, save, progress: d
         if step % args.checkpoint_every == 0 or step == args.scst_steps:
             save({"stage": "scst", "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                   "best_per": best.per, "best_state": best.state, "logged": logged, "rng": rng_state()})
-    return best.state
+    return best.state, int((args.scst_steps - first + 1) * args.batch_size / (time.time() - start))
 
 
 # --- evaluation ---------------------------------------------------------------------------------
@@ -681,7 +682,8 @@ def main(argv=None):
 
     summary = {}
     if not args.load and (not progress or progress["stage"] == "xe"):
-        model.load_state_dict(train_xe(args, model, data, device, metrics, save, progress))
+        state, summary["tokens_per_s"] = train_xe(args, model, data, device, metrics, save, progress)
+        model.load_state_dict(state)
         save_checkpoint(os.path.join(out, "model_xe.pt"), model, phones, args)
     elif not args.load:  # stage 2 was under way: its starting point is stage 1's result
         model.load_state_dict(load_checkpoint(os.path.join(out, "model_xe.pt"), "--out")["model"])
@@ -690,7 +692,8 @@ def main(argv=None):
     if not args.eval_only:
         if args.scst_steps:
             scst_progress = progress if progress and progress["stage"] == "scst" else None
-            model.load_state_dict(train_scst(args, model, data, device, metrics, save, scst_progress))
+            state, summary["words_per_s"] = train_scst(args, model, data, device, metrics, save, scst_progress)
+            model.load_state_dict(state)
         save_checkpoint(os.path.join(out, "model.pt"), model, phones, args)
     dev_greedy, test_greedy = (evaluate(model, w, data, device, args.batch_size) for w in (dev, test))
     test_beam = evaluate(model, test, data, device, args.batch_size, beam=args.beam_size)

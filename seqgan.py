@@ -663,8 +663,10 @@ def main(argv=None):
     if not args.eval_only:
         if not done("seqgan"):
             pretrained = pretrained or copy.deepcopy(gen.state_dict())
+            start = time.time()
             curves["seqgan"] = adversarial(args, gen, disc, d_optimizer, real, score, metrics, "seqgan", save,
                                            at("seqgan"))
+            summary["adv_epoch_s"] = round((time.time() - start) / args.adv_epochs, 3) if args.adv_epochs else 0.0
             save_checkpoint(os.path.join(out, "model.pt"), gen, disc, args)
         for control in ("mle", "const") if args.controls else ():
             if not done(control):

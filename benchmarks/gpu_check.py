@@ -13,7 +13,7 @@ import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-THROUGHPUT = ("sps", "tokens_per_s", "sims_per_s")  # the first one a summary has is its speed
+THROUGHPUT = ("sps", "tokens_per_s", "sims_per_s", "adv_epoch_s")  # the first one a summary has is its speed
 HEADLINE = {"dqn": "eval_return_mean", "reinforce": "eval_return_mean", "actor_critic": "eval_return_mean",
             "scst": "test_per", "seqgan": "nll_oracle", "rlhf_ppo": "gold_ppo", "alphago_mcts": "winrate_vs_random"}
 

@@ -59,3 +59,8 @@ def records(path: Path) -> list:
     """The records of a metrics.jsonl, times and speeds aside."""
     timeless = lambda k: k in ("time", "sps", "s") or k.endswith("_per_s") or k.endswith("_s")
     return [{k: v for k, v in json.loads(line).items() if not timeless(k)} for line in open(path)]
+
+
+def timeless(summary: dict) -> dict:
+    """A summary line without its times and speeds, which no two runs share."""
+    return {k: v for k, v in summary.items() if not (k.endswith("_s") or k in ("sps", "tokens_per_s", "words_per_s"))}
