@@ -438,14 +438,15 @@ def padded_inputs(positions: list, board=None) -> tuple:
 
 
 def planes_inputs(planes: np.ndarray) -> tuple:
-    """The same from network input planes (B, PLANES, N, N) of features() (own stones with 1, 2, >= 3 liberties,
-    the opponent's, ..., the last move in plane 8), with the padded point of the last move (B,)."""
+    """The same from network input planes (B, PLANES, N, N) of features(), with the padded point of the last
+    move (B,)."""
     B, n = planes.shape[0], planes.shape[-1]
     rel, atari = np.full((B, n + 2, n + 2), 3), np.zeros((B, n + 2, n + 2), dtype=bool)
-    rel[:, 1:-1, 1:-1] = (planes[:, 0:3].sum(1) > 0) + 2 * (planes[:, 3:6].sum(1) > 0)
-    atari[:, 1:-1, 1:-1] = (planes[:, 0] + planes[:, 3]) > 0
-    last_move = planes[:, 8].reshape(B, -1).argmax(1)
-    last = np.where(planes[:, 8].reshape(B, -1).any(1), (last_move // n + 1) * (n + 2) + last_move % n + 1, -1)
+    rel[:, 1:-1, 1:-1] = (planes[:, OWN:OWN + 3].sum(1) > 0) + 2 * (planes[:, OPPONENT:OPPONENT + 3].sum(1) > 0)
+    atari[:, 1:-1, 1:-1] = (planes[:, OWN] + planes[:, OPPONENT]) > 0  # stones with one liberty
+    last_moves = planes[:, LAST_MOVE_PLANE].reshape(B, -1)
+    last_move = last_moves.argmax(1)
+    last = np.where(last_moves.any(1), (last_move // n + 1) * (n + 2) + last_move % n + 1, -1)
     return rel.reshape(B, -1), atari.reshape(B, -1), last
 
 
@@ -600,7 +601,10 @@ def rollout_evaluator(rng: random.Random):
 
 
 # --- networks -----------------------------------------------------------------------------------
-PLANES, LEGAL_PLANE = 12, 9
+# The input planes of features(), from the view of the player to move. Stones: three planes each for own and
+# opponent stones, with 1, 2 and >= 3 liberties, starting at OWN and OPPONENT.
+OWN, OPPONENT, EMPTY_PLANE, KO_PLANE, LAST_MOVE_PLANE, LEGAL_PLANE, BLACK_PLANE, ONES_PLANE = 0, 3, 6, 7, 8, 9, 10, 11
+PLANES = 12
 
 
 def features(pos: Position) -> np.ndarray:
@@ -613,16 +617,16 @@ def features(pos: Position) -> np.ndarray:
         p = pos.point(m)
         v = pos.board[p]
         if v == EMPTY:
-            x[6, m] = 1
+            x[EMPTY_PLANE, m] = 1
         else:
-            x[(0 if v == me else 3) + min(len(pos.libs[pos.group[p]]), 3) - 1, m] = 1
+            x[(OWN if v == me else OPPONENT) + min(len(pos.libs[pos.group[p]]), 3) - 1, m] = 1
     if pos.ko is not None:
-        x[7, pos.move(pos.ko)] = 1
+        x[KO_PLANE, pos.move(pos.ko)] = 1
     if pos.history and pos.history[-1] < n * n:
-        x[8, pos.history[-1]] = 1
+        x[LAST_MOVE_PLANE, pos.history[-1]] = 1
     x[LEGAL_PLANE] = pos.legal_mask()[:-1]
-    x[10] = me == BLACK
-    x[11] = 1
+    x[BLACK_PLANE] = me == BLACK
+    x[ONES_PLANE] = 1
     return x.reshape(PLANES, n, n)
 
 
