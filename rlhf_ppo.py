@@ -18,6 +18,7 @@ import random
 import time
 import urllib.request
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -80,6 +81,14 @@ class Args:
     load: str = arg("", "a run folder whose stage checkpoints are reused (after those in --out)")
     eval_only: bool = arg(False, "only evaluate the checkpoints of --load (or --out): same as --stage eval; writes "
                         "eval.json")
+
+    @property
+    def eos(self) -> int:  # the two special tokens come after the BPE ranks: EOS ends a response ...
+        return self.vocab_size
+
+    @property
+    def pad(self) -> int:  # ... and PAD fills what is not text; it is an input only, never predicted
+        return self.vocab_size + 1
 
 
 STAGES = ("pretrain", "sft", "rm", "ppo", "eval")
@@ -511,9 +520,8 @@ def sft(args: Args, policy: GPT, demos: list, enc, device, metrics, save, progre
     """Supervised fine-tuning: cross-entropy on the response tokens (EOS included) of labeler-approved corpus
     continuations, laid out exactly as PPO will see them (left-padded prompt, then the response). Offers `save` a
     checkpoint after every epoch; continues from `progress` when given."""
-    eos, pad = args.vocab_size, args.vocab_size + 1
-    prompt, prompt_valid = pad_prompts([p for p, _, _ in demos], args.prompt_len, pad, device)
-    response = pad_responses([c for _, c, _ in demos], args.response_len, eos, pad, device)
+    prompt, prompt_valid = pad_prompts([p for p, _, _ in demos], args.prompt_len, args.pad, device)
+    response = pad_responses([c for _, c, _ in demos], args.response_len, args.eos, args.pad, device)
     optimizer, t0, step, first = make_optimizer(policy.parameters(), args.sft_lr, device), time.time(), 0, 0
     if progress:
         optimizer.load_state_dict(progress["optimizer"])
@@ -524,7 +532,7 @@ def sft(args: Args, policy: GPT, demos: list, enc, device, metrics, save, progre
         for idx in torch.randperm(len(demos), device=device).split(args.batch_size):
             logits = full_forward(policy, prompt[idx], prompt_valid[idx], response[idx])
             logp, _ = response_logprobs(logits, response[idx], 1.0)
-            loss = -masked_mean(logp, response[idx] != pad)
+            loss = -masked_mean(logp, response[idx] != args.pad)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
@@ -538,15 +546,24 @@ def sft(args: Args, policy: GPT, demos: list, enc, device, metrics, save, progre
     return {"sft_demos": len(demos), "sft_s": round(time.time() - t0, 1)}
 
 
+class Samples(NamedTuple):
+    """Responses to prompts, all (B, ...) tensors on the device."""
+    prompt: torch.Tensor  # (B, prompt_len) token ids, left-padded
+    prompt_valid: torch.Tensor  # (B, prompt_len) True at real prompt tokens
+    response: torch.Tensor  # (B, response_len) token ids, PAD after EOS
+    mask: torch.Tensor  # (B, response_len) True up to and including EOS
+    has_eos: torch.Tensor  # (B,) whether the response holds an EOS
+
+
 @torch.no_grad()
-def sample_responses(policy: GPT, prompts: list, args: Args, device, batch: int = 256):
-    """Responses of the policy to token-id prompts, in batches: (prompt, valid, response, mask, has_eos) tensors."""
-    pad, outs = args.vocab_size + 1, []
+def sample_responses(policy: GPT, prompts: list, args: Args, device, batch: int = 256) -> Samples:
+    """Responses of the policy to token-id prompts, generated in batches."""
+    outs = []
     for i in range(0, len(prompts), batch):
-        prompt, prompt_valid = pad_prompts(prompts[i:i + batch], args.prompt_len, pad, device)
+        prompt, prompt_valid = pad_prompts(prompts[i:i + batch], args.prompt_len, args.pad, device)
         response = generate(policy, prompt, prompt_valid, args.response_len, args.temperature)
-        outs.append((prompt, prompt_valid) + truncate_after_eos(response, args.vocab_size, pad))
-    return [torch.cat(parts) for parts in zip(*outs)]
+        outs.append((prompt, prompt_valid) + truncate_after_eos(response, args.eos, args.pad))
+    return Samples(*(torch.cat(parts) for parts in zip(*outs)))
 
 
 def decode(enc, response, mask) -> list:
@@ -565,9 +582,9 @@ def score_batched(model: GPT, prompt, prompt_valid, response, mask, batch: int =
 def ranked_samples(args: Args, policy: GPT, prompts: list, labeler: Labeler, enc, device, generator):
     """K samples of the policy for each prompt, their gold scores (B, K) and the labeler's comparisons (B, K, K)."""
     repeated = [p for p in prompts for _ in range(args.k)]
-    seqs = sample_responses(policy, repeated, args, device)[:4]
-    gold = labeler.gold(decode(enc, seqs[2], seqs[3])).view(-1, args.k)
-    return seqs, gold, labeler.preferences(gold, generator)
+    samples = sample_responses(policy, repeated, args, device)
+    gold = labeler.gold(decode(enc, samples.response, samples.mask)).view(-1, args.k)
+    return samples[:4], gold, labeler.preferences(gold, generator)  # (prompt, prompt_valid, response, mask)
 
 
 def train_reward_model(args: Args, rm: GPT, train, held_out, device, metrics) -> dict:
@@ -612,8 +629,7 @@ class PPO:
             model.eval()
         ref.requires_grad_(False)
         rm.requires_grad_(False)
-        pad = args.vocab_size + 1
-        self.prompts, self.prompt_valid = pad_prompts(prompts, args.prompt_len, pad, device)
+        self.prompts, self.prompt_valid = pad_prompts(prompts, args.prompt_len, args.pad, device)
         self.params = list(policy.parameters()) + list(critic.parameters())
         self.optimizer = make_optimizer(self.params, args.ppo_lr, device)
         self.beta = torch.tensor(args.beta, device=device)
@@ -627,7 +643,7 @@ class PPO:
         idx = torch.randint(len(self.prompts), (a.rollout_batch,), device=self.device)
         prompt, prompt_valid = self.prompts[idx], self.prompt_valid[idx]
         response, mask, has_eos = truncate_after_eos(
-            generate(self.policy, prompt, prompt_valid, R, a.temperature), a.vocab_size, a.vocab_size + 1)
+            generate(self.policy, prompt, prompt_valid, R, a.temperature), a.eos, a.pad)
         parts = {k: [] for k in ("logp", "logp_ref", "values", "score")}
         with torch.no_grad():  # in minibatches, as epoch 0 will train on them: the same computation, ratio 1
             for mb in torch.arange(a.rollout_batch, device=self.device).split(a.minibatch):
@@ -993,7 +1009,8 @@ def main(argv=None):
             show_samples(name, eval_prompts, texts, enc)
             if args.prompt:
                 p = [enc.encode_ordinary(args.prompt)] * 4
-                texts = decode(enc, *sample_responses(models[name], p, args, device)[2:4])
+                samples = sample_responses(models[name], p, args, device)
+                texts = decode(enc, samples.response, samples.mask)
                 show_samples(name, p, texts, enc)
         summary["eval_s"] = round(time.time() - t, 1)
     summary.update(wall_s=round(time.time() - t0, 1), device=device.type, seed=args.seed)
