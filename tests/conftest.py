@@ -29,13 +29,15 @@ def run_script(tmp_path):
 
 
 @pytest.fixture
-def run_killed(tmp_path):
-    """run_killed("dqn.py", *flags, out=path, kills=3): runs the script `kills` times, each SIGKILLed a random
-    moment after it has written a new resume checkpoint, then once to the end. Returns (summary, number of runs that
-    resumed)."""
+def resumes_exactly(tmp_path, run_script):
+    """resumes_exactly("dqn.py", *flags, kills=4): runs the script once to the end (tmp_path/whole), and once killed
+    `kills` times, each SIGKILL a random moment after it has written a new resume checkpoint, then rerun to the end
+    (tmp_path/killed). Asserts that some rerun resumed and that both end with the same summary and metrics.jsonl,
+    times and speeds aside."""
 
-    def run(script: str, *flags, out: Path, kills: int = 3, seed: int = 0, timeout: float = 300):
-        rng, resumed = random.Random(seed), 0
+    def run(script: str, *flags, kills: int, seed: int = 0, timeout: float = 300):
+        whole, _ = run_script(script, *flags, "--out", tmp_path / "whole")
+        rng, resumed, out = random.Random(seed), 0, tmp_path / "killed"
         command = [sys.executable, str(ROOT / script), *map(str, flags), "--out", str(out)]
         for _ in range(kills):
             checkpoint = out / "resume.pt"
@@ -50,7 +52,9 @@ def run_killed(tmp_path):
             resumed += "resumed at" in proc.communicate()[0]
         proc = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=timeout)
         assert proc.returncode == 0, proc.stderr[-3000:]
-        return json.loads(proc.stdout.strip().splitlines()[-1]), resumed + ("resumed at" in proc.stdout)
+        killed = json.loads(proc.stdout.strip().splitlines()[-1])
+        assert resumed + ("resumed at" in proc.stdout) >= 1 and timeless(killed) == timeless(whole)
+        assert records(out / "metrics.jsonl") == records(tmp_path / "whole" / "metrics.jsonl")
 
     return run
 

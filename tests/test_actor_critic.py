@@ -5,7 +5,6 @@ import pytest
 import torch
 
 import actor_critic
-from conftest import records
 
 SMOKE = ("--device", "cpu", "--num-envs", 4, "--num-steps", 8, "--total-steps", 640, "--eval-every", 320,
          "--eval-episodes", 2, "--log-every", 320)
@@ -127,11 +126,6 @@ def test_learns_cartpole(run_script):
     assert summary["eval_return_mean"] >= 150
 
 
-def test_killed_anywhere_and_rerun_ends_as_a_run_never_stopped(run_script, run_killed, tmp_path):
-    flags = ("--device", "cpu", "--total-steps", 60_000, "--eval-every", 6_000, "--eval-episodes", 3,
-             "--log-every", 3_000, "--checkpoint-every", 3_000)
-    whole, _ = run_script("actor_critic.py", *flags, "--out", "whole")
-    killed, resumed = run_killed("actor_critic.py", *flags, out=tmp_path / "killed", kills=4)
-    timeless = lambda s: {k: v for k, v in s.items() if k not in ("wall_s", "sps")}
-    assert resumed >= 1 and timeless(killed) == timeless(whole)
-    assert records(tmp_path / "killed" / "metrics.jsonl") == records(tmp_path / "whole" / "metrics.jsonl")
+def test_killed_anywhere_and_rerun_ends_as_a_run_never_stopped(resumes_exactly):
+    resumes_exactly("actor_critic.py", "--device", "cpu", "--total-steps", 60_000, "--eval-every", 6_000,
+                    "--eval-episodes", 3, "--log-every", 3_000, "--checkpoint-every", 3_000, kills=4)

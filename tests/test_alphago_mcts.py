@@ -13,7 +13,6 @@ import pytest
 import torch
 
 import alphago_mcts as ag
-from conftest import records
 
 B, W = ag.BLACK, ag.WHITE
 
@@ -374,10 +373,5 @@ def test_a_whole_game_over_gtp_against_gnugo(tmp_path):
     assert ours.wait(timeout=30) == 0
 
 
-def test_killed_in_any_stage_and_rerun_ends_as_a_run_never_stopped(run_script, run_killed, tmp_path):
-    flags = (*SMOKE, "--expert-games", 20, "--rl-iters", 6, "--checkpoint-every", 2)
-    whole, _ = run_script("alphago_mcts.py", *flags, "--out", tmp_path / "whole")
-    killed, resumed = run_killed("alphago_mcts.py", *flags, out=tmp_path / "killed", kills=5)
-    timeless = lambda s: {k: v for k, v in s.items() if not k.endswith("_s")}
-    assert resumed >= 1 and timeless(killed) == timeless(whole)
-    assert records(tmp_path / "killed" / "metrics.jsonl") == records(tmp_path / "whole" / "metrics.jsonl")
+def test_killed_in_any_stage_and_rerun_ends_as_a_run_never_stopped(resumes_exactly):
+    resumes_exactly("alphago_mcts.py", *SMOKE, "--expert-games", 20, "--rl-iters", 6, "--checkpoint-every", 2, kills=5)

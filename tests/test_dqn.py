@@ -8,7 +8,6 @@ import pytest
 import torch
 
 import dqn
-from conftest import records
 
 CPU = torch.device("cpu")
 SMOKE = ("--device", "cpu", "--total-steps", 800, "--learning-starts", 200, "--eval-every", 400,
@@ -190,14 +189,9 @@ def test_learns_cartpole(run_script):
     assert summary["eval_return_mean"] >= 100
 
 
-def test_killed_anywhere_and_rerun_ends_as_a_run_never_stopped(run_script, run_killed, tmp_path):
-    flags = ("--device", "cpu", "--total-steps", 12_000, "--learning-starts", 500, "--eval-every", 1_000,
-             "--eval-episodes", 3, "--log-every", 500, "--checkpoint-every", 1_000)
-    whole, _ = run_script("dqn.py", *flags, "--out", "whole")
-    killed, resumed = run_killed("dqn.py", *flags, out=tmp_path / "killed", kills=4)
-    timeless = lambda s: {k: v for k, v in s.items() if k not in ("wall_s", "sps")}
-    assert resumed >= 1 and timeless(killed) == timeless(whole)
-    assert records(tmp_path / "killed" / "metrics.jsonl") == records(tmp_path / "whole" / "metrics.jsonl")
+def test_killed_anywhere_and_rerun_ends_as_a_run_never_stopped(resumes_exactly, tmp_path):
+    resumes_exactly("dqn.py", "--device", "cpu", "--total-steps", 12_000, "--learning-starts", 500, "--eval-every",
+                    1_000, "--eval-episodes", 3, "--log-every", 500, "--checkpoint-every", 1_000, kills=4)
     assert not (tmp_path / "killed" / "resume.pt").exists()  # a finished run leaves nothing to resume
 
 

@@ -5,7 +5,6 @@ import pytest
 import torch
 
 import reinforce
-from conftest import records
 
 SMOKE = ("--device", "cpu", "--num-envs", 4, "--total-steps", 600, "--eval-every", 300, "--eval-episodes", 2,
          "--log-every", 300)
@@ -136,11 +135,6 @@ def test_learns_cartpole(run_script):
     assert summary["eval_return_mean"] >= 150
 
 
-def test_killed_anywhere_and_rerun_ends_as_a_run_never_stopped(run_script, run_killed, tmp_path):
-    flags = ("--device", "cpu", "--total-steps", 40_000, "--eval-every", 4_000, "--eval-episodes", 3,
-             "--log-every", 2_000, "--checkpoint-every", 2_000)
-    whole, _ = run_script("reinforce.py", *flags, "--out", "whole")
-    killed, resumed = run_killed("reinforce.py", *flags, out=tmp_path / "killed", kills=4)
-    timeless = lambda s: {k: v for k, v in s.items() if k not in ("wall_s", "sps")}
-    assert resumed >= 1 and timeless(killed) == timeless(whole)
-    assert records(tmp_path / "killed" / "metrics.jsonl") == records(tmp_path / "whole" / "metrics.jsonl")
+def test_killed_anywhere_and_rerun_ends_as_a_run_never_stopped(resumes_exactly):
+    resumes_exactly("reinforce.py", "--device", "cpu", "--total-steps", 40_000, "--eval-every", 4_000,
+                    "--eval-episodes", 3, "--log-every", 2_000, "--checkpoint-every", 2_000, kills=4)

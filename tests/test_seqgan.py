@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import seqgan
-from conftest import records, timeless
+from conftest import timeless
 
 SMALL = ("--device", "cpu", "--vocab-size", 40, "--seq-len", 8, "--emb", 8, "--hidden", 8, "--num-train", 256,
          "--batch-size", 32, "--mle-epochs", 2, "--log-every", 1, "--d-emb", 8, "--d-filter-scale", 0.05,
@@ -200,11 +200,7 @@ def test_data_that_is_not_enough_text_is_a_usage_error(run_script, tmp_path):
         assert message in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_killed_in_any_phase_and_rerun_ends_as_a_run_never_stopped(run_script, run_killed, tmp_path):
-    flags = (*SMALL, "--mle-epochs", 4, "--d-pretrain", 3, "--adv-epochs", 4)
-    whole, _ = run_script("seqgan.py", *flags, "--out", "whole")
-    killed, resumed = run_killed("seqgan.py", *flags, out=tmp_path / "killed", kills=6)
-    assert resumed >= 1 and timeless(killed) == timeless(whole)
-    assert records(tmp_path / "killed" / "metrics.jsonl") == records(tmp_path / "whole" / "metrics.jsonl")
+def test_killed_in_any_phase_and_rerun_ends_as_a_run_never_stopped(resumes_exactly, tmp_path):
+    resumes_exactly("seqgan.py", *SMALL, "--mle-epochs", 4, "--d-pretrain", 3, "--adv-epochs", 4, kills=6)
     assert json.loads((tmp_path / "killed" / "curves.json").read_text()) == \
         json.loads((tmp_path / "whole" / "curves.json").read_text())
