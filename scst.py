@@ -81,7 +81,7 @@ def finite(text: str) -> float:
 
 def make_parser() -> argparse.ArgumentParser:
     """Every field of Args a flag (total_steps: --total-steps), built from the dataclass alone."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split()).split(". ")[0],  # its first sentence
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for f in dataclasses.fields(Args):
         flag, kind = "--" + f.name.replace("_", "-"), type(f.default)
