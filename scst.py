@@ -297,9 +297,9 @@ def scst_advantages(rewards, greedy_rewards, baseline: str):
 def output_log_probs(logits):
     """log pi(y | y_<t, x) over the phonemes and EOS: PAD and BOS are never outputs, so they get no probability
     (generating them would end a pronunciation in the middle, unpenalized)."""
-    special = torch.zeros(logits.shape[-1], dtype=torch.bool, device=logits.device)
-    special[[PAD, BOS]] = True
-    return torch.log_softmax(logits.float().masked_fill(special, float("-inf")), -1)
+    logits = logits.float().clone()
+    logits[..., PAD:BOS + 1] = float("-inf")  # ids 0 and 1: a fill in place, no index tensor built per token
+    return torch.log_softmax(logits, -1)
 
 
 def sequence_log_probs(logits, tokens):
