@@ -4,14 +4,12 @@ copied every C steps and epsilon-greedy exploration; any gymnasium env with disc
 games (ale-py) with the Nature-DQN preprocessing and CNN.
 Paper: Mnih et al., "Human-level control through deep reinforcement learning", Nature 2015;
 Double DQN: van Hasselt, Guez, Silver, "Deep Reinforcement Learning with Double Q-learning", AAAI 2016.
-Run: python dqn.py --device cuda
+Run: python dqn.py --device cuda   Results: README.md
 Reading order: train() is Algorithm 1 (act epsilon-greedily, store, learn from a minibatch, update the target net);
-td_target and td_loss are its math; ReplayMemory and QNetwork what it uses; main wires them and evaluates.
-Results and the commands behind them: README.md"""
+td_target and td_loss are its math; ReplayMemory and QNetwork what it uses; main wires them and evaluates."""
 import argparse
 import copy
 import dataclasses
-import importlib
 import json
 import math
 import os
@@ -66,7 +64,8 @@ class Args:
     eval_only: bool = arg(False, "only evaluate the loaded model (writes eval.json, no model)")
 
 
-RULES = (  # (flags, test, what they must be), checked before any work starts; float flags must also be finite
+RULES = (  # (flags, test, what they must be), checked in this order before any work starts
+    (tuple(f.name for f in dataclasses.fields(Args) if f.type is float), math.isfinite, "a finite number"),
     (("num_envs", "total_steps", "buffer_size", "batch_size", "train_every", "gradient_steps", "target_every",
       "hidden", "eval_episodes", "log_every", "checkpoint_every"), lambda x: x >= 1, "at least 1"),
     (("learning_starts", "eval_every"), lambda x: x >= 0, "0 or more"),
@@ -76,24 +75,13 @@ RULES = (  # (flags, test, what they must be), checked before any work starts; f
 )
 
 
-def finite(text: str) -> float:
-    """The type of every float flag: NaN and infinities are usage errors."""
-    x = float(text)
-    if not math.isfinite(x):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
-    return x
-
-
 def make_parser() -> argparse.ArgumentParser:
     """Every field of Args a flag (total_steps: --total-steps), built from the dataclass alone."""
     parser = argparse.ArgumentParser(description=" ".join(__doc__.split()).split(". ")[0],  # its first sentence
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for f in dataclasses.fields(Args):
-        flag, kind = "--" + f.name.replace("_", "-"), type(f.default)
-        if kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, **f.metadata)
-        else:
-            parser.add_argument(flag, type=finite if kind is float else kind, default=f.default, **f.metadata)
+        kind = {"action": argparse.BooleanOptionalAction} if f.type is bool else {"type": f.type}
+        parser.add_argument("--" + f.name.replace("_", "-"), default=f.default, **kind, **f.metadata)
     return parser
 
 
@@ -118,48 +106,32 @@ def parse_args(argv=None) -> Args:
 
 
 # --- environment --------------------------------------------------------------------------------
-def env_spec(env_id: str):
-    """gymnasium's registration of env_id; ALE/<Game>-v5 registers the Atari games, module:id imports module."""
-    if env_id.startswith("ALE/"):
-        try:
-            import ale_py
-            gym.register_envs(ale_py)
-        except ImportError as e:
-            raise ImportError("Atari envs need ale-py: pip install ale-py") from e
-    module, _, name = env_id.rpartition(":")
-    if module:
-        importlib.import_module(module)
-    return gym.spec(name)
-
-
-def is_atari(env_id: str) -> bool:
-    return env_spec(env_id).entry_point == "ale_py.env:AtariEnv"
-
-
-def check_env(env_id: str):
-    """A usage error unless env_id exists and DQN can drive it: Discrete actions, and observations that are a
-    vector (1-D Box) or Atari frames."""
-    try:
-        atari = is_atari(env_id)
-        env = gym.make(env_id)
-    except Exception as e:  # an unknown id, a missing package, or any error of the environment's own constructor
-        usage_error(f"--env-id {env_id}: {type(e).__name__}: {e}")
-    obs_space, act_space = env.observation_space, env.action_space
-    env.close()
-    vector_obs = isinstance(obs_space, gym.spaces.Box) and (len(obs_space.shape) == 1 or atari)
-    if not isinstance(act_space, gym.spaces.Discrete) or not vector_obs:
-        usage_error(f"--env-id {env_id} has {act_space} actions and {obs_space} observations; dqn.py needs Discrete "
-                    "actions and a 1-D Box of observations, or an Atari game (ALE/<Game>-v5)")
-
-
 def make_envs(env_id: str, num_envs: int) -> gym.vector.VectorEnv:
     """N environments stepping together. Autoreset is gymnasium's default NEXT_STEP mode: the step after an
     episode ends returns the first observation of the next one (reward 0) and ignores the action."""
-    if is_atari(env_id):  # Nature DQN preprocessing: 4-frame skip with max-pool, 84x84 grey, 4-frame stack
+    if env_id.startswith("ALE/"):  # Nature DQN preprocessing: 4-frame skip with max-pool, 84x84 grey, 4-frame stack
+        import ale_py
+        gym.register_envs(ale_py)
         wrappers = [lambda e: gym.wrappers.AtariPreprocessing(e, frame_skip=4, screen_size=84, noop_max=30),
                     lambda e: gym.wrappers.FrameStackObservation(e, 4)]
         return gym.make_vec(env_id, num_envs, vectorization_mode="sync", wrappers=wrappers, frameskip=1)
-    return gym.make_vec(env_id, num_envs)
+    return gym.make_vec(env_id, num_envs)  # gymnasium imports `module` of a module:id itself
+
+
+def env_spaces(env_id: str) -> tuple:
+    """(observation shape, number of actions) of env_id; a usage error unless it exists and DQN can drive it:
+    Discrete actions, and observations that are a vector (1-D Box) or Atari frames."""
+    try:
+        envs = make_envs(env_id, 1)
+    except Exception as e:  # an unknown id, a missing package, or any error of the environment's own constructor
+        usage_error(f"--env-id {env_id}: {type(e).__name__}: {e}")
+    obs_space, act_space = envs.single_observation_space, envs.single_action_space
+    envs.close()
+    vector_obs = isinstance(obs_space, gym.spaces.Box) and (len(obs_space.shape) == 1 or env_id.startswith("ALE/"))
+    if not isinstance(act_space, gym.spaces.Discrete) or not vector_obs:
+        usage_error(f"--env-id {env_id} has {act_space} actions and {obs_space} observations; dqn.py needs Discrete "
+                    "actions and a 1-D Box of observations, or an Atari game (ALE/<Game>-v5)")
+    return obs_space.shape, int(act_space.n)
 
 
 class ReplayMemory:
@@ -184,14 +156,12 @@ class ReplayMemory:
         self.pos = (self.pos + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
 
-    def state_dict(self) -> dict:
-        return {"tensors": [self.obs, self.next_obs, self.actions, self.rewards, self.terminated],
-                "size": self.size, "pos": self.pos}
+    def state_dict(self) -> dict:  # the tensors, capacity, size and pos
+        return dict(vars(self))
 
     def load_state_dict(self, state: dict):
-        for buf, saved in zip((self.obs, self.next_obs, self.actions, self.rewards, self.terminated), state["tensors"]):
-            buf.copy_(saved)
-        self.size, self.pos = state["size"], state["pos"]
+        for name, value in state.items():
+            getattr(self, name).copy_(value) if isinstance(value, torch.Tensor) else setattr(self, name, value)
 
     def sample(self, batch_size: int):
         idx = torch.randint(0, self.size, (batch_size,), device=self.obs.device)
@@ -304,8 +274,7 @@ def train(args: Args, q_net: nn.Module, optimizer, device: torch.device, out: st
     when given. Returns the weights of the best validation (the final ones without validation) and the number
     of environment steps taken."""
     envs = make_envs(args.env_id, args.num_envs)
-    atari = is_atari(args.env_id)
-    n = args.num_envs
+    n, cuda = args.num_envs, device.type == "cuda"
     target_net = copy.deepcopy(q_net).requires_grad_(False)
     obs_space = envs.single_observation_space
     memory = ReplayMemory(args.buffer_size, obs_space.shape,
@@ -326,21 +295,23 @@ def train(args: Args, q_net: nn.Module, optimizer, device: torch.device, out: st
             memory.load_state_dict(resume["memory"])
         else:  # not saved (too large): learning pauses while learning_starts steps refill it
             learn_from = first + args.learning_starts
-        set_rng_state(resume["rng"])
+        torch.set_rng_state(resume["rng"])
+        if cuda:
+            torch.cuda.set_rng_state_all(resume["cuda_rng"])
         obs, _ = envs.reset(seed=args.seed + first - start_step)
         print(f"resumed at step {first} from {os.path.join(out, 'resume.pt')}", flush=True)
     prev_done = np.zeros(n, dtype=bool)  # NEXT_STEP autoreset: the next step of these envs is a reset
     episode_return, episode_len = np.zeros(n), np.zeros(n, dtype=np.int64)
-    if resume:  # the records up to the checkpoint, each once
-        cut_records(os.path.join(out, "metrics.jsonl"), first)
     metrics = open(os.path.join(out, "metrics.jsonl"), "a" if resume else "w", buffering=1)
+    if resume:  # the records up to the checkpoint, each once (a record a kill cut short goes too)
+        metrics.truncate(resume["metrics_bytes"])
     start = time.time()
     for step in range(first, end_step, n):  # step counts environment steps
         epsilon = epsilon_at(step - start_step, args.eps_start, args.eps_end, args.eps_fraction * args.total_steps)
         with torch.no_grad():
             actions = epsilon_greedy(q_net(torch.as_tensor(obs).to(device, non_blocking=True)), epsilon)
         actions = actions.cpu().numpy()  # the one host-device sync of a step: the envs need the actions
-        next_obs, rewards, done = step_envs(envs, memory, obs, actions, prev_done, clip_rewards=atari)
+        next_obs, rewards, done = step_envs(envs, memory, obs, actions, prev_done, args.env_id.startswith("ALE/"))
         episode_return += rewards
         episode_len += ~prev_done
         for i in np.flatnonzero(done):  # log every finished training episode
@@ -383,11 +354,12 @@ def train(args: Args, q_net: nn.Module, optimizer, device: torch.device, out: st
             metrics.write(to_json(line) + "\n")
             recent_returns, logged_loss, num_updates = [], torch.zeros((), device=device), 0
         if times_due(args.checkpoint_every, since - n, since) or step + n == end_step:
-            memory_bytes = sum(t.numel() * t.element_size() for t in memory.state_dict()["tensors"])
+            memory_bytes = 2 * memory.obs.numel() * memory.obs.element_size()
             progress = {"step": step + n, "num_updates": num_updates, "num_validations": num_validations,
                         "recent_returns": recent_returns, "logged_loss": logged_loss, "q": float(logged_q),
                         "best_return": float(best_return), "best_state": best_state if num_validations else None,
-                        "target_net": target_net.state_dict(), "rng": rng_state(),
+                        "target_net": target_net.state_dict(), "metrics_bytes": metrics.tell(),
+                        "rng": torch.get_rng_state(), "cuda_rng": torch.cuda.get_rng_state_all() if cuda else [],
                         "memory": memory.state_dict() if memory_bytes <= MEMORY_SAVED_UP_TO else None}
             save_checkpoint(os.path.join(out, "resume.pt"), q_net, optimizer, step + n, args, progress)
             obs, _ = envs.reset(seed=args.seed + since)  # a state a resumed run can rebuild: a seeded restart
@@ -437,32 +409,6 @@ def resume_checkpoint(out: str, args: Args) -> dict:
     return ckpt
 
 
-def cut_records(path: str, step: int):
-    """Cuts metrics.jsonl back to the records of steps up to `step`, where a resumed run takes over."""
-    with open(path) as f:
-        kept = [line for line in f if line.endswith("\n") and json.loads(line)["step"] <= step]
-    with open(path + ".tmp", "w") as f:
-        f.writelines(kept)
-    os.replace(path + ".tmp", path)
-
-
-def rng_state() -> dict:
-    """The random states a resumed run restores: python's, numpy's and torch's (CPU, and CUDA when present)."""
-    kind, keys, *rest = np.random.get_state()
-    return {"python": random.getstate(), "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), *rest],
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
-
-
-def set_rng_state(state: dict):
-    random.setstate(state["python"])
-    kind, keys, *rest = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def to_json(record: dict) -> str:
     """Strict JSON: every non-finite number, which json.dumps writes as NaN or Infinity, becomes null."""
     return json.dumps(json.loads(json.dumps(record), parse_constant=lambda _: None))
@@ -481,7 +427,7 @@ def main(argv=None):
     ckpt = load_checkpoint(args.load) if args.load else None
     if ckpt:  # the architecture and environment the checkpoint was trained with
         args = dataclasses.replace(args, **{k: ckpt["args"][k] for k in ("env_id", "hidden")})
-    check_env(args.env_id)
+    obs_shape, num_actions = env_spaces(args.env_id)
     t0 = time.time()
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     if device.type == "cpu":
@@ -498,9 +444,7 @@ def main(argv=None):
         usage_error(f"--out {out}: cannot make this folder ({e.strerror})")
 
     resume = None if args.eval_only else resume_checkpoint(out, args)
-    probe = make_envs(args.env_id, 1)
-    q_net = QNetwork(probe.single_observation_space.shape, int(probe.single_action_space.n), args.hidden).to(device)
-    probe.close()
+    q_net = QNetwork(obs_shape, num_actions, args.hidden).to(device)
     optimizer = torch.optim.Adam(q_net.parameters(), lr=args.lr, fused=device.type in ("cuda", "cpu"))
     step, env_steps, train_s = 0, 0, 0.0
     if ckpt:

@@ -220,13 +220,6 @@ def test_a_kill_while_saving_leaves_the_last_checkpoint_whole(tmp_path, monkeypa
     assert dqn.load_checkpoint(path)["step"] == 100
 
 
-def test_a_record_cut_short_by_a_kill_is_dropped_on_resume(tmp_path):
-    path = tmp_path / "metrics.jsonl"
-    path.write_text('{"step": 8, "loss": 1.0}\n{"step": 16, "loss": 0.5}\n{"step": 24, "lo')
-    dqn.cut_records(str(path), 16)
-    assert path.read_text() == '{"step": 8, "loss": 1.0}\n{"step": 16, "loss": 0.5}\n'
-
-
 def test_a_resume_without_the_replay_memory_refills_it_first(tmp_path, monkeypatch, capsys):
     """A memory too large to checkpoint (Atari's) is not saved: the resumed run explores learning_starts steps
     before it learns again, then finishes its budget."""
