@@ -63,7 +63,8 @@ class Args:
     eval_only: bool = arg(False, "only evaluate the loaded model")
 
 
-RULES = (  # (flags, test, what they must be), checked before any work starts; float flags must also be finite
+RULES = (  # (flags, test, what they must be), checked in this order before any work starts
+    (tuple(f.name for f in dataclasses.fields(Args) if f.type is float), math.isfinite, "a finite number"),
     (("num_envs", "num_steps", "total_steps", "hidden", "eval_episodes", "log_every", "checkpoint_every"),
      lambda x: x >= 1, "at least 1"),
     (("eval_every", "value_coef", "entropy_coef", "max_grad_norm"), lambda x: x >= 0, "0 or more"),
@@ -72,24 +73,13 @@ RULES = (  # (flags, test, what they must be), checked before any work starts; f
 )
 
 
-def finite(text: str) -> float:
-    """The type of every float flag: NaN and infinities are usage errors."""
-    x = float(text)
-    if not math.isfinite(x):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
-    return x
-
-
 def make_parser() -> argparse.ArgumentParser:
     """Every field of Args a flag (total_steps: --total-steps), built from the dataclass alone."""
     parser = argparse.ArgumentParser(description=" ".join(__doc__.split()).split(". ")[0],  # its first sentence
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for f in dataclasses.fields(Args):
-        flag, kind = "--" + f.name.replace("_", "-"), type(f.default)
-        if kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, **f.metadata)
-        else:
-            parser.add_argument(flag, type=finite if kind is float else kind, default=f.default, **f.metadata)
+        kind = {"action": argparse.BooleanOptionalAction} if f.type is bool else {"type": f.type}
+        parser.add_argument("--" + f.name.replace("_", "-"), default=f.default, **kind, **f.metadata)
     return parser
 
 
@@ -114,8 +104,8 @@ def parse_args(argv=None) -> Args:
 
 
 # --- environment --------------------------------------------------------------------------------
-def check_env(env_id: str):
-    """A usage error unless env_id exists and this script can drive it: vector (1-D Box) observations and
+def env_spaces(env_id: str) -> tuple:
+    """(observation size, action space) of env_id; a usage error unless it exists and this script can drive it: vector (1-D Box) observations and
     Discrete or 1-D Box actions."""
     try:
         env = gym.make(env_id)  # also an id in module:id form, which imports the module first
@@ -128,6 +118,7 @@ def check_env(env_id: str):
     if not vector_obs or not (isinstance(act_space, gym.spaces.Discrete) or box_actions):
         usage_error(f"--env-id {env_id} has {act_space} actions and {obs_space} observations; actor_critic.py needs a "
                     "1-D Box of observations and Discrete or 1-D Box actions")
+    return obs_space.shape[0], act_space
 
 
 def make_envs(env_id: str, num_envs: int) -> gym.vector.VectorEnv:
@@ -272,9 +263,10 @@ def train(args: Args, policy, value_net, optimizer, device, out: str, start_step
         best_return, best_state = resume["best_return"], resume["best_state"]
         set_rng_state(resume["rng"])
         obs, _ = envs.reset(seed=args.seed + steps)
-        cut_records(os.path.join(out, "metrics.jsonl"), start_step + steps)
         print(f"resumed at step {start_step + steps} from {os.path.join(out, 'resume.pt')}", flush=True)
     metrics = open(os.path.join(out, "metrics.jsonl"), "a" if resume else "w", buffering=1)
+    if resume:  # the records up to the checkpoint, each once (a record a kill cut short goes too)
+        metrics.truncate(resume["metrics_bytes"])
     prev_done = np.zeros(n, dtype=bool)  # NEXT_STEP autoreset: the next step of these envs is a reset
     episode_return, episode_len = np.zeros(n), np.zeros(n, dtype=np.int64)
     start, first = time.time(), steps
@@ -335,7 +327,8 @@ def train(args: Args, policy, value_net, optimizer, device, out: str, start_step
         if steps // args.checkpoint_every > prev_steps // args.checkpoint_every or steps >= args.total_steps:
             progress = {"steps": steps, "num_updates": num_updates, "num_validations": num_validations,
                         "recent_returns": recent_returns, "logged": logged, "best_return": float(best_return),
-                        "best_state": best_state, "rng": rng_state()}
+                        "best_state": best_state, "rng": rng_state(),
+                        "metrics_bytes": metrics.tell()}
             save_checkpoint(os.path.join(out, "resume.pt"), policy, value_net, optimizer, start_step + steps, args,
                             progress)
             obs, _ = envs.reset(seed=args.seed + steps)  # a state a resumed run can rebuild: a seeded restart
@@ -347,6 +340,11 @@ def train(args: Args, policy, value_net, optimizer, device, out: str, start_step
 
 def modules_state(policy, value_net) -> dict:
     return {"policy": policy.state_dict(), "value_net": value_net.state_dict()}
+
+
+def load_modules(state: dict, policy, value_net):
+    policy.load_state_dict(state["policy"])
+    value_net.load_state_dict(state["value_net"])
 
 
 # --- evaluation ---------------------------------------------------------------------------------
@@ -407,27 +405,14 @@ def resume_checkpoint(out: str, args: Args) -> dict:
     return ckpt
 
 
-def cut_records(path: str, step: int):
-    """Cuts metrics.jsonl back to the records of steps up to `step`, where a resumed run takes over."""
-    with open(path) as f:
-        kept = [line for line in f if line.endswith("\n") and json.loads(line)["step"] <= step]
-    with open(path + ".tmp", "w") as f:
-        f.writelines(kept)
-    os.replace(path + ".tmp", path)
-
-
 def rng_state() -> dict:
-    """The random states a resumed run restores: python's, numpy's and torch's (CPU, and CUDA when present)."""
-    kind, keys, *rest = np.random.get_state()
-    return {"python": random.getstate(), "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), *rest],
-            "torch": torch.get_rng_state(),
+    """The random states a resumed run restores: python's and torch's (CPU, and CUDA when present)."""
+    return {"python": random.getstate(), "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
 
 
 def set_rng_state(state: dict):
     random.setstate(state["python"])
-    kind, keys, *rest = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -451,7 +436,7 @@ def main(argv=None):
     ckpt = load_checkpoint(args.load) if args.load else None
     if ckpt:  # the architecture and environment the checkpoint was trained with
         args = dataclasses.replace(args, **{k: ckpt["args"][k] for k in ("env_id", "hidden")})
-    check_env(args.env_id)
+    obs_dim, action_space = env_spaces(args.env_id)
     t0 = time.time()
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     if device.type == "cpu":
@@ -468,30 +453,21 @@ def main(argv=None):
         usage_error(f"--out {out}: cannot make this folder ({e.strerror})")
 
     resume = None if args.eval_only else resume_checkpoint(out, args)
-    probe = gym.make(args.env_id)
-    obs_dim = int(np.prod(probe.observation_space.shape))
-    policy = Policy(obs_dim, probe.action_space, args.hidden, args.log_std_init).to(device)
+    policy = Policy(obs_dim, action_space, args.hidden, args.log_std_init).to(device)
     value_net = mlp(obs_dim, args.hidden, 1).to(device)
-    probe.close()
     optimizer = torch.optim.Adam([*policy.parameters(), *value_net.parameters()], lr=args.lr,
                                  fused=device.type in ("cuda", "cpu"))
-    step, env_steps, train_s = 0, 0, 0.0
-    if ckpt:
-        policy.load_state_dict(ckpt["policy"])
-        value_net.load_state_dict(ckpt["value_net"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        step = ckpt["step"]
-    if resume:
-        policy.load_state_dict(resume["policy"])
-        value_net.load_state_dict(resume["value_net"])
-        optimizer.load_state_dict(resume["optimizer"])
+    for source in (ckpt, resume):  # --load's weights, then those of the interrupted run in --out
+        if source:
+            load_modules(source, policy, value_net)
+            optimizer.load_state_dict(source["optimizer"])
+    step, env_steps, train_s = ckpt["step"] if ckpt else 0, 0, 0.0
     if not args.eval_only:
         t_train = time.time()
         best_state, env_steps = train(args, policy, value_net, optimizer, device, out, step,
                                       resume and resume["progress"])
         train_s = time.time() - t_train
-        policy.load_state_dict(best_state["policy"])
-        value_net.load_state_dict(best_state["value_net"])
+        load_modules(best_state, policy, value_net)
         save_checkpoint(os.path.join(out, "model.pt"), policy, value_net, optimizer, step + env_steps, args)
 
     returns = evaluate(policy, args.env_id, args.eval_episodes, args.seed + FINAL_EVAL_SEED, device)

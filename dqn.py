@@ -446,14 +446,11 @@ def main(argv=None):
     resume = None if args.eval_only else resume_checkpoint(out, args)
     q_net = QNetwork(obs_shape, num_actions, args.hidden).to(device)
     optimizer = torch.optim.Adam(q_net.parameters(), lr=args.lr, fused=device.type in ("cuda", "cpu"))
-    step, env_steps, train_s = 0, 0, 0.0
-    if ckpt:
-        q_net.load_state_dict(ckpt["q_net"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        step = ckpt["step"]
-    if resume:
-        q_net.load_state_dict(resume["q_net"])
-        optimizer.load_state_dict(resume["optimizer"])
+    for source in (ckpt, resume):  # --load's weights, then those of the interrupted run in --out
+        if source:
+            q_net.load_state_dict(source["q_net"])
+            optimizer.load_state_dict(source["optimizer"])
+    step, env_steps, train_s = ckpt["step"] if ckpt else 0, 0, 0.0
     if not args.eval_only:
         t_train = time.time()
         best_state, env_steps = train(args, q_net, optimizer, device, out, step, resume and resume["progress"])

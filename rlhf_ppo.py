@@ -97,7 +97,8 @@ DATA_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tiny
 POSITIVE = 0.05  # VADER's own threshold: compound >= 0.05 is positive sentiment
 
 
-RULES = (  # (flags, test, what they must be), checked before any work starts; float flags must also be finite
+RULES = (  # (flags, test, what they must be), checked in this order before any work starts
+    (tuple(f.name for f in dataclasses.fields(Args) if f.type is float), math.isfinite, "a finite number"),
     (("n_layer", "n_head", "n_embd", "block_size", "prompt_len", "response_len", "batch_size", "rm_prompts",
       "rollout_batch", "minibatch", "ppo_epochs", "eval_prompts", "log_every"), lambda x: x >= 1, "at least 1"),
     (("pretrain_iters", "sft_epochs", "rm_epochs", "ppo_steps", "beta", "kl_target", "clip", "vf_clip", "vf_coef",
@@ -111,24 +112,13 @@ RULES = (  # (flags, test, what they must be), checked before any work starts; f
 )
 
 
-def finite(text: str) -> float:
-    """The type of every float flag: NaN and infinities are usage errors."""
-    x = float(text)
-    if not math.isfinite(x):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
-    return x
-
-
 def make_parser() -> argparse.ArgumentParser:
     """Every field of Args a flag (total_steps: --total-steps), built from the dataclass alone."""
     parser = argparse.ArgumentParser(description=" ".join(__doc__.split()).split(". ")[0],  # its first sentence
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for f in dataclasses.fields(Args):
-        flag, kind = "--" + f.name.replace("_", "-"), type(f.default)
-        if kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, **f.metadata)
-        else:
-            parser.add_argument(flag, type=finite if kind is float else kind, default=f.default, **f.metadata)
+        kind = {"action": argparse.BooleanOptionalAction} if f.type is bool else {"type": f.type}
+        parser.add_argument("--" + f.name.replace("_", "-"), default=f.default, **kind, **f.metadata)
     return parser
 
 
@@ -165,6 +155,21 @@ def find_checkpoint(args: Args, stage: str) -> str:
         if folder and os.path.isfile(os.path.join(folder, f"{stage}.pt")):
             return os.path.join(folder, f"{stage}.pt")
     return ""
+
+
+def plan_stages(args: Args) -> tuple:
+    """(the stages this run needs, {stage: checkpoint reused instead of training it}, the checkpoint of a killed
+    run in a stage to be trained now, or None). --stage X trains X from the checkpoints of the stages before it;
+    `all` trains every stage, reusing those already in --out or --load (so a rerun resumes)."""
+    stages = STAGES if args.stage == "all" else (args.stage,)
+    needed = [s for s in STAGES[:-1] if s in stages or any(s in NEEDS[t] for t in stages)]
+    reuse = {s: find_checkpoint(args, s) for s in needed if s not in stages or args.stage == "all"}
+    reuse = {s: path for s, path in reuse.items() if path}
+    resume_path = os.path.join(args.out, "resume.pt")
+    resumed = load_checkpoint(resume_path) if os.path.isfile(resume_path) else None
+    if resumed and (resumed["progress"]["stage"] not in needed or resumed["progress"]["stage"] in reuse):
+        resumed = None
+    return needed, reuse, resumed
 
 
 def download_default() -> str:
@@ -861,17 +866,13 @@ def keep_records(path: str, stages: set, resumed: dict = None):
 
 
 def rng_state() -> dict:
-    """The random states a resumed run restores: python's, numpy's and torch's (CPU, and CUDA when present)."""
-    kind, keys, *rest = np.random.get_state()
-    return {"python": random.getstate(), "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), *rest],
-            "torch": torch.get_rng_state(),
+    """The random states a resumed run restores: python's and torch's (CPU, and CUDA when present)."""
+    return {"python": random.getstate(), "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
 
 
 def set_rng_state(state: dict):
     random.setstate(state["python"])
-    kind, keys, *rest = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -928,78 +929,84 @@ def main(argv=None):
     eval_prompts = [p for p, _, _ in val_pairs[:args.eval_prompts]]
     summary = {"train_prompts": len(train_pairs), "eval_prompts": len(eval_prompts)}
 
-    stages = STAGES if args.stage == "all" else (args.stage,)
-    needed = [s for s in STAGES[:-1] if s in stages or any(s in NEEDS[t] for t in stages)]
-    reuse = {s: find_checkpoint(args, s) for s in needed if s not in stages or args.stage == "all"}  # resume `all`
-    reuse = {s: path for s, path in reuse.items() if path}
+    needed, reuse, resumed = plan_stages(args)
     data_sha1 = hashlib.sha1(text.encode()).hexdigest()
-    resume_path = os.path.join(args.out, "resume.pt")  # the stage a killed run was in, if it is to be trained now
-    resumed = load_checkpoint(resume_path) if os.path.isfile(resume_path) else None
-    if resumed and (resumed["progress"]["stage"] not in needed or resumed["progress"]["stage"] in reuse):
-        resumed = None
+    resume_path = os.path.join(args.out, "resume.pt")
     keep_records(os.path.join(args.out, "metrics.jsonl"), {s for s in STAGES[:-1] if s not in needed or s in reuse
                                                           and os.path.isfile(os.path.join(args.out, f"{s}.pt"))},
                  resumed and resumed["progress"])
     metrics = open(os.devnull if args.eval_only else os.path.join(args.out, "metrics.jsonl"), "a", buffering=1)
-    models = {}
-    for stage in needed:
-        torch.manual_seed(args.seed + 1000 * STAGES.index(stage))  # each stage reproducible alone: resumption is exact
-        model = GPT(args, scalar_head=stage == "rm",
-                    dropout=args.dropout if stage in ("pretrain", "sft") else 0.0).to(device)
-        path = reuse.get(stage)
-        if path:
-            summary.update(load_checkpoint(path, model, depends(args, stage, data_sha1))["metrics"])
-            print(f"{stage}: loaded {path}", flush=True)
-            models[stage] = model.eval()
-            continue
-        made_from, progress, last_save = depends(args, stage, data_sha1), None, time.time()
-        if resumed and resumed["progress"]["stage"] == stage:  # go on where the killed run was
+
+    def stage(name: str, train_stage, start_from: GPT = None) -> GPT:
+        """The model of one stage: None when this run needs no such stage; loaded when a checkpoint of it is
+        reused; else trained by train_stage(model, save, progress) from start_from's weights (or from where a
+        killed run was) and saved as <name>.pt. Its results go to the summary."""
+        if name not in needed:
+            return None
+        torch.manual_seed(args.seed + 1000 * STAGES.index(name))  # each stage reproducible alone: resumption is exact
+        model = GPT(args, scalar_head=name == "rm", dropout=args.dropout if name in ("pretrain", "sft") else 0.0)
+        model, made_from, progress, last_save = model.to(device), depends(args, name, data_sha1), None, time.time()
+        if name in reuse:
+            summary.update(load_checkpoint(reuse[name], model, made_from)["metrics"])
+            print(f"{name}: loaded {reuse[name]}", flush=True)
+            return model.eval()
+        if resumed and resumed["progress"]["stage"] == name:  # go on where the killed run was
             progress = load_checkpoint(resume_path, model, made_from)["progress"]
-            print(f"{stage}: resumed at {progress['counter']} {progress[progress['counter']]}", flush=True)
+            print(f"{name}: resumed at {progress['counter']} {progress[progress['counter']]}", flush=True)
+        elif start_from is not None:  # the RM starts from the SFT model without its LM head: a new scalar head
+            missing = model.load_state_dict(start_from.state_dict(), strict=False).missing_keys
+            assert all(k.startswith("value_head.") for k in missing), missing
 
         def save(progress_now):  # a resumable checkpoint of this stage, every checkpoint_every seconds
             nonlocal last_save
             if time.time() - last_save >= args.checkpoint_every:
-                save_checkpoint(resume_path, model, args, {}, made_from, {"stage": stage, **progress_now()})
+                save_checkpoint(resume_path, model, args, {}, made_from, {"stage": name, **progress_now()})
                 last_save = time.time()
 
-        if stage == "pretrain":
-            tokens = torch.tensor(enc.encode_ordinary(text), device=device)
-            split = int(0.9 * len(tokens))
-            result = pretrain(args, model, tokens[:split], tokens[split:], device, metrics, save, progress)
-        elif stage == "sft":
-            demo_gold = labeler.gold([rest for _, _, rest in train_pairs])
-            demos = [pair for pair, g in zip(train_pairs, demo_gold.tolist()) if g >= POSITIVE]
-            if not progress:
-                model.load_state_dict(models["pretrain"].state_dict())
-            result = sft(args, model, demos, enc, device, metrics, save, progress)
-            result["gold_demos"] = round(demo_gold[demo_gold >= POSITIVE].mean().item(), 4)
-        elif stage == "rm":
-            missing = model.load_state_dict(models["sft"].state_dict(), strict=False).missing_keys
-            assert sorted(missing) == ["value_head.bias", "value_head.weight"], missing
-            prompts = [p for p, _, _ in train_pairs[:args.rm_prompts]]
-            held = [p for p, _, _ in val_pairs[args.eval_prompts:args.eval_prompts + max(50, args.rm_prompts // 10)]]
-            t = time.time()
-            generator = torch.Generator().manual_seed(args.seed)  # the labeler's noise
-            train = ranked_samples(args, models["sft"], prompts, labeler, enc, device, generator)
-            held_out = ranked_samples(args, models["sft"], held or eval_prompts, labeler, enc, device, generator)
-            result = {"rm_sampling_s": round(time.time() - t, 1)}
-            result.update(train_reward_model(args, model, train, held_out, device, metrics))
-            log(metrics, {"stage": "rm", **result})
-        else:  # ppo: policy from SFT, critic from the RM
-            if not progress:
-                model.load_state_dict(models["sft"].state_dict())
-            critic = GPT(args, scalar_head=True).to(device)
-            critic.load_state_dict(models["rm"].state_dict())
-            ppo = PPO(args, model, models["sft"], critic, models["rm"], [p for p, _, _ in train_pairs], device)
-            result = train_ppo(args, ppo, labeler, enc, metrics, save, progress)
-        save_checkpoint(os.path.join(args.out, f"{stage}.pt"), model, args, result, made_from)
+        result = train_stage(model, save, progress)
+        save_checkpoint(os.path.join(args.out, f"{name}.pt"), model, args, result, made_from)
         if os.path.isfile(resume_path):  # the stage is done: its checkpoint above replaces the one in progress
             os.remove(resume_path)
         summary.update(result)
-        models[stage] = model.eval()
+        return model.eval()
 
-    if "eval" in stages:
+    def train_base(model: GPT, save, progress) -> dict:  # next-token prediction on the text's first 90 %
+        tokens = torch.tensor(enc.encode_ordinary(text), device=device)
+        split = int(0.9 * len(tokens))
+        return pretrain(args, model, tokens[:split], tokens[split:], device, metrics, save, progress)
+
+    def train_sft(model: GPT, save, progress) -> dict:  # on demonstrations: the continuations the labeler likes
+        gold = labeler.gold([rest for _, _, rest in train_pairs])
+        demos = [pair for pair, g in zip(train_pairs, gold.tolist()) if g >= POSITIVE]
+        result = sft(args, model, demos, enc, device, metrics, save, progress)
+        return {**result, "gold_demos": round(gold[gold >= POSITIVE].mean().item(), 4)}
+
+    def train_rm(rm: GPT, save, progress) -> dict:  # K samples per prompt from the SFT policy, ranked by the labeler
+        prompts = [p for p, _, _ in train_pairs[:args.rm_prompts]]
+        held = [p for p, _, _ in val_pairs[args.eval_prompts:args.eval_prompts + max(50, args.rm_prompts // 10)]]
+        t = time.time()
+        generator = torch.Generator().manual_seed(args.seed)  # the labeler's noise
+        train = ranked_samples(args, sft_policy, prompts, labeler, enc, device, generator)
+        held_out = ranked_samples(args, sft_policy, held or eval_prompts, labeler, enc, device, generator)
+        result = {"rm_sampling_s": round(time.time() - t, 1)}
+        result.update(train_reward_model(args, rm, train, held_out, device, metrics))
+        log(metrics, {"stage": "rm", **result})
+        return result
+
+    def train_policy(policy: GPT, save, progress) -> dict:  # PPO: policy from SFT, critic from the RM
+        critic = GPT(args, scalar_head=True).to(device)
+        critic.load_state_dict(rm.state_dict())
+        ppo = PPO(args, policy, sft_policy, critic, rm, [p for p, _, _ in train_pairs], device)
+        return train_ppo(args, ppo, labeler, enc, metrics, save, progress)
+
+    # InstructGPT's figure 2, after pretraining: (1) SFT on demonstrations, (2) a reward model, (3) PPO against it
+    base = stage("pretrain", train_base)
+    sft_policy = stage("sft", train_sft, base)
+    rm = stage("rm", train_rm, sft_policy)
+    policy = stage("ppo", train_policy, sft_policy)
+    models = {"sft": sft_policy, "rm": rm, "ppo": policy}
+
+    if args.stage in ("all", "eval"):
         t = time.time()
         for name in ("sft", "ppo"):
             torch.manual_seed(args.seed + 1000 * STAGES.index("eval"))  # both policies see the same random numbers

@@ -62,7 +62,8 @@ class Args:
     predict: tuple = arg((), "with --load: words to transcribe, then exit", nargs="+", metavar="WORD")
 
 
-RULES = (  # (flags, test, what they must be), checked before any work starts; float flags must also be finite
+RULES = (  # (flags, test, what they must be), checked in this order before any work starts
+    (tuple(f.name for f in dataclasses.fields(Args) if f.type is float), math.isfinite, "a finite number"),
     (("test_words", "dev_words", "hidden", "layers", "batch_size", "num_samples", "beam_size", "eval_every",
       "log_every", "checkpoint_every"), lambda x: x >= 1, "at least 1"),
     (("max_train", "xe_epochs", "scst_steps"), lambda x: x >= 0, "0 or more"),
@@ -71,26 +72,14 @@ RULES = (  # (flags, test, what they must be), checked before any work starts; f
 )
 
 
-def finite(text: str) -> float:
-    """The type of every float flag: NaN and infinities are usage errors."""
-    x = float(text)
-    if not math.isfinite(x):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
-    return x
-
-
 def make_parser() -> argparse.ArgumentParser:
     """Every field of Args a flag (total_steps: --total-steps), built from the dataclass alone."""
     parser = argparse.ArgumentParser(description=" ".join(__doc__.split()).split(". ")[0],  # its first sentence
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for f in dataclasses.fields(Args):
-        flag, kind = "--" + f.name.replace("_", "-"), type(f.default)
-        if kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, **f.metadata)
-        elif kind is tuple:
-            parser.add_argument(flag, default=f.default, **f.metadata)
-        else:
-            parser.add_argument(flag, type=finite if kind is float else kind, default=f.default, **f.metadata)
+        kind = {"action": argparse.BooleanOptionalAction} if f.type is bool else \
+            {"type": str if f.type is tuple else f.type}  # a tuple's items (nargs) are strings
+        parser.add_argument("--" + f.name.replace("_", "-"), default=f.default, **kind, **f.metadata)
     return parser
 
 
@@ -589,28 +578,14 @@ def resume_checkpoint(out: str, args: Args) -> dict:
     return ckpt
 
 
-def cut_records(path: str, stage: str, step: int):
-    """Cuts metrics.jsonl back to the records before a checkpoint: stage 1's, then `stage`'s up to `step`."""
-    with open(path) as f:
-        records = [(line, json.loads(line)) for line in f if line.endswith("\n")]  # a kill can cut the last
-    kept = [line for line, r in records if r["stage"] != stage or r["step"] <= step]
-    with open(path + ".tmp", "w") as f:
-        f.writelines(kept)
-    os.replace(path + ".tmp", path)
-
-
 def rng_state() -> dict:
-    """The random states a resumed run restores: python's, numpy's and torch's (CPU, and CUDA when present)."""
-    kind, keys, *rest = np.random.get_state()
-    return {"python": random.getstate(), "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), *rest],
-            "torch": torch.get_rng_state(),
+    """The random states a resumed run restores: python's and torch's (CPU, and CUDA when present)."""
+    return {"python": random.getstate(), "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
 
 
 def set_rng_state(state: dict):
     random.setstate(state["python"])
-    kind, keys, *rest = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -669,15 +644,16 @@ def main(argv=None):
     data = {"lexicon": lexicon, "phone_ids": phone_ids, "train": train, "dev": dev, "test": test}
     print(f"words: train {len(train)}, dev {len(dev)}, test {len(test)}; {len(phones)} phonemes", flush=True)
     progress = None if args.eval_only else (resume_checkpoint(out, args) or {}).get("progress")
-    if progress:  # the records up to the checkpoint, each once
-        cut_records(os.path.join(out, "metrics.jsonl"), progress["stage"], progress["step"])
-        print(f"resumed at step {progress['step']} of stage {progress['stage']}", flush=True)
     metrics = open(os.devnull if args.eval_only else os.path.join(out, "metrics.jsonl"), "a" if progress else "w",
                    buffering=1)
+    if progress:  # the records up to the checkpoint, each once (a record a kill cut short goes too)
+        metrics.truncate(progress["metrics_bytes"])
+        print(f"resumed at step {progress['step']} of stage {progress['stage']}", flush=True)
     if args.compile:  # the decoder step is the hot path: called once per generated token
         model.decode = torch.compile(model.decode)
 
     def save(progress: dict):  # a resumable checkpoint of the stage in progress
+        progress = {**progress, "metrics_bytes": metrics.tell()}
         save_checkpoint(os.path.join(out, "resume.pt"), model, phones, args, progress)
 
     summary = {}

@@ -76,7 +76,8 @@ ARCH = ("vocab_size", "emb", "hidden", "seq_len", "bpe_vocab", "d_emb", "d_filte
 START = 0  # the start token fed before the first position (the official code's START_TOKEN)
 
 
-RULES = (  # (flags, test, what they must be), checked before any work starts; float flags must also be finite
+RULES = (  # (flags, test, what they must be), checked in this order before any work starts
+    (tuple(f.name for f in dataclasses.fields(Args) if f.type is float), math.isfinite, "a finite number"),
     (("vocab_size", "emb", "hidden", "num_train", "batch_size", "d_emb", "d_epochs", "rollouts", "eval_every",
       "eval_samples", "log_every", "checkpoint_every"), lambda x: x >= 1, "at least 1"),
     (("seq_len",), lambda x: x >= 2, "at least 2 (the rollouts complete prefixes of 1 to seq_len - 1 tokens)"),
@@ -87,24 +88,13 @@ RULES = (  # (flags, test, what they must be), checked before any work starts; f
 )
 
 
-def finite(text: str) -> float:
-    """The type of every float flag: NaN and infinities are usage errors."""
-    x = float(text)
-    if not math.isfinite(x):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
-    return x
-
-
 def make_parser() -> argparse.ArgumentParser:
     """Every field of Args a flag (total_steps: --total-steps), built from the dataclass alone."""
     parser = argparse.ArgumentParser(description=" ".join(__doc__.split()).split(". ")[0],  # its first sentence
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for f in dataclasses.fields(Args):
-        flag, kind = "--" + f.name.replace("_", "-"), type(f.default)
-        if kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, **f.metadata)
-        else:
-            parser.add_argument(flag, type=finite if kind is float else kind, default=f.default, **f.metadata)
+        kind = {"action": argparse.BooleanOptionalAction} if f.type is bool else {"type": f.type}
+        parser.add_argument("--" + f.name.replace("_", "-"), default=f.default, **kind, **f.metadata)
     return parser
 
 
@@ -527,29 +517,14 @@ def resume_checkpoint(out: str, args: Args) -> dict:
     return ckpt
 
 
-def cut_records(path: str, phase: str, epoch: int):
-    """Cuts metrics.jsonl back to the records before a checkpoint: the earlier phases', then `phase`'s up to
-    `epoch`."""
-    with open(path) as f:
-        records = [(line, json.loads(line)) for line in f if line.endswith("\n")]  # a kill can cut the last
-    kept = [line for line, r in records if PHASES.index(r["stage"]) < PHASES.index(phase) or r["epoch"] <= epoch]
-    with open(path + ".tmp", "w") as f:
-        f.writelines(kept)
-    os.replace(path + ".tmp", path)
-
-
 def rng_state() -> dict:
-    """The random states a resumed run restores: python's, numpy's and torch's (CPU, and CUDA when present)."""
-    kind, keys, *rest = np.random.get_state()
-    return {"python": random.getstate(), "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), *rest],
-            "torch": torch.get_rng_state(),
+    """The random states a resumed run restores: python's and torch's (CPU, and CUDA when present)."""
+    return {"python": random.getstate(), "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
 
 
 def set_rng_state(state: dict):
     random.setstate(state["python"])
-    kind, keys, *rest = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -632,10 +607,11 @@ def main(argv=None):
         disc.eval()  # as train_discriminator leaves it between rounds
         d_optimizer.load_state_dict(progress["d_optimizer"])
         curves, summary, pretrained = progress["curves"], progress["summary"], progress["pretrained"]
-        cut_records(os.path.join(out, "metrics.jsonl"), progress["phase"], progress["epoch"])
         print(f"resumed at epoch {progress['epoch']} of {progress['phase']}", flush=True)
     metrics = open(os.devnull if args.eval_only else os.path.join(out, "metrics.jsonl"), "a" if progress else "w",
                    buffering=1)
+    if progress:  # the records up to the checkpoint, each once (a record a kill cut short goes too)
+        metrics.truncate(progress["metrics_bytes"])
     done = lambda phase: progress and PHASES.index(phase) < PHASES.index(progress["phase"])
     at = lambda phase: progress if progress and progress["phase"] == phase else None
 
@@ -646,7 +622,8 @@ def main(argv=None):
         save_checkpoint(os.path.join(out, "resume.pt"), gen, disc, args, {
             "phase": phase, "epoch": epoch, "control": trained.state_dict() if trained is not gen else None,
             "g_optimizer": g_optimizer.state_dict() if g_optimizer else None, "d_optimizer": d_optimizer.state_dict(),
-            "curve": curve, "curves": curves, "summary": summary, "pretrained": pretrained, "rng": rng_state()})
+            "curve": curve, "curves": curves, "summary": summary, "pretrained": pretrained, "rng": rng_state(),
+            "metrics_bytes": metrics.tell()})
 
     if ckpt:
         gen.load_state_dict(ckpt["generator"])
