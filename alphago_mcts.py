@@ -77,7 +77,8 @@ class Args:
 DEFAULT_KOMI = {5: 24.5, 6: 4.5, 7: 9.0}  # 5x5 is a Black win by 25 under perfect play; 7x7 by 9 (Davies, Li)
 
 
-RULES = (  # (flags, test, what they must be), checked before any work starts; float flags must also be finite
+RULES = (  # (flags, test, what they must be), checked in this order before any work starts
+    (tuple(f.name for f in dataclasses.fields(Args) if f.type is float), math.isfinite, "a finite number"),
     (("board_size",), lambda x: 5 <= x <= 19, "in [5, 19]"),
     (("expert_games", "expert_sims", "width", "layers", "batch_size", "rl_games", "pool_every", "value_games", "sims",
       "leaf_batch", "games", "log_every", "checkpoint_every"), lambda x: x >= 1, "at least 1"),
@@ -87,24 +88,13 @@ RULES = (  # (flags, test, what they must be), checked before any work starts; f
 )
 
 
-def finite(text: str) -> float:
-    """The type of every float flag: NaN and infinities are usage errors."""
-    x = float(text)
-    if not math.isfinite(x):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
-    return x
-
-
 def make_parser() -> argparse.ArgumentParser:
     """Every field of Args a flag (total_steps: --total-steps), built from the dataclass alone."""
     parser = argparse.ArgumentParser(description=" ".join(__doc__.split()).split(". ")[0],  # its first sentence
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for f in dataclasses.fields(Args):
-        flag, kind = "--" + f.name.replace("_", "-"), type(f.default)
-        if kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, **f.metadata)
-        else:
-            parser.add_argument(flag, type=finite if kind is float else kind, default=f.default, **f.metadata)
+        kind = {"action": argparse.BooleanOptionalAction} if f.type is bool else {"type": f.type}
+        parser.add_argument("--" + f.name.replace("_", "-"), default=f.default, **kind, **f.metadata)
     return parser
 
 
@@ -199,7 +189,7 @@ class Position:
     def neighbours(self, p: int) -> tuple:
         return p - 1, p + 1, p - self.w, p + self.w
 
-    def _outcome(self, p: int):
+    def outcome(self, p: int):
         """What playing at padded point p would do, without doing it: (merged group ids, captured group ids,
         liberties of the new group, hash after the move), or None if p is occupied or the move is suicide."""
         color, board = self.to_play, self.board
@@ -228,7 +218,7 @@ class Position:
     def is_legal(self, move: int) -> bool:
         if move == self.n * self.n:
             return True
-        outcome = self._outcome(self.point(move))
+        outcome = self.outcome(self.point(move))
         return outcome is not None and outcome[3] not in self.seen
 
     def legal_moves(self) -> list:
@@ -240,18 +230,19 @@ class Position:
         pos = self.copy()
         pos.history = self.history + (move,)
         if move == self.n * self.n:
-            pos.passes, pos.ko, pos.to_play = self.passes + 1, None, 3 - self.to_play
+            pos.pass_in_place()
             return pos
         p = self.point(move) if 0 <= move < self.n * self.n else -1
-        outcome = self._outcome(p) if p >= 0 else None
+        outcome = self.outcome(p) if p >= 0 else None
         if outcome is None or (superko and outcome[3] in self.seen):
             raise IllegalMove(f"move {move} is not legal")
-        pos._place(p, *outcome)
+        pos.place(p, *outcome)
         if superko:
             pos.seen = self.seen | {pos.hash}
         return pos
 
-    def _place(self, p, friends, captured, libs, h):
+    def place(self, p, friends, captured, libs, h):
+        """Plays at padded point p in place, given its outcome() (playouts; play() copies first)."""
         color, other, board, group = self.to_play, 3 - self.to_play, self.board, self.group
         self.legal_cache = None  # in place (playouts): whatever was legal before no longer holds
         stones = frozenset([p]).union(*(self.stones.pop(g) for g in friends))
@@ -278,6 +269,9 @@ class Position:
         # simple ko: one stone captured by a lone stone that is left in atari; retaking at once is illegal
         self.ko = freed[0] if len(freed) == 1 and len(stones) == 1 and len(self.libs[p]) == 1 else None
         self.hash, self.passes, self.to_play = h, 0, other
+
+    def pass_in_place(self):
+        self.passes, self.ko, self.to_play, self.legal_cache = self.passes + 1, None, 3 - self.to_play, None
 
     def is_over(self) -> bool:
         return self.passes >= 2
@@ -351,14 +345,14 @@ def random_playout(pos: Position, rng: random.Random) -> Position:
             i = rng.randrange(len(candidates))
             p = candidates[i]
             outcome = None if p == pos.ko or all(board[q] in (pos.to_play, BORDER) for q in pos.neighbours(p)) \
-                else pos._outcome(p)
+                else pos.outcome(p)
             if outcome is not None:
-                pos._place(p, *outcome)
+                pos.place(p, *outcome)
                 break
             candidates[i] = candidates[-1]
             candidates.pop()
         else:
-            pos.passes, pos.ko, pos.to_play = pos.passes + 1, None, 3 - pos.to_play
+            pos.pass_in_place()
     return pos
 
 
@@ -470,18 +464,19 @@ def policy_playouts(positions: list, w: np.ndarray, rng: np.random.Generator) ->
         for row, i, pos, m, more in zip(range(len(live)), live, batch, draws, playable):
             while more:
                 p = pos.point(m)
-                outcome = pos._outcome(p) if p != pos.ko else None
+                outcome = pos.outcome(p) if p != pos.ko else None
                 if outcome is not None:
                     board[i, [s for g in outcome[1] for s in pos.stones[g]]] = EMPTY
                     board[i, p] = pos.to_play
-                    pos._place(p, *outcome)
+                    pos.place(p, *outcome)
                     last[i] = p
                     break
                 scores[row, m] = -np.inf
                 m = int(scores[row].argmax())
                 more = scores[row, m] > -np.inf
             else:  # nothing playable: pass
-                pos.passes, pos.ko, pos.to_play, last[i] = pos.passes + 1, None, 3 - pos.to_play, -1
+                pos.pass_in_place()
+                last[i] = -1
     return np.array([g.result(p.to_play) for g, p in zip(games, positions)])
 
 
@@ -583,13 +578,6 @@ class MCTS:
 def best_move(root: Node) -> int:
     """The most visited move (the paper's choice at the root)."""
     return int(np.argmax(root.visits))
-
-
-def advance(root: Node, move: int, pos: Position) -> Node:
-    """Tree reuse: the subtree under the move played becomes the next root."""
-    child = root.children.get(move) if root is not None else None
-    return child if child is not None and child.pos.hash == pos.hash and child.pos.to_play == pos.to_play \
-        else Node(pos)
 
 
 def rollout_evaluator(rng: random.Random):
@@ -1007,76 +995,154 @@ def train_value(args: Args, value: ConvNet, rl_policy: ConvNet, device, metrics,
             "value_s": round(time.time() - t0, 1)}
 
 
-# --- evaluation: matches against other players --------------------------------------------------
-def alphago_player(args: Args, nets: dict, device, rng: random.Random) -> MCTS:
+# --- evaluation: players and matches -----------------------------------------------------------
+class Player:
+    """One side of many games played at once: moves() answers for the games where it is to move, and played() is
+    told every move of every game, so that a player with state (search trees, GNU Go's boards) follows them."""
+
+    def new_games(self, count: int):
+        pass
+
+    def moves(self, games: list, positions: list) -> list:
+        raise NotImplementedError
+
+    def played(self, game: int, pos: Position, move: int):  # move was played in pos
+        pass
+
+    def close(self):
+        pass
+
+
+class RandomPlayer(Player):
+    def __init__(self, rng: random.Random):
+        self.rng = rng
+
+    def moves(self, games, positions):  # a uniformly random legal move other than a pass, while there is one
+        return [self.rng.choice(pos.legal_moves()[:-1] or [pos.n * pos.n]) for pos in positions]
+
+
+class PolicyPlayer(Player):
+    def __init__(self, policy: ConvNet, device):
+        self.policy, self.device = policy, device
+
+    def moves(self, games, positions):  # the network's most probable move, no search
+        return [int(np.argmax(p)) for p in policy_probs(self.policy, positions, self.device)]
+
+
+class SearchPlayer(Player):
+    """MCTS, AlphaGo's (PUCT, networks) or pure UCT (UCB1, random playouts); plays the most visited move. With
+    keep_trees the subtree under the moves played becomes the next search's root (tree reuse)."""
+
+    def __init__(self, mcts: MCTS, sims: int, keep_trees: bool):
+        self.mcts, self.sims, self.keep_trees = mcts, sims, keep_trees
+        self.new_games(0)
+
+    def new_games(self, count):
+        self.roots, self.simulations, self.search_s = {}, 0, 0.0
+
+    def moves(self, games, positions):
+        t = time.time()
+        roots = [self.root(g, pos) for g, pos in zip(games, positions)]
+        self.mcts.search(roots, self.sims)
+        if self.keep_trees:
+            self.roots.update(zip(games, roots))
+        self.simulations += self.sims * len(games)
+        self.search_s += time.time() - t
+        return [best_move(root) for root in roots]
+
+    def root(self, game: int, pos: Position) -> Node:
+        kept = self.roots.get(game)
+        return kept if kept is not None and kept.pos.hash == pos.hash and kept.pos.to_play == pos.to_play \
+            else Node(pos)
+
+    def played(self, game, pos, move):
+        if self.roots.get(game) is not None:
+            self.roots[game] = self.roots[game].children.get(move)
+
+
+class GnuGoPlayer(Player):
+    """GNU Go, one engine per game, each told the other side's moves."""
+
+    def __init__(self, args: Args):
+        self.args, self.engines, self.own = args, [], set()
+
+    def new_games(self, count):
+        self.close()
+        a = self.args
+        self.engines = [GnuGo(a.board_size, a.komi, a.gnugo_level, a.seed + g) for g in range(count)]
+
+    def moves(self, games, positions):
+        self.own.update(games)  # these engines have played their move already
+        moves = [self.engines[g].genmove(pos.to_play) for g, pos in zip(games, positions)]
+        return [m if pos.is_legal(m) else pos.n * pos.n for m, pos in zip(moves, positions)]  # superko differs: pass
+
+    def played(self, game, pos, move):
+        if game in self.own:
+            self.own.discard(game)
+        else:
+            self.engines[game].play(pos.to_play, move)
+
+    def close(self):
+        for engine in self.engines:
+            engine.close()
+        self.engines = []
+
+
+def alphago_player(args: Args, nets: dict, device, rng: random.Random, mix: float = None) -> SearchPlayer:
     """The full player: MCTS, priors from the SL policy (the paper found them better than the RL policy's in
-    search), leaves valued by the value network mixed with a playout."""
-    return MCTS(alphago_evaluator(nets["sl"], nets["value"], nets["rollout"], args.mix, rng, device), puct,
-                args.c_puct, args.leaf_batch)
+    search), leaves valued by the value network mixed (weight 1 - mix) with a playout."""
+    evaluate = alphago_evaluator(nets["sl"], nets["value"], nets["rollout"], args.mix if mix is None else mix, rng,
+                                 device)
+    return SearchPlayer(MCTS(evaluate, puct, args.c_puct, args.leaf_batch), args.sims, keep_trees=True)
 
 
-def match(args: Args, ours: MCTS, opponent: str, nets: dict, device, rng: random.Random, metrics) -> dict:
-    """args.games games against `opponent`, all played at once (one MCTS round covers every game whose turn it
-    is, so the networks see large batches). Game pairs share a random two-move opening and swap colours."""
+def opponent_player(name: str, args: Args, nets: dict, device, rng: random.Random) -> Player:
+    if name == "random":
+        return RandomPlayer(rng)
+    if name == "policy":
+        return PolicyPlayer(nets["rl"], device)
+    if name == "uct":
+        return SearchPlayer(MCTS(rollout_evaluator(rng), ucb1, args.uct_c, args.leaf_batch), args.sims, False)
+    return GnuGoPlayer(args)
+
+
+def match(args: Args, ours: SearchPlayer, opponent: Player, name: str, rng: random.Random, metrics) -> dict:
+    """args.games games of ours against the opponent, all played at once (one round covers every game whose turn
+    it is, so the networks see large batches). Game pairs share a random two-move opening and swap colours."""
     n, G, t0 = args.board_size, args.games, time.time()
-    positions, roots, ours_color = [], [None] * G, [BLACK if g % 2 == 0 else WHITE for g in range(G)]
+    for player in (ours, opponent):
+        player.new_games(G)
+    positions, ours_color = [], [BLACK if g % 2 == 0 else WHITE for g in range(G)]
     for g in range(G):
         pos = Position(n, args.komi)
         if g % 2 == 0:
             opening = []
-            for _ in range(2):
+        for ply in range(2):
+            if g % 2 == 0:
                 opening.append(rng.choice(pos.legal_moves()[:-1]))
-                pos = pos.play(opening[-1])
-        else:
-            for move in opening:
-                pos = pos.play(move)
+            for player in (ours, opponent):
+                player.played(g, pos, opening[ply])
+            pos = pos.play(opening[ply])
         positions.append(pos)
-    gnugo = [GnuGo(n, args.komi, args.gnugo_level, args.seed + g) for g in range(G)] if opponent == "gnugo" else []
-    for engine, pos in zip(gnugo, positions):
-        for i, move in enumerate(pos.history):
-            engine.play(BLACK if i % 2 == 0 else WHITE, move)
-    uct = MCTS(rollout_evaluator(rng), ucb1, args.uct_c, args.leaf_batch)
-    sims, search_s = 0, 0.0
     for _ in range(3 * n * n):
         live = [g for g in range(G) if not positions[g].is_over()]
         if not live:
             break
-        mine = [g for g in live if positions[g].to_play == ours_color[g]]
-        theirs = [g for g in live if positions[g].to_play != ours_color[g]]
         moves = {}
-        if mine:
-            t = time.time()
-            for g in mine:
-                roots[g] = advance(roots[g], positions[g].history[-1] if positions[g].history else -1, positions[g])
-            ours.search([roots[g] for g in mine], args.sims)
-            search_s += time.time() - t
-            sims += args.sims * len(mine)
-            moves.update({g: best_move(roots[g]) for g in mine})
-        if theirs and opponent == "random":
-            moves.update({g: rng.choice(positions[g].legal_moves()[:-1] or [n * n]) for g in theirs})
-        elif theirs and opponent == "policy":
-            probs = policy_probs(nets["rl"], [positions[g] for g in theirs], device)
-            moves.update({g: int(np.argmax(p)) for g, p in zip(theirs, probs)})
-        elif theirs and opponent == "uct":
-            roots_uct = uct.search([Node(positions[g]) for g in theirs], args.sims)
-            moves.update({g: best_move(r) for g, r in zip(theirs, roots_uct)})
-        elif theirs:
-            for g in theirs:
-                move = gnugo[g].genmove(positions[g].to_play)
-                moves[g] = move if positions[g].is_legal(move) else n * n
+        for player in (ours, opponent):
+            games = [g for g in live if (positions[g].to_play == ours_color[g]) == (player is ours)]
+            if games:
+                moves.update(zip(games, player.moves(games, [positions[g] for g in games])))
         for g, move in moves.items():
-            if gnugo and g in mine:
-                gnugo[g].play(positions[g].to_play, move)
+            for player in (ours, opponent):
+                player.played(g, positions[g], move)
             positions[g] = positions[g].play(move)
-            if g in mine:
-                roots[g] = roots[g].children.get(move)
-    for engine in gnugo:
-        engine.close()
+    opponent.close()
     wins = [(positions[g].result(ours_color[g]) + 1) / 2 for g in range(G)]  # a draw is half a win
-    result = {"opponent": opponent, "games": G, "draws": wins.count(0.5), "winrate": round(float(np.mean(wins)), 4),
+    result = {"opponent": name, "games": G, "draws": wins.count(0.5), "winrate": round(float(np.mean(wins)), 4),
               "winrate_black": round(float(np.mean(wins[0::2])), 4),
-              "winrate_white": round(float(np.mean(wins[1::2])), 4),
-              "sims": sims, "search_s": round(search_s, 2), "sims_per_s": round(sims / max(search_s, 1e-9)),
+              "winrate_white": round(float(np.mean(wins[1::2])), 4), "sims": ours.simulations,
+              "search_s": round(ours.search_s, 2), "sims_per_s": round(ours.simulations / max(ours.search_s, 1e-9)),
               "s": round(time.time() - t0, 1)}
     log(metrics, {"stage": "play", **result})
     return result
@@ -1095,13 +1161,11 @@ class GTPEngine:
     def commands(self) -> list:
         return [name[4:] for name in dir(self) if name.startswith("cmd_")]
 
-    def player(self) -> MCTS:
+    def player(self) -> SearchPlayer:
         """The trained player on its own board size; on another size the policy network (fully convolutional)
         still gives the priors, and playouts alone value the leaves (the value network's layer is size-bound)."""
         same = self.nets["value"].n == self.n
-        evaluate = alphago_evaluator(self.nets["sl"], self.nets["value"], self.nets["rollout"],
-                                     self.args.mix if same else 1.0, self.rng, self.device)
-        return MCTS(evaluate, puct, self.args.c_puct, self.args.leaf_batch)
+        return alphago_player(self.args, self.nets, self.device, self.rng, None if same else 1.0)
 
     def handle(self, line: str):
         """(id, success, reply text) for one command line, or None for a blank line or a comment."""
@@ -1185,7 +1249,7 @@ class GTPEngine:
     def cmd_genmove(self, color) -> str:
         """The search's most visited move; a pass once the game is over (two passes), where nothing is searched."""
         pos = self.history[-1].with_to_play(parse_color(color))
-        move = pos.n * pos.n if pos.is_over() else best_move(self.player().search([Node(pos)], self.args.sims)[0])
+        move = pos.n * pos.n if pos.is_over() else self.player().moves([0], [pos])[0]
         self.history.append(pos.play(move))
         return to_gtp(move, self.n)
 
@@ -1256,17 +1320,13 @@ def resume_checkpoint(out: str, args: Args) -> dict:
 
 
 def rng_state() -> dict:
-    """The random states a resumed run restores: python's, numpy's and torch's (CPU, and CUDA when present)."""
-    kind, keys, *rest = np.random.get_state()
-    return {"python": random.getstate(), "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), *rest],
-            "torch": torch.get_rng_state(),
+    """The random states a resumed run restores: python's and torch's (CPU, and CUDA when present)."""
+    return {"python": random.getstate(), "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
 
 
 def set_rng_state(state: dict):
     random.setstate(state["python"])
-    kind, keys, *rest = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -1378,11 +1438,11 @@ def main(argv=None):
             summary.update(train_value(args, nets["value"], nets["rl"], device, metrics, np_rng))
         else:
             ours, sims, search_s = alphago_player(args, nets, device, rng), 0, 0.0
-            for opponent in args.opponents.split(","):
-                if opponent == "gnugo" and not gnugo_path():
+            for name in args.opponents.split(","):
+                if name == "gnugo" and not gnugo_path():
                     continue
-                result = match(args, ours, opponent, nets, device, rng, metrics)
-                summary[f"winrate_vs_{opponent}"] = result["winrate"]
+                result = match(args, ours, opponent_player(name, args, nets, device, rng), name, rng, metrics)
+                summary[f"winrate_vs_{name}"] = result["winrate"]
                 sims, search_s = sims + result["sims"], search_s + result["search_s"]
             summary["sims_per_s"] = round(sims / max(search_s, 1e-9))
         if stage != "play":
