@@ -105,8 +105,8 @@ def parse_args(argv=None) -> Args:
 
 # --- environment --------------------------------------------------------------------------------
 def env_spaces(env_id: str) -> tuple:
-    """(observation size, action space) of env_id; a usage error unless it exists and this script can drive it: vector (1-D Box) observations and
-    Discrete or 1-D Box actions."""
+    """(observation size, action space) of env_id; a usage error unless it exists and this script can drive it:
+    vector (1-D Box) observations, Discrete or 1-D Box actions."""
     try:
         env = gym.make(env_id)  # also an id in module:id form, which imports the module first
     except Exception as e:  # an unknown id, a missing package, or any error of the environment's own constructor

@@ -55,7 +55,7 @@ class Args:
     checkpoint_every: int = arg(100, "SCST steps between resumable checkpoints (stage 1: after every epoch)")
     seed: int = arg(1, "seeds python, numpy and torch")
     device: str = arg("auto", "auto: cuda when available", choices=("auto", "cpu", "cuda", "mps"))
-    compile: bool = arg(False, "torch.compile the decoder (worth it on CUDA)")
+    compile: bool = arg(False, "torch.compile the decoder's attention and output layer")
     out: str = arg("", "output folder (default runs/scst-<seed>-<time>)")
     load: str = arg("", "checkpoint to start from (skips stage 1); its model size and stress setting are used")
     eval_only: bool = arg(False, "only evaluate the loaded model (writes eval.json, no model)")
@@ -237,9 +237,14 @@ class Seq2Seq(nn.Module):
     def decode(self, tokens, state, memory, keys, src_mask):
         """(B, T) previous tokens and the GRU state -> logits (B, T, V) of the next tokens and the new state."""
         h, state = self.fp32(self.decoder, self.tgt_emb(tokens), state)  # (B, T, H)
+        return self.attend(h, memory, keys, src_mask), state
+
+    def attend(self, h, memory, keys, src_mask):
+        """Global attention and the output layer, decoder states (B, T, H) -> logits (B, T, V): what --compile
+        compiles (Dynamo does not trace GRUs)."""
         scores = (h @ keys.transpose(1, 2)).masked_fill(~src_mask.unsqueeze(1), float("-inf"))  # (B, T, S)
         context = torch.softmax(scores, -1) @ memory  # (B, T, H)
-        return self.out(self.drop(torch.cat([h, context], -1))), state
+        return self.out(self.drop(torch.cat([h, context], -1)))
 
 
 # --- algorithm ----------------------------------------------------------------------------------
@@ -649,8 +654,8 @@ def main(argv=None):
     if progress:  # the records up to the checkpoint, each once (a record a kill cut short goes too)
         metrics.truncate(progress["metrics_bytes"])
         print(f"resumed at step {progress['step']} of stage {progress['stage']}", flush=True)
-    if args.compile:  # the decoder step is the hot path: called once per generated token
-        model.decode = torch.compile(model.decode)
+    if args.compile:  # attention and output, once per generated token; the GRUs stay cuDNN's
+        model.attend = torch.compile(model.attend)
 
     def save(progress: dict):  # a resumable checkpoint of the stage in progress
         progress = {**progress, "metrics_bytes": metrics.tell()}

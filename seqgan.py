@@ -596,7 +596,7 @@ def main(argv=None):
     gen = init_generator(args.vocab_size, args.emb, args.hidden).to(device)
     disc = Discriminator(args.vocab_size, args.d_emb, args.seq_len, args.d_filter_scale, args.d_dropout).to(device)
     d_optimizer = torch.optim.Adam(disc.parameters(), lr=args.d_lr)
-    if args.compile:
+    if args.compile:  # its dropout then draws from inductor's random stream, not torch's: other draws, like a seed
         disc.compile()
     curves, pretrained = {}, None
     resumed = None if args.eval_only else resume_checkpoint(out, args)
