@@ -7,7 +7,7 @@ variant); Schulman et al., "High-dimensional continuous control using generalize
 Run: python actor_critic.py --device cuda
 Reading order: gae and a2c_loss are the algorithm; train() collects an n-step rollout of the N envs and takes one
 gradient step on it; Policy holds the two distributions; main wires them.
-Results and the commands behind them: README.md"""
+Docs and results: docs/actor_critic.md"""
 import argparse
 import copy
 import dataclasses

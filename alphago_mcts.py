@@ -6,7 +6,7 @@ Paper: Silver et al., "Mastering the game of Go with deep neural networks and tr
 Run: python alphago_mcts.py --device cuda   (GTP: python alphago_mcts.py --gtp --load runs/.../model.pt)
 Reading order: Position is the rules, bottom-up; MCTS.search the search (descend by puct, evaluate the leaves
 in batches, back up); ConvNet and features the networks, trained by train_sl, train_rl and train_value; match and
-GTPEngine play games.  Results and the commands behind them: README.md"""
+GTPEngine play games.  Docs and results: docs/alphago_mcts.md"""
 import argparse
 import copy
 import dataclasses
@@ -67,6 +67,8 @@ class Args:
     seed: int = arg(1, "seeds python, numpy and torch")
     device: str = arg("auto", "auto: cuda when available", choices=("auto", "cpu", "cuda", "mps"))
     compile: bool = arg(False, "torch.compile the networks (worth it on CUDA)")
+    bf16: bool = arg(None, "bf16 autocast of the networks, on CUDA and CPU alike (outputs and losses in fp32); "
+                     "unset: on with CUDA")
     out: str = arg("", "output folder (default runs/alphago_mcts-<seed>-<time>)")
     load: str = arg("", "checkpoint to start from, to evaluate or to play GTP with; its board size and network "
                    "sizes are used")
@@ -635,9 +637,9 @@ class ConvNet(nn.Module):
     policy head is a 1x1 convolution (one logit per point) plus a pass logit from the mean features; the value
     head a 1x1 convolution, a 256-unit ReLU layer and tanh."""
 
-    def __init__(self, n: int, width: int, layers: int, value: bool):
+    def __init__(self, n: int, width: int, layers: int, value: bool, bf16: bool = False):
         super().__init__()
-        self.n, self.is_value = n, value
+        self.n, self.is_value, self.bf16 = n, value, bf16  # bf16: mixed precision, the layers under bf16 autocast
         self.convs = nn.ModuleList([nn.Conv2d(PLANES, width, 5, padding=2)] +
                                    [nn.Conv2d(width, width, 3, padding=1) for _ in range(layers - 1)])
         if value:
@@ -647,22 +649,18 @@ class ConvNet(nn.Module):
         else:
             self.point, self.pass_logit = nn.Conv2d(width, 1, 1), nn.Linear(width, 1)
 
-    def forward(self, x):  # (B, PLANES, N, N) -> move logits (B, N*N + 1), or values (B,)
-        for conv in self.convs:
-            x = F.relu(conv(x))
-        if self.is_value:
-            return self.head(x).squeeze(-1)
-        return torch.cat([self.point(x).flatten(1), self.pass_logit(x.mean((2, 3)))], 1)
+    def forward(self, x):  # (B, PLANES, N, N) -> move logits (B, N*N + 1), or values (B,), in fp32
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            for conv in self.convs:
+                x = F.relu(conv(x))
+            if self.is_value:
+                return self.head(x).squeeze(-1).float()
+            return torch.cat([self.point(x).flatten(1), self.pass_logit(x.mean((2, 3)))], 1).float()
 
 
 def legal_log_probs(logits, legal):
     """log p(a | s) over the legal moves only (the legal-move plane is an input; the mask makes it exact)."""
     return torch.log_softmax(logits.float().masked_fill(~legal, -1e9), -1)
-
-
-def autocast(device):
-    """bf16 autocast on CUDA; a no-op elsewhere."""
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
 def batch_planes(positions: list, device):
@@ -675,9 +673,7 @@ def batch_planes(positions: list, device):
 @torch.no_grad()
 def policy_probs(policy: ConvNet, positions: list, device) -> np.ndarray:
     x, legal = batch_planes(positions, device)
-    with autocast(device):
-        logits = policy(x)
-    return legal_log_probs(logits, legal).exp().cpu().numpy()
+    return legal_log_probs(policy(x), legal).exp().cpu().numpy()
 
 
 def alphago_evaluator(policy: ConvNet, value: ConvNet, rollout: RolloutPolicy, mix: float, rng: random.Random,
@@ -690,9 +686,8 @@ def alphago_evaluator(policy: ConvNet, value: ConvNet, rollout: RolloutPolicy, m
     @torch.no_grad()
     def evaluate(positions):
         x, legal = batch_planes(positions, device)
-        with autocast(device):
-            priors = legal_log_probs(policy(x), legal).exp().cpu().numpy()
-            v = value(x).float().cpu().numpy() if mix < 1 else 0.0
+        priors = legal_log_probs(policy(x), legal).exp().cpu().numpy()
+        v = value(x).cpu().numpy() if mix < 1 else 0.0
         z = policy_playouts(positions, w, np_rng) if mix > 0 else 0.0
         return priors, (1 - mix) * v + mix * z
     return evaluate
@@ -828,13 +823,12 @@ def fit(args: Args, net: nn.Module, train: tuple, held: tuple, epochs: int, stag
     for epoch in range(1, epochs + 1):
         net.train()
         for idx in torch.randperm(len(train[1]), device=device).split(args.batch_size):
-            with autocast(device):
-                loss = loss_fn(train[0][idx], train[1][idx])
+            loss = loss_fn(train[0][idx], train[1][idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
         net.eval()
-        with torch.no_grad(), autocast(device):
+        with torch.no_grad():
             line = {"stage": stage, "epoch": epoch, "loss": round(loss.item(), 4),
                     "held_out_loss": round(loss_fn(*held).item(), 4)}
             if log_probs:
@@ -946,8 +940,7 @@ def train_rl(args: Args, policy: ConvNet, device, metrics, rng, save, progress: 
                     z.append(outcome)
         x, legal = batch_planes(states, device)
         policy.train()
-        with autocast(device):
-            logp = legal_log_probs(policy(x), legal).gather(1, torch.tensor(moves, device=device)[:, None])
+        logp = legal_log_probs(policy(x), legal).gather(1, torch.tensor(moves, device=device)[:, None])
         loss = -(logp.squeeze(1) * torch.tensor(z, device=device)).sum() / args.rl_games
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -1312,7 +1305,7 @@ def resume_checkpoint(out: str, args: Args) -> dict:
         return None
     ckpt = load_checkpoint(path, "--out")
     ours = dataclasses.asdict(args)
-    differ = [k for k, v in ckpt["args"].items() if k not in ("device", "compile") and ours.get(k) != v]
+    differ = [k for k, v in ckpt["args"].items() if k not in ("device", "compile", "bf16") and ours.get(k) != v]
     if differ:
         said = ", ".join(f"--{k.replace('_', '-')} {ckpt['args'][k]} (this run: {ours.get(k)})" for k in differ)
         usage_error(f"--out {out} holds a run made with other flags: {said}; use the same flags or another --out")
@@ -1372,6 +1365,7 @@ def main(argv=None):
         usage_error("--expert gnugo: GNU Go is not installed (apt-get install gnugo)")
     t0 = time.time()
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    args = dataclasses.replace(args, bf16=device.type == "cuda" if args.bf16 is None else args.bf16)
     if device.type == "cpu":
         torch.set_num_threads(1)  # small networks: more threads only fight over the cores
     else:
@@ -1381,8 +1375,9 @@ def main(argv=None):
     torch.manual_seed(args.seed)
     rng, np_rng = random.Random(args.seed), np.random.default_rng(args.seed)
     n, done = args.board_size, []
-    nets = {"sl": ConvNet(n, args.width, args.layers, False), "rl": ConvNet(n, args.width, args.layers, False),
-            "value": ConvNet(n, args.width, args.layers, True), "rollout": RolloutPolicy()}
+    nets = {"sl": ConvNet(n, args.width, args.layers, False, args.bf16),
+            "rl": ConvNet(n, args.width, args.layers, False, args.bf16),
+            "value": ConvNet(n, args.width, args.layers, True, args.bf16), "rollout": RolloutPolicy()}
     if ckpt:
         for name, net in nets.items():
             net.load_state_dict(ckpt["nets"][name])

@@ -4,7 +4,7 @@ copied every C steps and epsilon-greedy exploration; any gymnasium env with disc
 games (ale-py) with the Nature-DQN preprocessing and CNN.
 Paper: Mnih et al., "Human-level control through deep reinforcement learning", Nature 2015;
 Double DQN: van Hasselt, Guez, Silver, "Deep Reinforcement Learning with Double Q-learning", AAAI 2016.
-Run: python dqn.py --device cuda   Results: README.md
+Run: python dqn.py --device cuda   Docs: docs/dqn.md
 Reading order: train() is Algorithm 1 (act epsilon-greedily, store, learn from a minibatch, update the target net);
 td_target and td_loss are its math; ReplayMemory and QNetwork what it uses; main wires them and evaluates."""
 import argparse

@@ -5,7 +5,7 @@ Paper: Williams, "Simple statistical gradient-following algorithms for connectio
 learning", Machine Learning 1992.  Run: python reinforce.py --device cuda
 Reading order: reinforce_loss (with returns_to_go) is the algorithm; train() plays a batch of episodes
 (play_episodes) and takes one gradient step on it; Policy holds the two distributions; main wires them.
-Results and the commands behind them: README.md"""
+Docs and results: docs/reinforce.md"""
 import argparse
 import copy
 import dataclasses

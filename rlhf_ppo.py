@@ -7,7 +7,7 @@ Huang et al., "The N+ implementation details of RLHF with PPO", 2024, and Ziegle
 Run: python rlhf_ppo.py --device cuda   (offline: --data tinyshakespeare.txt)
 Reading order: main runs the stages in order; pretrain, sft, train_reward_model (rm_loss), then PPO (rollout:
 token_rewards and gae; update: ppo_losses) and evaluate; GPT decodes with a KV cache in generate.
-Results and the commands behind them: README.md"""
+Docs and results: docs/rlhf_ppo.md"""
 import argparse
 import dataclasses
 import hashlib
@@ -77,6 +77,8 @@ class Args:
     seed: int = arg(1, "seeds python, numpy and torch")
     device: str = arg("auto", "auto: cuda when available", choices=("auto", "cpu", "cuda", "mps"))
     compile: bool = arg(False, "torch.compile the full-sequence forward (worth it on CUDA)")
+    bf16: bool = arg(None, "bf16 autocast of the transformer blocks, on CUDA and CPU alike (heads and losses in "
+                     "fp32); unset: on with CUDA")
     out: str = arg("", "output folder with the stage checkpoints (default runs/rlhf_ppo-<seed>-<time>)")
     load: str = arg("", "a run folder whose stage checkpoints are reused (after those in --out)")
     eval_only: bool = arg(False, "only evaluate the checkpoints of --load (or --out): same as --stage eval; writes "
@@ -258,17 +260,17 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(n_embd, 4 * n_embd), nn.GELU(), nn.Linear(4 * n_embd, n_embd),
                                  nn.Dropout(dropout))
 
-    def attention(self, x, mask, kv, at: int):
+    def attention(self, x, mask, kv, query_at):
         B, T, C = x.shape
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in self.c_attn(x).split(C, 2))
         if kv is not None:  # the cache (2, B, H, L, D): write this call's keys and values, attend over all L
-            kv[0, :, :, at:at + T], kv[1, :, :, at:at + T] = k, v
+            kv.index_copy_(3, query_at, torch.stack([k, v]).to(kv.dtype))  # at tensor positions: static shapes
             k, v = kv[0], kv[1]
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
         return F.dropout(self.c_proj(y.transpose(1, 2).reshape(B, T, C)), self.dropout, self.training)
 
-    def forward(self, x, mask, kv=None, at: int = 0):
-        x = x + self.attention(self.ln_1(x), mask, kv, at)
+    def forward(self, x, mask, kv, query_at):
+        x = x + self.attention(self.ln_1(x), mask, kv, query_at)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -283,6 +285,7 @@ class GPT(nn.Module):
         self.blocks = nn.ModuleList(Block(args.n_embd, args.n_head, dropout) for _ in range(args.n_layer))
         self.ln_f, self.drop = nn.LayerNorm(args.n_embd), nn.Dropout(dropout)
         self.value_head = nn.Linear(args.n_embd, 1) if scalar_head else None
+        self.bf16 = bool(args.bf16)  # mixed precision: the blocks under bf16 autocast
         self.apply(self._init)
         for name, p in self.named_parameters():  # GPT-2: residual projections scaled by 1/sqrt(2 * layers)
             if name.endswith(("c_proj.weight", "mlp.2.weight")):
@@ -295,18 +298,20 @@ class GPT(nn.Module):
         if isinstance(m, nn.Linear) and m.bias is not None:
             nn.init.zeros_(m.bias)
 
-    def forward(self, idx, valid, kv=None, at: int = 0, first: int = 0):
+    def forward(self, idx, valid, kv=None, at=0, first: int = 0):
         """idx (B, T) at positions at..at+T-1 of a sequence whose (B, L) `valid` marks real tokens (left padding
-        False). Position ids count real tokens only, so a left-padded prompt starts at position 0. Returns logits
-        (B, T - first, vocab - 1) or scalars (B, T - first): only from input `first` on, since the head over the
-        vocabulary is the costliest matmul of a small model."""
-        T = idx.shape[1]
-        pos = (valid.long().cumsum(1) - 1).clamp(min=0)[:, at:at + T]
-        x = self.drop(self.wte(idx) + self.wpe(pos))
-        mask = attention_mask(valid, torch.arange(at, at + T, device=idx.device))
-        for i, block in enumerate(self.blocks):
-            x = block(x, mask, None if kv is None else kv[i], at)
-        x = self.ln_f(x[:, first:]).float()
+        False); `at` an int or a 0-d tensor (a compiled decoder then sees the same shapes at every step). Position
+        ids count real tokens only, so a left-padded prompt starts at position 0. Returns logits (B, T - first,
+        vocab - 1) or scalars (B, T - first): only from input `first` on, since the head over the vocabulary is
+        the costliest matmul of a small model."""
+        query_at = at + torch.arange(idx.shape[1], device=idx.device)  # (T,)
+        pos = (valid.long().cumsum(1) - 1).clamp(min=0)[:, query_at]
+        mask = attention_mask(valid, query_at)
+        with torch.autocast(idx.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            x = self.drop(self.wte(idx) + self.wpe(pos))
+            for i, block in enumerate(self.blocks):
+                x = block(x, mask, None if kv is None else kv[i], query_at)
+        x = self.ln_f(x[:, first:].float())
         with torch.autocast(x.device.type, enabled=False):  # heads in fp32: bf16 rounds scores and values to 2^-8
             if self.value_head is not None:
                 return self.value_head(x).squeeze(-1)
@@ -315,7 +320,7 @@ class GPT(nn.Module):
     def kv_cache(self, batch: int, length: int):
         H, C = self.blocks[0].n_head, self.wte.weight.shape[1]
         return torch.zeros(len(self.blocks), 2, batch, H, length, C // H, device=self.wte.weight.device,
-                           dtype=torch.bfloat16 if self.wte.weight.is_cuda else torch.float32)
+                           dtype=torch.bfloat16 if self.bf16 else torch.float32)
 
 
 def attention_mask(valid, query_at):
@@ -335,24 +340,21 @@ def sample_categorical(logits):
 
 
 @torch.no_grad()
-def generate(policy: GPT, prompt, prompt_valid, response_len: int, temperature: float):
-    """Sample (B, R) responses with a KV cache: one forward over the prompt, then one token per step."""
+def generate(policy: GPT, prompt, prompt_valid, response_len: int, temperature: float, step=None, kv=None):
+    """Sample (B, R) responses with a KV cache (kv, or a new one): one forward over the prompt, then one token per
+    step, by `step` when given (the policy compiled: two static shapes, the prompt's and one token's)."""
     B, P = prompt.shape
-    kv = policy.kv_cache(B, P + response_len)
+    step = policy if step is None else step
+    kv = policy.kv_cache(B, P + response_len) if kv is None else kv
     valid = torch.cat([prompt_valid, prompt_valid.new_ones(B, response_len)], 1)
-    with autocast(prompt.device):
-        logits = policy(prompt, valid, kv, 0, first=P - 1)[:, -1]
-        tokens = []
-        for t in range(response_len):
-            tokens.append(sample_categorical(logits.float() / temperature))
-            if t + 1 < response_len:
-                logits = policy(tokens[-1], valid, kv, P + t)[:, -1]
+    at = torch.arange(P, P + response_len, device=prompt.device)  # each step's position, as a device tensor
+    logits = step(prompt, valid, kv, at[0] - P, first=P - 1)[:, -1]
+    tokens = []
+    for t in range(response_len):
+        tokens.append(sample_categorical(logits.float() / temperature))
+        if t + 1 < response_len:
+            logits = step(tokens[-1], valid, kv, at[t])[:, -1]
     return torch.cat(tokens, 1)
-
-
-def autocast(device):
-    """bf16 autocast on CUDA (matmuls in bf16, log-softmax and losses in fp32); a no-op elsewhere."""
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
 # --- the algorithm: the math as small functions -------------------------------------------------
@@ -370,8 +372,7 @@ def full_forward(model, prompt, prompt_valid, response):
     value); output t + 1 on response token t (where the reward model scores a response ending there)."""
     seq = torch.cat([prompt, response], 1)
     valid = torch.cat([prompt_valid, torch.ones_like(response, dtype=torch.bool)], 1)
-    with autocast(prompt.device):
-        return model(seq, valid, first=prompt.shape[1] - 1)
+    return model(seq, valid, first=prompt.shape[1] - 1)
 
 
 def response_logprobs(logits, response, temperature: float):
@@ -496,8 +497,7 @@ def pretrain(args: Args, model: GPT, train, val, device, metrics, save, progress
 
     def loss_on(tokens):
         x, y = lm_batch(tokens, args.batch_size, args.block_size)
-        with autocast(device):
-            return F.cross_entropy(model(x, valid).float().flatten(0, 1), y.flatten())
+        return F.cross_entropy(model(x, valid).flatten(0, 1), y.flatten())
 
     for it in range(first, args.pretrain_iters):
         progress = max(0.0, (it - warmup) / max(1, args.pretrain_iters - warmup))
@@ -638,9 +638,12 @@ class PPO:
         self.params = list(policy.parameters()) + list(critic.parameters())
         self.optimizer = make_optimizer(self.params, args.ppo_lr, device)
         self.beta = torch.tensor(args.beta, device=device)
-        compiled = (lambda m: torch.compile(m)) if args.compile else (lambda m: m)  # the full-sequence path only
+        compiled = (lambda m: torch.compile(m)) if args.compile else (lambda m: m)  # the full-sequence forwards
         self.forward = {name: compiled(m) for name, m in (("policy", policy), ("ref", ref), ("critic", critic),
                                                            ("rm", rm))}
+        # and the decoder: static shapes, so on CUDA "reduce-overhead" replays each token's kernels as a CUDA graph
+        self.decode = torch.compile(policy, dynamic=False, mode="reduce-overhead") if args.compile else None
+        self.kv = policy.kv_cache(args.rollout_batch, args.prompt_len + args.response_len)  # one, at one address
 
     def rollout(self):
         """Sample a batch of responses and score them; every tensor stays on the device."""
@@ -648,7 +651,7 @@ class PPO:
         idx = torch.randint(len(self.prompts), (a.rollout_batch,), device=self.device)
         prompt, prompt_valid = self.prompts[idx], self.prompt_valid[idx]
         response, mask, has_eos = truncate_after_eos(
-            generate(self.policy, prompt, prompt_valid, R, a.temperature), a.eos, a.pad)
+            generate(self.policy, prompt, prompt_valid, R, a.temperature, self.decode, self.kv), a.eos, a.pad)
         parts = {k: [] for k in ("logp", "logp_ref", "values", "score")}
         with torch.no_grad():  # in minibatches, as epoch 0 will train on them: the same computation, ratio 1
             for mb in torch.arange(a.rollout_batch, device=self.device).split(a.minibatch):
@@ -905,6 +908,7 @@ def main(argv=None):
         usage_error(f"--prompt is longer than --prompt-len {args.prompt_len} tokens")
     t0 = time.time()
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    args = dataclasses.replace(args, bf16=device.type == "cuda" if args.bf16 is None else args.bf16)
     if device.type == "cpu":
         torch.set_num_threads(1)  # small models: more threads only fight over the cores
     else:

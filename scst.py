@@ -6,7 +6,7 @@ Papers: Rennie et al., "Self-critical sequence training for image captioning", C
 of self-critical sequence training", 2020 (--baseline mean).  Run: python scst.py --device cuda
 Reading order: scst_advantages and scst_loss are the algorithm, reward (edit distance) its signal; train_scst is
 stage 2, train_xe stage 1; Seq2Seq decodes with generate and beam_search; main runs XE, SCST, then evaluates.
-Results and the commands behind them: README.md"""
+Docs and results: docs/scst.md"""
 import argparse
 import copy
 import dataclasses
@@ -18,6 +18,7 @@ import random
 import re
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -56,6 +57,8 @@ class Args:
     seed: int = arg(1, "seeds python, numpy and torch")
     device: str = arg("auto", "auto: cuda when available", choices=("auto", "cpu", "cuda", "mps"))
     compile: bool = arg(False, "torch.compile the decoder's attention and output layer")
+    bf16: bool = arg(None, "bf16 autocast, on CUDA and CPU alike (the GRUs and the losses stay fp32); unset: on "
+                     "with CUDA")
     out: str = arg("", "output folder (default runs/scst-<seed>-<time>)")
     load: str = arg("", "checkpoint to start from (skips stage 1); its model size and stress setting are used")
     eval_only: bool = arg(False, "only evaluate the loaded model (writes eval.json, no model)")
@@ -165,12 +168,22 @@ def pad_to(n: int, multiple: int = 8) -> int:
     return math.ceil(n / multiple) * multiple
 
 
-def encode_words(words, device) -> tuple:
-    """Letters -> (B, S) source ids, 0-padded, and the (B, S) padding mask (True at letters)."""
-    src = torch.zeros((len(words), pad_to(max(map(len, words)))), dtype=torch.long)
+class Source(NamedTuple):
+    """A batch of spelled words: ids (B, S), 0-padded; mask (B, S), True at letters; lengths (B,) on the host,
+    where packing the encoder's input needs them (so encoding never waits for the device)."""
+    ids: torch.Tensor
+    mask: torch.Tensor
+    lengths: torch.Tensor
+
+    def repeat(self, k: int) -> "Source":  # each word k times in a row
+        return Source(*(x.repeat_interleave(k, 0) for x in self))
+
+
+def encode_words(words, device) -> Source:
+    ids = torch.zeros((len(words), pad_to(max(map(len, words)))), dtype=torch.long)
     for i, w in enumerate(words):
-        src[i, :len(w)] = torch.tensor([LETTERS.index(c) + 1 for c in w])
-    return src.to(device), (src != 0).to(device)
+        ids[i, :len(w)] = torch.tensor([LETTERS.index(c) + 1 for c in w])
+    return Source(ids.to(device), (ids != 0).to(device), torch.tensor([len(w) for w in words]))
 
 
 def encode_targets(prons, phone_ids: dict, device) -> tuple:
@@ -224,13 +237,13 @@ class Seq2Seq(nn.Module):
         with torch.autocast(gru.weight_ih_l0.device.type, enabled=False):
             return gru(x, None if state is None else state.float())
 
-    def encode(self, src, src_mask):
-        """(B, S) letters -> memory (B, S, H), keys W e_s (B, S, H), initial decoder state (layers, B, H)."""
-        lengths = src_mask.sum(1).cpu()  # packing wants host lengths: one sync per batch, none per token
-        packed = nn.utils.rnn.pack_padded_sequence(self.src_emb(src), lengths, batch_first=True, enforce_sorted=False)
+    def encode(self, src: "Source"):
+        """Letters -> memory (B, S, H), keys W e_s (B, S, H), initial decoder state (layers, B, H)."""
+        packed = nn.utils.rnn.pack_padded_sequence(self.src_emb(src.ids), src.lengths, batch_first=True,
+                                                   enforce_sorted=False)
         memory, _ = self.fp32(self.encoder, packed)
-        memory, _ = nn.utils.rnn.pad_packed_sequence(memory, batch_first=True, total_length=src.shape[1])
-        mean = (memory * src_mask.unsqueeze(-1)).sum(1) / src_mask.sum(1, keepdim=True)
+        memory, _ = nn.utils.rnn.pad_packed_sequence(memory, batch_first=True, total_length=src.ids.shape[1])
+        mean = (memory * src.mask.unsqueeze(-1)).sum(1) / src.mask.sum(1, keepdim=True)
         state = torch.tanh(self.init_state(mean)).view(-1, self.layers, self.hidden).transpose(0, 1).contiguous()
         return memory, self.score(memory), state
 
@@ -302,28 +315,28 @@ def sequence_log_probs(logits, tokens):
     return torch.where(tokens != PAD, log_p, 0.0).sum(1)
 
 
-def scst_loss(model, src, src_mask, samples, advantages):
+def scst_loss(model, src: Source, samples, advantages):
     """-mean_k A_k * log pi(y_k | x): REINFORCE with the self-critical baseline, over B * K sampled sequences
     (samples (B*K, T), src repeated K times). The log-probabilities are recomputed with teacher forcing in one
     batched pass: the same policy that sampled, since dropout is off in this stage."""
-    memory, keys, state = model.encode(src, src_mask)
+    memory, keys, state = model.encode(src)
     tokens_in = torch.cat([torch.full_like(samples[:, :1], BOS), samples[:, :-1]], 1)
-    logits, _ = model.decode(tokens_in, state, memory, keys, src_mask)
+    logits, _ = model.decode(tokens_in, state, memory, keys, src.mask)
     return -(advantages.flatten() * sequence_log_probs(logits, samples)).mean()
 
 
 @torch.no_grad()
-def generate(model, src, src_mask, max_len: int, sample: bool = False):
+def generate(model, src: Source, max_len: int, sample: bool = False):
     """Greedy (argmax) or sampled decoding of each source, batched, one token at a time with the GRU state carried
     over (no prefix re-run). Returns tokens (B, max_len), EOS then PAD after the end (no EOS if max_len cut it),
     and lengths (B,) without EOS."""
-    memory, keys, state = model.encode(src, src_mask)
-    B = src.shape[0]
-    token = torch.full((B, 1), BOS, dtype=torch.long, device=src.device)
-    out = torch.full((B, max_len), PAD, dtype=torch.long, device=src.device)
-    finished = torch.zeros(B, dtype=torch.bool, device=src.device)
+    memory, keys, state = model.encode(src)
+    B, device = src.ids.shape[0], src.ids.device
+    token = torch.full((B, 1), BOS, dtype=torch.long, device=device)
+    out = torch.full((B, max_len), PAD, dtype=torch.long, device=device)
+    finished = torch.zeros(B, dtype=torch.bool, device=device)
     for t in range(max_len):  # a fixed number of steps: stopping when all are done would sync every step
-        logits, state = model.decode(token, state, memory, keys, src_mask)
+        logits, state = model.decode(token, state, memory, keys, src.mask)
         log_p = output_log_probs(logits[:, 0])
         if sample:
             token = torch.multinomial(log_p.exp(), 1)
@@ -337,13 +350,13 @@ def generate(model, src, src_mask, max_len: int, sample: bool = False):
 
 
 @torch.no_grad()
-def beam_search(model, src, src_mask, max_len: int, beam: int):
+def beam_search(model, src: Source, max_len: int, beam: int):
     """Beam search over sum_t log pi(y_t | y_<t, x), batched over words and beams with incremental GRU state.
     A finished beam (EOS emitted) only extends with PAD at no cost. Returns the best tokens (B, max_len), lengths."""
-    memory, keys, state = model.encode(src, src_mask)
-    B, V, dev = src.shape[0], model.out[-1].out_features, src.device
+    memory, keys, state = model.encode(src)
+    B, V, dev = src.ids.shape[0], model.out[-1].out_features, src.ids.device
     expand = lambda x: x.repeat_interleave(beam, 0)
-    memory, keys, src_mask = expand(memory), expand(keys), expand(src_mask)
+    memory, keys, src_mask = expand(memory), expand(keys), expand(src.mask)
     state = state.repeat_interleave(beam, 1)  # (layers, B*beam, H)
     scores = torch.full((B, beam), float("-inf"), device=dev)
     scores[:, 0] = 0.0  # all beams start identical: keep one
@@ -370,13 +383,13 @@ def beam_search(model, src, src_mask, max_len: int, beam: int):
 
 
 # --- training loop ------------------------------------------------------------------------------
-def max_output_len(src) -> int:
-    return src.shape[1] + 8  # pronunciations in CMUdict are at most a few phonemes longer than the spelling
+def max_output_len(src: Source) -> int:
+    return src.ids.shape[1] + 8  # pronunciations in CMUdict are at most a few phonemes longer than the spelling
 
 
-def autocast(device):
-    """bf16 autocast on CUDA (matmuls in bf16; the GRUs, see Seq2Seq.fp32, and losses in fp32); a no-op elsewhere."""
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+def autocast(device, bf16: bool):
+    """bf16 autocast (matmuls in bf16; the GRUs, see Seq2Seq.fp32, and the losses in fp32), or a no-op."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
 
 
 def log(metrics, line: dict):
@@ -394,7 +407,7 @@ class KeepBest:
 
 def validate(model, data: dict, device, args: Args, best: KeepBest, metrics, **where):
     """Greedy dev PER and WER; keeps the weights when they are the best so far; logs one line."""
-    dev = evaluate(model, data["dev"], data, device, args.batch_size)
+    dev = evaluate(model, data["dev"], data, device, args)
     if dev["per"] < best.per:
         best.per, best.state = dev["per"], copy.deepcopy(model.state_dict())
     log(metrics, {**where, "dev_per": round(dev["per"], 4), "dev_wer": round(dev["wer"], 4),
@@ -427,11 +440,11 @@ def train_xe(args: Args, model, data: dict, device, metrics, save, progress: dic
         random.shuffle(order)  # the pairs in a new order, drawn from the order before (as shuffling them in place)
         for b in range(0, len(pairs), args.batch_size):
             words, prons = zip(*(pairs[i] for i in order[b:b + args.batch_size]))
-            src, src_mask = encode_words(words, device)
+            src = encode_words(words, device)
             tgt_in, tgt_out = encode_targets(prons, data["phone_ids"], device)
-            with autocast(device):
-                memory, keys, state = model.encode(src, src_mask)
-                logits, _ = model.decode(tgt_in, state, memory, keys, src_mask)
+            with autocast(device, args.bf16):
+                memory, keys, state = model.encode(src)
+                logits, _ = model.decode(tgt_in, state, memory, keys, src.mask)
             loss = F.cross_entropy(logits.float().flatten(0, 1), tgt_out.flatten(), ignore_index=PAD)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -472,23 +485,22 @@ def train_scst(args: Args, model, data: dict, device, metrics, save, progress: d
         best.per, best.state = progress["best_per"], progress["best_state"]
         set_rng_state(progress["rng"])
     else:
-        best = KeepBest(model, evaluate(model, data["dev"], data, device, args.batch_size)["per"])
+        best = KeepBest(model, evaluate(model, data["dev"], data, device, args)["per"])
     start = time.time()
     for step in range(first, args.scst_steps + 1):
         batch = random.sample(words, min(args.batch_size, len(words)))
-        src, src_mask = encode_words(batch, device)
+        src = encode_words(batch, device)
         refs, ref_len = encode_references(batch, data["lexicon"], data["phone_ids"], device)
         max_len = max_output_len(src)
-        src_k, mask_k = src.repeat_interleave(K, 0), src_mask.repeat_interleave(K, 0)
-        with autocast(device):
-            samples, sample_len = generate(model, src_k, mask_k, max_len, sample=True)  # (B*K, T)
-            greedy, greedy_len = generate(model, src, src_mask, max_len) if args.baseline == "greedy" else (None, None)
+        with autocast(device, args.bf16):
+            samples, sample_len = generate(model, src.repeat(K), max_len, sample=True)  # (B*K, T)
+            greedy, greedy_len = generate(model, src, max_len) if args.baseline == "greedy" else (None, None)
         rewards = reward(samples, sample_len, refs.repeat_interleave(K, 0), ref_len.repeat_interleave(K, 0))
         rewards = rewards.view(-1, K)
         greedy_rewards = reward(greedy, greedy_len, refs, ref_len) if greedy is not None else None
         advantages = scst_advantages(rewards, greedy_rewards, args.baseline)
-        with autocast(device):
-            loss = scst_loss(model, src_k, mask_k, samples, advantages)
+        with autocast(device, args.bf16):
+            loss = scst_loss(model, src.repeat(K), samples, advantages)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -519,19 +531,19 @@ def error_rates(dist, ref_len) -> dict:
 
 
 @torch.no_grad()
-def evaluate(model, words, data: dict, device, batch_size: int, beam: int = 0) -> dict:
+def evaluate(model, words, data: dict, device, args: Args, beam: int = 0) -> dict:
     """Greedy (beam = 0) or beam-search PER and WER over `words`, against all their references."""
     model.eval()
     dists, lengths = [], []
-    for b in range(0, len(words), batch_size):
-        batch = words[b:b + batch_size]
-        src, src_mask = encode_words(batch, device)
+    for b in range(0, len(words), args.batch_size):
+        batch = words[b:b + args.batch_size]
+        src = encode_words(batch, device)
         refs, ref_len = encode_references(batch, data["lexicon"], data["phone_ids"], device)
-        with autocast(device):
+        with autocast(device, args.bf16):
             if beam:
-                hyp, hyp_len = beam_search(model, src, src_mask, max_output_len(src), beam)
+                hyp, hyp_len = beam_search(model, src, max_output_len(src), beam)
             else:
-                hyp, hyp_len = generate(model, src, src_mask, max_output_len(src))
+                hyp, hyp_len = generate(model, src, max_output_len(src))
         dist, length = closest_reference(hyp, hyp_len, refs, ref_len)
         dists.append(dist)
         lengths.append(length)
@@ -539,8 +551,8 @@ def evaluate(model, words, data: dict, device, batch_size: int, beam: int = 0) -
 
 
 def transcribe(model, words, phones: list, device) -> list:
-    src, src_mask = encode_words(words, device)
-    hyp, hyp_len = beam_search(model, src, src_mask, max_output_len(src), 5)
+    src = encode_words(words, device)
+    hyp, hyp_len = beam_search(model, src, max_output_len(src), 5)
     return [" ".join(phones[i - 3] for i in h[:n].tolist()) for h, n in zip(hyp, hyp_len)]  # ids 0-2: specials
 
 
@@ -576,7 +588,7 @@ def resume_checkpoint(out: str, args: Args) -> dict:
         return None
     ckpt = load_checkpoint(path, "--out")
     ours = dataclasses.asdict(args)
-    differ = [k for k, v in ckpt["args"].items() if k not in ("device", "compile") and ours.get(k) != v]
+    differ = [k for k, v in ckpt["args"].items() if k not in ("device", "compile", "bf16") and ours.get(k) != v]
     if differ:
         said = ", ".join(f"--{k.replace('_', '-')} {ckpt['args'][k]} (this run: {ours.get(k)})" for k in differ)
         usage_error(f"--out {out} holds a run made with other flags: {said}; use the same flags or another --out")
@@ -616,6 +628,7 @@ def main(argv=None):
         args = dataclasses.replace(args, **{k: ckpt["args"][k] for k in ("hidden", "layers", "keep_stress")})
     t0 = time.time()
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    args = dataclasses.replace(args, bf16=device.type == "cuda" if args.bf16 is None else args.bf16)
     if device.type == "cpu":
         torch.set_num_threads(1)  # small batched GRUs: more threads only fight over the cores
     else:
@@ -668,7 +681,7 @@ def main(argv=None):
         save_checkpoint(os.path.join(out, "model_xe.pt"), model, phones, args)
     elif not args.load:  # stage 2 was under way: its starting point is stage 1's result
         model.load_state_dict(load_checkpoint(os.path.join(out, "model_xe.pt"), "--out")["model"])
-    xe_test = evaluate(model, test, data, device, args.batch_size)
+    xe_test = evaluate(model, test, data, device, args)
     summary.update(xe_test_per=round(xe_test["per"], 4), xe_test_wer=round(xe_test["wer"], 4))
     if not args.eval_only:
         if args.scst_steps:
@@ -676,8 +689,8 @@ def main(argv=None):
             state, summary["words_per_s"] = train_scst(args, model, data, device, metrics, save, scst_progress)
             model.load_state_dict(state)
         save_checkpoint(os.path.join(out, "model.pt"), model, phones, args)
-    dev_greedy, test_greedy = (evaluate(model, w, data, device, args.batch_size) for w in (dev, test))
-    test_beam = evaluate(model, test, data, device, args.batch_size, beam=args.beam_size)
+    dev_greedy, test_greedy = (evaluate(model, w, data, device, args) for w in (dev, test))
+    test_beam = evaluate(model, test, data, device, args, beam=args.beam_size)
     summary.update(dev_per=round(dev_greedy["per"], 4), dev_wer=round(dev_greedy["wer"], 4),
                    test_per=round(test_greedy["per"], 4), test_wer=round(test_greedy["wer"], 4),
                    test_per_beam=round(test_beam["per"], 4), test_wer_beam=round(test_beam["wer"], 4),

@@ -7,7 +7,7 @@ Paper: Yu, Zhang, Wang, Yu, "SeqGAN: sequence generative adversarial nets with p
 Run: python seqgan.py --device cuda
 Reading order: rollout_rewards (Q by Monte-Carlo search) and pg_loss are the algorithm; adversarial() is one
 epoch of it (a g-step, then D rounds); train_mle and train_discriminator pretrain; main runs MLE, D pretraining,
-adversarial training and the two controls.  Results and the commands behind them: README.md"""
+adversarial training and the two controls.  Docs and results: docs/seqgan.md"""
 import argparse
 import copy
 import dataclasses
@@ -63,7 +63,8 @@ class Args:
     checkpoint_every: int = arg(1, "epochs (MLE, adversarial) or D rounds between resumable checkpoints")
     seed: int = arg(1, "seeds python, numpy and torch (and the oracle drawn without --oracle)")
     device: str = arg("auto", "auto: cuda when available", choices=("auto", "cpu", "cuda", "mps"))
-    compile: bool = arg(False, "torch.compile the discriminator (worth it on CUDA)")
+    compile: bool = arg(False, "torch.compile the discriminator (not faster on a CPU)")
+    bf16: bool = arg(None, "bf16 autocast of the discriminator, on CUDA and CPU alike; unset: on with CUDA")
     out: str = arg("", "output folder (default runs/seqgan-<seed>-<time>)")
     load: str = arg("", "checkpoint (model.pt or model_mle.pt) to start the adversarial phase from")
     eval_only: bool = arg(False, "only measure the loaded generator's NLL-oracle (writes eval.json, no model)")
@@ -284,10 +285,10 @@ def nll_oracle(oracle: LSTMLM, seqs, batch: int = 2_000) -> float:
 
 
 @torch.no_grad()
-def rollout_rewards(gen: LSTMLM, disc: Discriminator, seqs, num_rollouts: int):
+def rollout_rewards(gen: LSTMLM, disc: Discriminator, seqs, num_rollouts: int, bf16: bool = False):
     """Q(Y_1:t-1, y_t) for every position of (B, T) samples, as (B, T): for t < T, D's mean P(real) over N
     completions of the prefix Y_1:t sampled from G; for t = T, D(Y) itself (paper, eq. 4). The rollout policy is G
-    itself (what the official code's rollout module amounts to; see README). Batched: the states after every
+    itself (what the official code's rollout module amounts to; see docs/seqgan.md). Batched: the states after every
     prefix come from one pass over the samples, then all prefixes x all N rollouts advance together, the ones
     with the shortest remaining suffix dropping out first, so no prefix is recomputed."""
     B, T = seqs.shape
@@ -314,8 +315,9 @@ def rollout_rewards(gen: LSTMLM, disc: Discriminator, seqs, num_rollouts: int):
             out, (h_new, c_new) = gen(token, (h[:active].reshape(1, -1, H), c[:active].reshape(1, -1, H)))
             h, c = h_new.view(active, -1, H), c_new.view(active, -1, H)
             lg = out[:, 0].view(active, -1, lg.shape[-1])
-    q = disc.prob_real(rolled.flatten(0, 1)).view(G, num_rollouts, B).mean(1)  # (G, B)
-    return torch.cat([q.T, disc.prob_real(seqs).unsqueeze(1)], 1)  # (B, T)
+    with autocast(seqs.device, bf16):
+        q = disc.prob_real(rolled.flatten(0, 1)).view(G, num_rollouts, B).mean(1)  # (G, B)
+        return torch.cat([q.T, disc.prob_real(seqs).unsqueeze(1)], 1)  # (B, T)
 
 
 def ngram_counts(seq: list, n: int) -> dict:
@@ -378,6 +380,15 @@ def d_loss(disc: Discriminator, seqs, labels, l2: float):
 
 
 # --- training loop ------------------------------------------------------------------------------
+def autocast(device, bf16: bool):
+    """bf16 autocast (convolutions and matmuls in bf16, the losses in fp32), or a no-op."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+
+
+def adam(params, lr: float, device):
+    return torch.optim.Adam(params, lr=lr, fused=device.type in ("cuda", "cpu"))  # one kernel, not a loop per tensor
+
+
 def g_step(gen, optimizer, loss):
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -400,7 +411,7 @@ def train_mle(args: Args, gen, real, score: Score, metrics, save, progress: dict
     """MLE pretraining: teacher-forced epochs over the training sequences; the quality score (NLL-oracle or BLEU-4)
     every log_every epochs. Checkpoints with `save` after every epoch, continues from `progress` when given.
     Returns its curve [(epoch, score)]."""
-    optimizer = torch.optim.Adam(gen.parameters(), lr=args.g_lr)
+    optimizer = adam(gen.parameters(), args.g_lr, real.device)
     curve, first, start = [], 1, time.time()
     if progress:
         optimizer.load_state_dict(progress["g_optimizer"])
@@ -430,7 +441,8 @@ def train_discriminator(args: Args, disc, optimizer, gen, real, rounds: int, sav
         data = torch.cat([real, gen.sample(len(real), args.seq_len)])
         for _ in range(args.d_epochs):
             for idx in batches(len(data), args.batch_size, real.device):
-                loss = d_loss(disc, data[idx], labels[idx], args.d_l2)
+                with autocast(real.device, args.bf16):
+                    loss = d_loss(disc, data[idx], labels[idx], args.d_l2)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -445,7 +457,7 @@ def adversarial(args: Args, gen, disc, d_optimizer, real, score: Score, metrics,
     rollouts scored by D), mle (the control: a teacher-forced step on real data instead) or const (the control:
     the same policy gradient with every reward 1). Checkpoints with `save` after every epoch, continues from
     `progress` when given. Returns the curve of the quality score [(epoch, score)]."""
-    optimizer = torch.optim.Adam(gen.parameters(), lr=args.g_lr)
+    optimizer = adam(gen.parameters(), args.g_lr, real.device)
     if progress:
         optimizer.load_state_dict(progress["g_optimizer"])
         curve, first = progress["curve"], progress["epoch"] + 1
@@ -458,7 +470,8 @@ def adversarial(args: Args, gen, disc, d_optimizer, real, score: Score, metrics,
             loss = mle_loss(gen, real[torch.randint(0, len(real), (args.batch_size,), device=real.device)])
         else:
             seqs = gen.sample(args.batch_size, args.seq_len)
-            q = rollout_rewards(gen, disc, seqs, args.rollouts) if reward == "seqgan" else torch.ones_like(seqs).float()
+            q = rollout_rewards(gen, disc, seqs, args.rollouts, args.bf16) if reward == "seqgan" else \
+                torch.ones_like(seqs).float()
             loss = pg_loss(gen, seqs, q)
         g_step(gen, optimizer, loss)
         if reward == "seqgan":
@@ -510,7 +523,7 @@ def resume_checkpoint(out: str, args: Args) -> dict:
         return None
     ckpt = load_checkpoint(path, "--out")
     ours = dataclasses.asdict(args)
-    differ = [k for k, v in ckpt["args"].items() if k not in ("device", "compile") and ours.get(k) != v]
+    differ = [k for k, v in ckpt["args"].items() if k not in ("device", "compile", "bf16") and ours.get(k) != v]
     if differ:
         said = ", ".join(f"--{k.replace('_', '-')} {ckpt['args'][k]} (this run: {ours.get(k)})" for k in differ)
         usage_error(f"--out {out} holds a run made with other flags: {said}; use the same flags or another --out")
@@ -561,6 +574,7 @@ def main(argv=None):
         args.vocab_size, args.emb, args.hidden = oracle_sizes(oracle_arrays)
     t0 = time.time()
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    args = dataclasses.replace(args, bf16=device.type == "cuda" if args.bf16 is None else args.bf16)
     if device.type == "cpu":
         torch.set_num_threads(1)  # small models: more threads only fight over the cores
     else:
@@ -595,7 +609,7 @@ def main(argv=None):
         summary = {"nll_oracle_real": round(nll_oracle(oracle, real), 4)}
     gen = init_generator(args.vocab_size, args.emb, args.hidden).to(device)
     disc = Discriminator(args.vocab_size, args.d_emb, args.seq_len, args.d_filter_scale, args.d_dropout).to(device)
-    d_optimizer = torch.optim.Adam(disc.parameters(), lr=args.d_lr)
+    d_optimizer = adam(disc.parameters(), args.d_lr, device)
     if args.compile:  # its dropout then draws from inductor's random stream, not torch's: other draws, like a seed
         disc.compile()
     curves, pretrained = {}, None

@@ -149,6 +149,24 @@ def test_kv_cache_decoding_matches_the_full_forward():
     assert (response < EOS + 1).all()  # PAD is never sampled
 
 
+def test_the_compiled_decoder_has_two_static_shapes_and_samples_as_eager():
+    """--compile's decoder: one graph for the prompt, one for a token, whatever the position (a position that
+    recompiled would be a graph per token, and no CUDA graph could be replayed); the same tokens as eager."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+    policy = tiny_gpt(3)
+    prompt, valid = rlhf_ppo.pad_prompts([[1, 2, 3], [4, 5, 6, 7, 8, 9]], 8, PAD, "cpu")
+    torch.manual_seed(0)
+    eager = rlhf_ppo.generate(policy, prompt, valid, 6, 1.0)
+    torch._dynamo.reset()
+    counters.clear()
+    step, kv = torch.compile(policy, dynamic=False, mode="reduce-overhead"), policy.kv_cache(2, 14)
+    for _ in range(2):  # the second call reuses the first's graphs and cache
+        torch.manual_seed(0)
+        assert torch.equal(rlhf_ppo.generate(policy, prompt, valid, 6, 1.0, step, kv), eager)
+    assert counters["stats"]["unique_graphs"] == 2 and not counters["graph_break"]
+
+
 # --- behaviour: the reward model and PPO learn toy problems -----------------------------------------------------
 def test_reward_model_learns_a_toy_preference():
     """Preferences by the count of token 7 in the response: the RM must rank held-out pairs."""
@@ -308,7 +326,7 @@ def test_killed_inside_any_stage_and_rerun_ends_as_a_run_never_stopped(resumes_e
                     "--checkpoint-every", 0, kills=6)
 
 
-def test_heads_are_fp32_under_autocast():
+def test_bf16_runs_the_blocks_in_bf16_and_the_heads_in_fp32():
     """Reward-model scores, values and logits in bf16 would be rounded to about 2^-8 of their size."""
     idx = torch.randint(0, TINY.vocab_size, (2, 6))
     valid = torch.ones(2, 6, dtype=torch.bool)
@@ -316,6 +334,9 @@ def test_heads_are_fp32_under_autocast():
         model = tiny_gpt(scalar_head=scalar_head)
         with torch.no_grad():
             full = model(idx, valid)
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                mixed = model(idx, valid)
-        assert mixed.dtype == torch.float32 and torch.allclose(mixed, full, atol=0.05)
+            model.bf16 = True
+            mixed = model(idx, valid)
+            with torch.autocast("cpu", dtype=torch.bfloat16):  # a caller's own autocast leaves the heads fp32 too
+                outer = model(idx, valid)
+        assert mixed.dtype == outer.dtype == torch.float32 and not torch.equal(mixed, full)
+        assert torch.allclose(mixed, full, atol=0.05) and torch.allclose(outer, full, atol=0.05)

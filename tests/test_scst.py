@@ -96,16 +96,16 @@ def test_scst_step_raises_the_better_sample():
     """A sample better than the greedy decode (positive advantage) gains probability after a gradient step; a worse
     one (negative advantage) loses it."""
     model = tiny_model()
-    src, src_mask = scst.encode_words(["abc", "abc"], "cpu")
+    src = scst.encode_words(["abc", "abc"], "cpu")
     samples = torch.tensor([[3, 4, scst.EOS, 0], [5, 6, 7, scst.EOS]])
     for sign in (1.0, -1.0):
         model.load_state_dict(tiny_model().state_dict())
         optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
         logp = lambda: scst.sequence_log_probs(model.decode(
-            torch.cat([torch.full((2, 1), scst.BOS), samples[:, :-1]], 1), *reversed_encode(model, src, src_mask))[0],
+            torch.cat([torch.full((2, 1), scst.BOS), samples[:, :-1]], 1), *reversed_encode(model, src))[0],
             samples)
         before = logp().detach()
-        loss = scst.scst_loss(model, src, src_mask, samples, torch.tensor([[sign, -sign]]))
+        loss = scst.scst_loss(model, src, samples, torch.tensor([[sign, -sign]]))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -113,9 +113,9 @@ def test_scst_step_raises_the_better_sample():
         assert change[0] * sign > 0 and change[1] * sign < 0
 
 
-def reversed_encode(model, src, src_mask):
-    memory, keys, state = model.encode(src, src_mask)
-    return state, memory, keys, src_mask
+def reversed_encode(model, src):
+    memory, keys, state = model.encode(src)
+    return state, memory, keys, src.mask
 
 
 def test_sequence_log_probs_mask_padding():
@@ -132,25 +132,25 @@ def test_incremental_decoding_matches_teacher_forcing():
     """Greedy generation one token at a time (GRU state carried) gives the same logits as one teacher-forced pass
     over the generated prefix; beam search with beam 1 equals greedy."""
     model = tiny_model(1)
-    src, src_mask = scst.encode_words(["hedgehog", "cat", "photon"], "cpu")
-    tokens, lengths = scst.generate(model, src, src_mask, 10)
-    memory, keys, state = model.encode(src, src_mask)
+    src = scst.encode_words(["hedgehog", "cat", "photon"], "cpu")
+    tokens, lengths = scst.generate(model, src, 10)
+    memory, keys, state = model.encode(src)
     logits, _ = model.decode(torch.cat([torch.full((3, 1), scst.BOS), tokens[:, :-1]], 1), state, memory, keys,
-                             src_mask)
+                             src.mask)
     steps = (tokens != scst.PAD).sum(1)
     for i in range(3):  # PAD and BOS are never generated: the argmax over the rest
         assert torch.equal(logits[i, :steps[i], 2:].argmax(-1) + 2, tokens[i, :steps[i]])
-    beam_tokens, beam_lengths = scst.beam_search(model, src, src_mask, 10, 1)
+    beam_tokens, beam_lengths = scst.beam_search(model, src, 10, 1)
     assert torch.equal(beam_tokens, tokens) and torch.equal(beam_lengths, lengths)
 
 
 def test_beam_search_scores_at_least_greedy():
     model = tiny_model(2)
-    src, src_mask = scst.encode_words(["abcd", "zz", "q'x"], "cpu")
+    src = scst.encode_words(["abcd", "zz", "q'x"], "cpu")
     seq_logp = lambda toks: scst.sequence_log_probs(model.decode(
-        torch.cat([torch.full((3, 1), scst.BOS), toks[:, :-1]], 1), *reversed_encode(model, src, src_mask))[0], toks)
-    greedy, _ = scst.generate(model, src, src_mask, 6)
-    beam, _ = scst.beam_search(model, src, src_mask, 6, 4)
+        torch.cat([torch.full((3, 1), scst.BOS), toks[:, :-1]], 1), *reversed_encode(model, src))[0], toks)
+    greedy, _ = scst.generate(model, src, 6)
+    beam, _ = scst.beam_search(model, src, 6, 4)
     assert (seq_logp(beam) >= seq_logp(greedy) - 1e-5).all()
 
 
@@ -241,15 +241,15 @@ def test_pad_and_bos_are_never_generated():
         model.out[-1].bias[scst.PAD] = 50.0
         model.out[-1].bias[scst.BOS] = 40.0
         model.out[-1].bias[scst.EOS] = -50.0
-    src, src_mask = scst.encode_words(["abc", "hedge"], torch.device("cpu"))
-    for tokens, lengths in (scst.generate(model, src, src_mask, 6), scst.generate(model, src, src_mask, 6, True),
-                            scst.beam_search(model, src, src_mask, 6, 3)):
+    src = scst.encode_words(["abc", "hedge"], torch.device("cpu"))
+    for tokens, lengths in (scst.generate(model, src, 6), scst.generate(model, src, 6, True),
+                            scst.beam_search(model, src, 6, 3)):
         assert not (tokens == scst.BOS).any()
         for row, n in zip(tokens.tolist(), lengths.tolist()):
             assert n == 6 and all(t > scst.EOS for t in row)  # ids 0-2 are PAD, BOS, EOS
-        memory, keys, state = model.encode(src, src_mask)
+        memory, keys, state = model.encode(src)
         tokens_in = torch.cat([torch.full_like(tokens[:, :1], scst.BOS), tokens[:, :-1]], 1)
-        logits, _ = model.decode(tokens_in, state, memory, keys, src_mask)
+        logits, _ = model.decode(tokens_in, state, memory, keys, src.mask)
         assert torch.isfinite(scst.sequence_log_probs(logits, tokens)).all()  # PAD after EOS adds nothing
 
 
@@ -259,10 +259,10 @@ def test_the_grus_run_in_fp32_under_autocast():
     seen = []
     for gru in (model.encoder, model.decoder):
         gru.register_forward_pre_hook(lambda m, args: seen.append(torch.is_autocast_enabled("cpu")))
-    src, src_mask = scst.encode_words(["abc"], torch.device("cpu"))
+    src = scst.encode_words(["abc"], torch.device("cpu"))
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        memory, keys, state = model.encode(src, src_mask)
-        logits, _ = model.decode(torch.full((1, 1), scst.BOS), state, memory, keys, src_mask)
+        memory, keys, state = model.encode(src)
+        logits, _ = model.decode(torch.full((1, 1), scst.BOS), state, memory, keys, src.mask)
     assert seen == [False, False]
 
 
