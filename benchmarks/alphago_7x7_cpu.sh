@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# alphago_mcts.py on 7x7 on the CPU (README, "alphago_mcts.py"): 600 expert games of GNU Go level 10 (apt-get
+# alphago_mcts.py on 7x7 on the CPU (docs/alphago_mcts.md): 600 expert games of GNU Go level 10 (apt-get
 # install gnugo), the default 6-layer 64-wide policy and value networks (SL 8 epochs, best held out; RL 200 steps of
 # 64 games; value net on 20,000 self-play games), then 20 games against each opponent with 400 simulations a move,
 # GNU Go level 10 among them. Seed 1, komi 9. The expert games run in two processes, the rest in one.

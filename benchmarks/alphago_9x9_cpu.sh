@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# alphago_mcts.py on 9x9 on the CPU (README, "alphago_mcts.py"): 1,500 expert games of GNU Go level 1 (apt-get install
+# alphago_mcts.py on 9x9 on the CPU (docs/alphago_mcts.md): 1,500 expert games of GNU Go level 1 (apt-get install
 # gnugo), the default 6-layer 64-wide networks (SL 4 epochs, best held out, and the rollout policy; RL 100 steps of 64
 # games; value net on 16,000 self-play games), then 40 games against random moves with 400 simulations a move; then
 # the saved model against GNU Go level 1, 40 games at 400 simulations (--eval-only).

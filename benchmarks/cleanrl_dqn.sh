@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# CleanRL's dqn.py side by side with ours (README, "dqn.py"), run in its own venv with its pins.
+# CleanRL's dqn.py side by side with ours (docs/dqn.md), run in its own venv with its pins.
 # Nothing of CleanRL is committed here: fetch it yourself, then
 #   CLEANRL=/path/to/cleanrl  (commit fe8d8a03 was measured)
 #   python3 -m venv /tmp/cleanrl-venv && /tmp/cleanrl-venv/bin/pip install torch==2.13.0 gymnasium==0.29.1 \

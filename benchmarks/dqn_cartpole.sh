@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# dqn.py on CartPole-v1 with its defaults, seeds 1-5, one run at a time, on the CPU (README, "dqn.py").
+# dqn.py on CartPole-v1 with its defaults, seeds 1-5, one run at a time, on the CPU (docs/dqn.md).
 # Each line: whole-run wall time from launch, when the mean of the last 10 training episodes first reached 475,
 # and the script's summary (final greedy evaluation over 20 episodes).
 set -euo pipefail

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# dqn.py on other classic-control envs with flags only (README, "Other environments"); CPU, one run at a time.
+# dqn.py on other classic-control envs with flags only (docs/dqn.md); CPU, one run at a time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-runs/bench-dqn-classic}

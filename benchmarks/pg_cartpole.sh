@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # reinforce.py and actor_critic.py on CartPole-v1 with their defaults, seeds 1-5, one run at a time, on the CPU
-# (README, "reinforce.py and actor_critic.py"). Each line: whole-run wall time from launch; when pytorch/examples'
+# (docs/reinforce.md and docs/actor_critic.md). Each line: whole-run wall time from launch; when pytorch/examples'
 # criterion (running reward r <- 0.05 * return + 0.95 * r from r = 10, over our logged training episodes in the
 # order they finished) first exceeded 475; and the script's summary (final greedy evaluation over 20 episodes).
 set -euo pipefail

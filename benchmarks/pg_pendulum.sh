@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Pendulum-v1 (continuous actions; a random policy scores about -1200): actor_critic.py to a greedy return
 # of about -200 or better, reinforce.py's clear improvement; seeds 1-3, one run at a time, on the CPU
-# (README, "reinforce.py and actor_critic.py"). Each line is the script's summary (20 greedy episodes).
+# (docs/reinforce.md and docs/actor_critic.md). Each line is the script's summary (20 greedy episodes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-runs/bench-pg-pendulum}

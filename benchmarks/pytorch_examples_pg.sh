@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# pytorch/examples' reinforcement_learning/reinforce.py and actor_critic.py side by side with ours (README,
-# "reinforce.py and actor_critic.py"). They run unmodified on gymnasium 1.x, so our own environment serves.
+# pytorch/examples' reinforcement_learning/reinforce.py and actor_critic.py side by side with ours
+# (docs/reinforce.md, docs/actor_critic.md). They run unmodified on gymnasium 1.x, so our own environment serves.
 # Nothing of pytorch/examples is committed here: fetch it yourself, then
 #   EXAMPLES=/path/to/pytorch/examples  (commit 77f55b91 was measured)
 #   EXAMPLES=... bash benchmarks/pytorch_examples_pg.sh

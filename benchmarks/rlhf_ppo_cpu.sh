@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# rlhf_ppo.py on the CPU (README, "rlhf_ppo.py"): the whole pipeline with the defaults (pretrain 1,000 iterations,
+# rlhf_ppo.py on the CPU (docs/rlhf_ppo.md): the whole pipeline with the defaults (pretrain 1,000 iterations,
 # SFT 3 epochs, RM on 4,000 prompts x 4 samples, PPO 200 steps of 64 prompts, beta 0.1), seed 1; then PPO alone
 # from the same SFT policy and reward model with other KL coefficients, and its evaluation, for the reward-vs-KL
 # table (the gold and RM curves during PPO are in each folder's metrics.jsonl). Each line is the

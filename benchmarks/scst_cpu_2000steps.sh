@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# scst.py's full SCST budget on the CPU (README, "scst.py"): the default 2,000 SCST steps with the greedy baseline
+# scst.py's full SCST budget on the CPU (docs/scst.md): the default 2,000 SCST steps with the greedy baseline
 # from the 20-epoch XE model of scst_cpu_20epochs.sh (run that first, or pass XE=path/to/model_xe.pt), at the default
 # learning rate 3e-4 and at Rennie et al.'s 5e-5, the two runs side by side, one core each. Seed 1, one thread per run.
 # About 2.3 hours on 2 cores.

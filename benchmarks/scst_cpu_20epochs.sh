@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# scst.py's default model, data and XE budget on the CPU (README, "scst.py"): 20 XE epochs (the cosine over 20),
+# scst.py's default model, data and XE budget on the CPU (docs/scst.md): 20 XE epochs (the cosine over 20),
 # scored greedy and with beam search; then, from that XE checkpoint, 600 SCST steps (of the default 2,000) with each
 # baseline, the two runs side by side, one core each. Seed 1, one thread per run. About 2 hours on 2 cores.
 set -euo pipefail

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# scst.py, the small CPU configuration (README, "scst.py"): 30k training words, a 128-wide model, 6 epochs of
+# scst.py, the small CPU configuration (docs/scst.md): 30k training words, a 128-wide model, 6 epochs of
 # cross-entropy, then 300 SCST steps from that cross-entropy checkpoint with each baseline (4 samples a word), and
 # with the mean baseline over 16 samples a word. Seed 1, on the CPU, one run at a time. Each line is the script's
 # summary (dev 3,000 and test 12,000 words, all references).

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# seqgan.py on real text on the CPU (README, "seqgan.py", real data): the lines of tinyshakespeare without its
+# seqgan.py on real text on the CPU (docs/seqgan.md): the lines of tinyshakespeare without its
 # speaker tags ("ANTONIO:" lines, which BLEU against all held-out lines would reward a collapsed generator for),
 # BPE of 2,000 ranks, 20 tokens a line; the reduced schedule of seqgan_cpu_reduced.sh; BLEU-4 and distinct-4 on
 # 1,000 samples. Seed 1. DATA=path/to/tinyshakespeare.txt (nanoGPT's input.txt).
@@ -12,8 +12,8 @@ echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 python seqgan.py --device cpu --data "$out/lines.txt" --bpe-vocab 2000 --mle-epochs 30 --log-every 5 \
   --d-filter-scale 0.125 --d-pretrain 5 --d-epochs 1 --adv-epochs 30 --d-steps 1 --rollouts 8 --eval-every 5 \
   --eval-samples 1000 --seed 1 --out "$out/s1" | tee "$out/s1.log" | tail -1
-# With WITH_TAGS=1, the same run on the whole file, speaker tags included (README: BLEU rises by collapsing onto them;
-# measured before seqgan.py drew the extra distinct-4 samples, so a rerun differs in detail).
+# With WITH_TAGS=1, the same run on the whole file, speaker tags included (docs/seqgan.md: BLEU rises by collapsing
+# onto them; measured before seqgan.py drew the extra distinct-4 samples, so a rerun differs in detail).
 if [ -n "${WITH_TAGS:-}" ]; then
   python seqgan.py --device cpu --data "$DATA" --bpe-vocab 2000 --mle-epochs 30 --log-every 5 --d-filter-scale 0.125 \
     --d-pretrain 5 --d-epochs 1 --adv-epochs 30 --d-steps 1 --rollouts 8 --eval-every 5 --eval-samples 1000 --seed 1 \

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# seqgan.py with the paper's oracle on the CPU, a reduced configuration (README, "seqgan.py"): 30 MLE epochs instead
+# seqgan.py with the paper's oracle on the CPU, a reduced configuration (docs/seqgan.md): 30 MLE epochs instead
 # of 120, a discriminator with 1/8 of the paper's filters, 5 pretraining rounds and 1 round per adversarial epoch
 # (1 epoch each instead of 3), 8 rollouts instead of 16, 30 adversarial epochs instead of 200, NLL-oracle on 2,000
 # samples. Seed 1. The controls (continued MLE, constant reward) get the same number of generator steps.
