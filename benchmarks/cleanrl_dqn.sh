@@ -9,10 +9,13 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 out=${OUT:-$here/runs/bench-cleanrl-dqn}
-mkdir -p "$out"
+results=$here/benchmarks/results/dqn_cartpole
+mkdir -p "$out" "$results"
+rm -f "$results/cleanrl.jsonl"
 cd "$CLEANRL"
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 for seed in 1 2 3 4 5; do
-  PYTHONPATH=. PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 python "$here/benchmarks/timed_run.py" --log "$out/s$seed.log" -- \
-    "$PY" cleanrl/dqn.py --seed "$seed" --save-model | tee -a "$out/results.jsonl"
+  PYTHONPATH=. PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 python "$here/benchmarks/timed_run.py" --log "$out/s$seed.log" \
+    --curve "$results/cleanrl-s$seed.csv" -- "$PY" cleanrl/dqn.py --seed "$seed" --save-model \
+    | tee -a "$results/cleanrl.jsonl"
 done

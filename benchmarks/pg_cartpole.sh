@@ -6,12 +6,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-runs/bench-pg-cartpole}
-mkdir -p "$out"
+results=benchmarks/results/pg_cartpole
+mkdir -p "$out" "$results"
+rm -f "$results/ours.txt"
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 for script in reinforce actor_critic; do
   for seed in 1 2 3 4 5; do
-    python benchmarks/timed_run.py --criterion ema --metrics "$out/$script-s$seed/metrics.jsonl" -- \
-      python $script.py --device cpu --seed "$seed" --out "$out/$script-s$seed" | sed "s/^/$script s$seed /" \
-      | tee -a "$out/results.txt"
+    python benchmarks/timed_run.py --criterion ema --metrics "$out/$script-s$seed/metrics.jsonl" \
+      --curve "$results/ours-$script-s$seed.csv" -- python $script.py --device cpu --seed "$seed" \
+      --out "$out/$script-s$seed" | sed "s/^/$script s$seed /" | tee -a "$results/ours.txt"
   done
 done

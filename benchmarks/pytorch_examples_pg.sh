@@ -9,12 +9,15 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 out=${OUT:-$here/runs/bench-pytorch-examples-pg}
-mkdir -p "$out"
+results=$here/benchmarks/results/pg_cartpole
+mkdir -p "$out" "$results"
+rm -f "$results/pytorch_examples.txt"
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 for script in reinforce actor_critic; do
   for seed in 1 2 3 4 5; do
     PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 python "$here/benchmarks/timed_run.py" --criterion ema \
-      --log "$out/$script-s$seed.log" -- python "$EXAMPLES/reinforcement_learning/$script.py" --seed "$seed" \
-      | sed "s/^/$script s$seed /" | tee -a "$out/results.txt"
+      --log "$out/$script-s$seed.log" --curve "$results/pytorch_examples-$script-s$seed.csv" -- \
+      python "$EXAMPLES/reinforcement_learning/$script.py" --seed "$seed" \
+      | sed "s/^/$script s$seed /" | tee -a "$results/pytorch_examples.txt"
   done
 done

@@ -23,6 +23,8 @@ p.add_argument("--metrics", help="our metrics.jsonl; without it, episodes are pa
 p.add_argument("--log", help="write the command's stdout here, each line prefixed with its arrival time")
 p.add_argument("--threshold", type=float, default=475.0)
 p.add_argument("--criterion", choices=["last10", "ema"], default="last10")
+p.add_argument("--curve", help="also write the criterion's statistic after each training episode as CSV (seconds "
+               "from launch, env step, episode, value), at most 200 rows, for benchmarks/plot.py")
 p.add_argument("cmd", nargs=argparse.REMAINDER)
 args = p.parse_args()
 cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
@@ -66,6 +68,20 @@ else:
     i = solved_index()
     solved, solved_episode = (episodes[i], i + 1) if i is not None else (None, None)
 summary = next((json.loads(line) for _, line in reversed(lines) if line.startswith("{")), None)
+if args.curve:
+    rows, running = [], 10.0
+    for i, (step, ret, t) in enumerate(episodes):
+        running = 0.05 * ret + 0.95 * running
+        last10 = [e[1] for e in episodes[max(0, i - 9):i + 1]]
+        value = running if args.criterion == "ema" else sum(last10) / len(last10)
+        rows.append((t - launch, step, i + 1, value))
+    pattern = re.compile(r"Episode (\d+)\s+Last reward: [-\d.]+\s+Average reward: ([-\d.]+)")  # pytorch/examples
+    rows += [(t - launch, "", int(m[1]), float(m[2])) for t, line in lines if (m := pattern.match(line))]
+    every = max(1, len(rows) // 200)
+    with open(args.curve, "w") as f:
+        f.write("seconds,step,episode,value\n")
+        f.writelines(f"{t:.2f},{step},{episode},{value:.1f}\n" for t, step, episode, value in
+                     rows[::every] + ([rows[-1]] if rows and (len(rows) - 1) % every else []))
 print(json.dumps({"wall_s": round(wall, 2), "solved_s": solved and round(solved[2] - launch, 2),
                   "solved_step": solved and solved[0], "solved_episode": solved_episode, "episodes": len(episodes),
                   "last10_final": round(sum(e[1] for e in episodes[-10:]) / 10, 1) if episodes else None,

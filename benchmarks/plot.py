@@ -1,0 +1,115 @@
+"""Draws every figure in docs/img/ from the compact result files in benchmarks/results/, so that anyone can redraw a
+figure or check a number without rerunning the benchmark. A figure whose data is not there is skipped, and said so.
+
+    pip install matplotlib && python benchmarks/plot.py
+"""
+import csv
+import glob
+import json
+import os
+import re
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+RESULTS = os.path.join(ROOT, "benchmarks", "results")
+IMG = os.path.join(ROOT, "docs", "img")
+COLORS = {"ours": "tab:blue", "peer": "tab:orange", "third": "tab:green"}
+
+
+def read_csv(path: str) -> dict:
+    """The columns of a CSV file as lists of floats (empty cells are None)."""
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    return {k: [float(r[k]) if r[k] != "" else None for r in rows] for k in (rows[0] if rows else {})}
+
+
+def seed_of(path: str) -> int:
+    return int(re.search(r"-s(\d+)\.csv$", path)[1])
+
+
+def curves(ax, pattern: str, label: str, color: str, x: str, y: str):
+    """One thin line per seed's file, labelled once."""
+    paths = sorted(glob.glob(os.path.join(RESULTS, pattern)), key=seed_of)
+    for i, path in enumerate(paths):
+        data = read_csv(path)
+        ax.plot(data[x], data[y], color=color, alpha=0.8, lw=1.2,
+                label=f"{label} ({len(paths)} seeds)" if i == 0 else None)
+    return len(paths)
+
+
+def save(fig, name: str):
+    os.makedirs(IMG, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(os.path.join(IMG, name), dpi=100)
+    plt.close(fig)
+    print(f"drew docs/img/{name}")
+
+
+def dqn_cartpole():
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    ours = curves(ax, "dqn_cartpole/ours-s*.csv", "dqn.py", COLORS["ours"], "seconds", "value")
+    peer = curves(ax, "dqn_cartpole/cleanrl-s*.csv", "CleanRL dqn.py", COLORS["peer"], "seconds", "value")
+    if not ours:
+        plt.close(fig)
+        return print("skipped dqn_cartpole.png: no benchmarks/results/dqn_cartpole/ (bash benchmarks/dqn_cartpole.sh)")
+    ax.axhline(475, color="grey", ls="--", lw=0.8)
+    ax.set(xlabel="seconds from launch (one CPU thread)", ylabel="mean return of the last 10 training episodes",
+           title="DQN on CartPole-v1" + (", side by side with CleanRL" if peer else ""), ylim=(0, 520))
+    ax.legend(loc="lower right")
+    save(fig, "dqn_cartpole.png")
+
+
+def pg_cartpole():
+    if not glob.glob(os.path.join(RESULTS, "pg_cartpole", "ours-*-s*.csv")):
+        return print("skipped pg_cartpole.png: no benchmarks/results/pg_cartpole/ (bash benchmarks/pg_cartpole.sh)")
+    fig, axes = plt.subplots(1, 2, figsize=(8, 4), sharey=True)
+    for ax, script, title in zip(axes, ("reinforce", "actor_critic"), ("REINFORCE", "A2C")):
+        curves(ax, f"pg_cartpole/ours-{script}-s*.csv", f"{script}.py", COLORS["ours"], "seconds", "value")
+        curves(ax, f"pg_cartpole/pytorch_examples-{script}-s*.csv", "pytorch/examples", COLORS["peer"], "seconds",
+               "value")
+        ax.axhline(475, color="grey", ls="--", lw=0.8)
+        ax.set(xscale="log", xlabel="seconds from launch (log)", title=f"{title} on CartPole-v1", ylim=(0, 520))
+        ax.legend(loc="upper left", fontsize=8)
+    axes[0].set_ylabel("running reward (0.05 x return + 0.95 x before)")
+    save(fig, "pg_cartpole.png")
+
+
+def pg_pendulum():
+    if not glob.glob(os.path.join(RESULTS, "pg_pendulum", "*-s*.csv")):
+        return print("skipped pg_pendulum.png: no benchmarks/results/pg_pendulum/ (bash benchmarks/pg_pendulum.sh)")
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    curves(ax, "pg_pendulum/actor_critic-s*.csv", "actor_critic.py (A2C)", COLORS["ours"], "step", "val_return")
+    curves(ax, "pg_pendulum/reinforce-s*.csv", "reinforce.py", COLORS["third"], "step", "val_return")
+    ax.axhline(-1200, color="grey", ls=":", lw=0.8)
+    ax.text(0, -1180, "random policy", color="grey", fontsize=8)
+    ax.set(xlabel="environment steps", ylabel="greedy return (validation, 20 episodes)", title="Pendulum-v1")
+    ax.legend(loc="lower right")
+    save(fig, "pg_pendulum.png")
+
+
+def seqgan_nll():
+    path = os.path.join(RESULTS, "seqgan_cpu_reduced.txt")
+    if not os.path.isfile(path):
+        return print("skipped seqgan_nll.png: no benchmarks/results/seqgan_cpu_reduced.txt")
+    lines = [line for line in open(path) if line.startswith("{")]
+    summary, records = json.loads(lines[0]), [json.loads(line) for line in lines[1:]]
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    names = {"seqgan": ("SeqGAN (D's reward)", COLORS["ours"]), "mle": ("control: continued MLE", COLORS["peer"]),
+             "const": ("control: reward 1", COLORS["third"])}
+    for stage, (label, color) in names.items():
+        points = [(0, summary["nll_oracle_mle"])] + [(r["epoch"], r["nll_oracle"]) for r in records
+                                                     if r["stage"] == stage]
+        ax.plot(*zip(*points), marker="o", color=color, label=label)
+    ax.set(xlabel="adversarial epoch (one generator step each)", ylabel="NLL-oracle (lower is better)",
+           title="SeqGAN on the paper's oracle, reduced CPU run, seed 1")
+    ax.legend()
+    save(fig, "seqgan_nll.png")
+
+
+if __name__ == "__main__":
+    for figure in (dqn_cartpole, pg_cartpole, pg_pendulum, seqgan_nll):
+        figure()
