@@ -253,9 +253,10 @@ def train(args: Args, policy, value_net, optimizer, device, out: str, start_step
                    torch.float32 if policy.continuous else torch.long, device)
     params = [p for group in optimizer.param_groups for p in group["params"]]
     loss_fn = torch.compile(a2c_loss) if args.compile else a2c_loss
-    best_return, best_state, num_validations = -float("inf"), copy.deepcopy(modules_state(policy, value_net)), 0
-    recent_returns, logged, num_updates = [], torch.zeros(3, device=device), 0
-    n, rollout_steps, steps = args.num_envs, args.num_envs * args.num_steps, 0
+    n, rollout_steps = args.num_envs, args.num_envs * args.num_steps
+    steps, num_updates, num_validations = 0, 0, 0  # counters
+    recent_returns, logged = [], torch.zeros(3, device=device)  # this log interval's
+    best_return, best_state = -float("inf"), copy.deepcopy(modules_state(policy, value_net))
     obs, _ = envs.reset(seed=args.seed)
     if resume:  # where the checkpoint left off: the same numbers from here on as a run never stopped
         steps, num_updates, num_validations = resume["steps"], resume["num_updates"], resume["num_validations"]

@@ -787,7 +787,8 @@ def expert_dataset(args: Args, log_fn, save, saved: dict = None) -> tuple:
     """The expert's games, played in parallel processes: planes (M, PLANES, N, N) and moves (M,). Offers `save` the
     games so far after every tenth of them; continues after the `saved` ones when given."""
     import multiprocessing
-    t0, planes, moves, first = time.time(), [], [], 0
+    t0 = time.time()
+    planes, moves, first = [], [], 0
     if saved:
         planes, moves, first = list(saved["planes"].float().numpy()), saved["moves"].tolist(), saved["games"]
     jobs = [(args, args.seed * 100_003 + i) for i in range(first, args.expert_games)]
@@ -819,7 +820,7 @@ def fit(args: Args, net: nn.Module, train: tuple, held: tuple, epochs: int, stag
         return F.nll_loss(log_probs(net, x), y) if log_probs else F.mse_loss(net(x).float(), y)
 
     optimizer = torch.optim.AdamW(net.parameters(), lr=lr or args.lr, weight_decay=1e-4, fused=device.type != "mps")
-    t0, best, best_state = time.time(), {"epoch": 0, "held_out_loss": None}, net.state_dict()
+    best, best_state, t0 = {"epoch": 0, "held_out_loss": None}, net.state_dict(), time.time()
     for epoch in range(1, epochs + 1):
         net.train()
         for idx in torch.randperm(len(train[1]), device=device).split(args.batch_size):
@@ -871,7 +872,8 @@ def train_rollout(args: Args, rollout: RolloutPolicy, planes: np.ndarray, moves:
     """The fast rollout policy p_pi on the same expert moves and the same held-out 5 %: maximize log p_pi(a | s)
     among the legal candidate points (its 3x3 patterns already stand for all 8 symmetries). Passes and moves off
     the candidates (into an own eye) are outside its range and left out."""
-    t0, n, M = time.time(), args.board_size, len(moves)
+    t0 = time.time()
+    n, M = args.board_size, len(moves)
     x = pattern_features(*planes_inputs(planes))
     x[:, 3] &= planes[:, LEGAL_PLANE].reshape(M, -1) > 0
     keep = (moves < n * n) & (x[np.arange(M), 3, np.minimum(moves, n * n - 1)] > 0)
@@ -917,7 +919,8 @@ def train_rl(args: Args, policy: ConvNet, device, metrics, rng, save, progress: 
     selves (the SL policy first); REINFORCE, grad log p_rho(a_t | s_t) z_t over the learner's moves, z_t = +-1
     the outcome for the learner, averaged over the games of a step. Offers `save` the pool and the step every
     checkpoint_every steps; continues from `progress` when given."""
-    t0, pool, results, first = time.time(), [copy.deepcopy(policy).eval()], [], 1
+    t0 = time.time()
+    pool, results, first = [copy.deepcopy(policy).eval()], [], 1  # the opponents, the outcomes, the next step
     optimizer = torch.optim.SGD(policy.parameters(), lr=args.rl_lr)  # plain SGD: no state to keep
     if progress:  # the policy itself comes back with the other networks
         pool = [copy.deepcopy(policy).eval() for _ in progress["pool"]]

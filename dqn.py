@@ -283,8 +283,9 @@ def train(args: Args, q_net: nn.Module, optimizer, device: torch.device, out: st
     end_step = start_step + math.ceil(args.total_steps / n) * n  # whole vector steps
     learn_from = start_step + args.learning_starts  # env step of the first update
 
-    first, recent_returns, logged_loss, logged_q, num_updates = start_step, [], torch.zeros((), device=device), 0.0, 0
-    best_return, best_state, num_validations = -float("inf"), q_net.state_dict(), 0  # live weights until a validation
+    first, num_updates, num_validations = start_step, 0, 0  # counters
+    recent_returns, logged_loss, logged_q = [], torch.zeros((), device=device), 0.0  # this log interval's
+    best_return, best_state = -float("inf"), q_net.state_dict()  # the live weights until a validation
     obs, _ = envs.reset(seed=args.seed)
     if resume:  # where the checkpoint left off: the same numbers from here on as a run never stopped
         first, num_updates, num_validations = resume["step"], resume["num_updates"], resume["num_validations"]

@@ -275,8 +275,9 @@ def train(args: Args, policy, value_net, optimizer, device, out: str, start_step
         policy.compile()
         if value_net is not None:
             value_net.compile()
-    best_return, best_state, num_validations = -float("inf"), copy.deepcopy(modules_state(policy, value_net)), 0
-    recent_returns, logged, num_updates, steps = [], torch.zeros(3, device=device), 0, 0
+    steps, num_updates, num_validations = 0, 0, 0  # counters
+    recent_returns, logged = [], torch.zeros(3, device=device)  # this log interval's
+    best_return, best_state = -float("inf"), copy.deepcopy(modules_state(policy, value_net))
     if resume:  # where the checkpoint left off, between two batches: the same numbers from here on
         steps, num_updates, num_validations = resume["steps"], resume["num_updates"], resume["num_validations"]
         recent_returns, logged = resume["recent_returns"], resume["logged"].to(device)

@@ -487,8 +487,8 @@ def pretrain(args: Args, model: GPT, train, val, device, metrics, save, progress
     """Next-token prediction on the raw text (newlines included), AdamW, warmup then cosine decay. Offers `save`
     a checkpoint after every iteration; continues from `progress` when given."""
     optimizer = make_optimizer(model.parameters(), args.lr, device, weight_decay=0.1)
-    every, warmup, t0, val_loss = 25 * args.log_every, min(100, args.pretrain_iters // 10), time.time(), math.nan
-    first = 0
+    every, warmup = 25 * args.log_every, min(100, args.pretrain_iters // 10)  # iterations
+    first, val_loss, t0 = 0, math.nan, time.time()
     if progress:
         optimizer.load_state_dict(progress["optimizer"])
         first, val_loss = progress["iter"], progress["val_loss"]
@@ -527,7 +527,8 @@ def sft(args: Args, policy: GPT, demos: list, enc, device, metrics, save, progre
     checkpoint after every epoch; continues from `progress` when given."""
     prompt, prompt_valid = pad_prompts([p for p, _, _ in demos], args.prompt_len, args.pad, device)
     response = pad_responses([c for _, c, _ in demos], args.response_len, args.eos, args.pad, device)
-    optimizer, t0, step, first = make_optimizer(policy.parameters(), args.sft_lr, device), time.time(), 0, 0
+    optimizer = make_optimizer(policy.parameters(), args.sft_lr, device)
+    step, first, t0 = 0, 0, time.time()
     if progress:
         optimizer.load_state_dict(progress["optimizer"])
         first, step = progress["epoch"], progress["step"]

@@ -72,8 +72,10 @@ def pg_cartpole():
         curves(ax, f"pg_cartpole/pytorch_examples-{script}-s*.csv", "pytorch/examples", COLORS["peer"], "seconds",
                "value")
         ax.axhline(475, color="grey", ls="--", lw=0.8)
-        ax.set(xscale="log", xlabel="seconds from launch (log)", title=f"{title} on CartPole-v1", ylim=(0, 520))
-        ax.legend(loc="upper left", fontsize=8)
+        ax.set(xscale="log", xlabel="seconds from launch (log scale)", title=f"{title} on CartPole-v1", ylim=(0, 520))
+        ax.set_xticks([2, 5, 10, 20, 50, 100, 200], ["2", "5", "10", "20", "50", "100", "200"])
+        ax.minorticks_off()
+        ax.legend(loc="lower right", fontsize=8)
     axes[0].set_ylabel("running reward (0.05 x return + 0.95 x before)")
     save(fig, "pg_cartpole.png")
 

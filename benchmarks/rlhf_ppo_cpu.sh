@@ -3,7 +3,8 @@
 # SFT 3 epochs, RM on 4,000 prompts x 4 samples, PPO 200 steps of 64 prompts, beta 0.1), seed 1; then PPO alone
 # from the same SFT policy and reward model with other KL coefficients, and its evaluation, for the reward-vs-KL
 # table (the gold and RM curves during PPO are in each folder's metrics.jsonl). Each line is the
-# script's summary. Offline, pass the corpus: DATA=tinyshakespeare.txt bash benchmarks/rlhf_ppo_cpu.sh
+# script's summary; the summaries and the PPO records of each beta go to benchmarks/results/rlhf_ppo_cpu/.
+# Offline, pass the corpus: DATA=tinyshakespeare.txt bash benchmarks/rlhf_ppo_cpu.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-runs/bench-rlhf-ppo-cpu}
@@ -18,3 +19,9 @@ for beta in ${BETAS:-0 0.02 0.05 0.3}; do
     | tail -1 | sed "s/^/beta $beta eval /" | tee -a "$out/results.txt"
 done
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+results=benchmarks/results/rlhf_ppo_cpu
+mkdir -p "$results"
+cp "$out/results.txt" "$results/summaries.txt"
+for beta in 0.1 ${BETAS:-0 0.02 0.05 0.3}; do
+  grep '"stage": "ppo"' "$out/beta$beta/metrics.jsonl" > "$results/ppo-beta$beta.jsonl"
+done

@@ -12,6 +12,11 @@ echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 python seqgan.py --device cpu --data "$out/lines.txt" --bpe-vocab 2000 --mle-epochs 30 --log-every 5 \
   --d-filter-scale 0.125 --d-pretrain 5 --d-epochs 1 --adv-epochs 30 --d-steps 1 --rollouts 8 --eval-every 5 \
   --eval-samples 1000 --seed 1 --out "$out/s1" | tee "$out/s1.log" | tail -1
+# the summary and the curves, for docs/seqgan.md
+{ echo "# DATA=.../tinyshakespeare.txt bash benchmarks/seqgan_cpu_real.sh, $(date +%F), one CPU thread, seed 1"
+  echo "# summary:"; tail -1 "$out/s1.log"
+  echo "# BLEU-4 by stage and epoch (metrics.jsonl):"; cat "$out/s1/metrics.jsonl"
+} > benchmarks/results/seqgan_cpu_real.txt
 # With WITH_TAGS=1, the same run on the whole file, speaker tags included (docs/seqgan.md: BLEU rises by collapsing
 # onto them; measured before seqgan.py drew the extra distinct-4 samples, so a rerun differs in detail).
 if [ -n "${WITH_TAGS:-}" ]; then
