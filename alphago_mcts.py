@@ -5,8 +5,9 @@ that selects by Q + u (u ~ P / (1 + N)), expands leaves with the policy's prior 
 Paper: Silver et al., "Mastering the game of Go with deep neural networks and tree search", Nature 2016.
 Run: python alphago_mcts.py --device cuda   (GTP: python alphago_mcts.py --gtp --load runs/.../model.pt)
 Reading order: Position is the rules, bottom-up; MCTS.search the search (descend by puct, evaluate the leaves
-in batches, back up); ConvNet and features the networks, trained by train_sl, train_rl and train_value; match and
-GTPEngine play games.  Docs and results: docs/alphago_mcts.md"""
+in batches, back up); ConvNet and features the networks, trained by train_sl, train_rl and train_value; the
+players (SearchPlayer, PolicyPlayer, RandomPlayer, GnuGoPlayer) play match()es and answer GTP (GTPEngine).
+Docs and results: docs/alphago_mcts.md"""
 import argparse
 import copy
 import dataclasses

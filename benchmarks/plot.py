@@ -112,6 +112,25 @@ def seqgan_nll():
     save(fig, "seqgan_nll.png")
 
 
+def scst_dev_per():
+    runs = {"greedy-k4": "greedy baseline, 4 samples", "mean-k4": "mean baseline, 4 samples",
+            "mean-k16": "mean baseline, 16 samples"}
+    folder = os.path.join(RESULTS, "scst_cpu_small")
+    if not all(os.path.isfile(os.path.join(folder, f"{run}.jsonl")) for run in runs):
+        return print("skipped scst_dev_per.png: no benchmarks/results/scst_cpu_small/ (benchmarks/scst_cpu_small.sh)")
+    xe = [json.loads(line) for line in open(os.path.join(folder, "xe.jsonl"))]
+    start = (0, 100 * [r for r in xe if "best_dev_per" in r][-1]["best_dev_per"])  # the XE model SCST starts from
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for (run, label), color in zip(runs.items(), COLORS.values()):
+        records = [json.loads(line) for line in open(os.path.join(folder, f"{run}.jsonl"))]
+        points = [start] + [(r["step"], 100 * r["dev_per"]) for r in records if r["stage"] == "scst" and "dev_per" in r]
+        ax.plot(*zip(*points), marker="o", color=color, label=label)
+    ax.set(xlabel="SCST step (from the cross-entropy model at step 0)", ylabel="dev PER (%), greedy decoding",
+           title="SCST on CMU-dict G2P, small configuration, seed 1")
+    ax.legend()
+    save(fig, "scst_dev_per.png")
+
+
 if __name__ == "__main__":
-    for figure in (dqn_cartpole, pg_cartpole, pg_pendulum, seqgan_nll):
+    for figure in (dqn_cartpole, pg_cartpole, pg_pendulum, seqgan_nll, scst_dev_per):
         figure()
