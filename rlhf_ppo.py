@@ -159,7 +159,7 @@ def find_checkpoint(args: Args, stage: str) -> str:
     return ""
 
 
-def plan_stages(args: Args) -> tuple:
+def plan_stages(args: Args, resume_path: str) -> tuple:
     """(the stages this run needs, {stage: checkpoint reused instead of training it}, the checkpoint of a killed
     run in a stage to be trained now, or None). --stage X trains X from the checkpoints of the stages before it;
     `all` trains every stage, reusing those already in --out or --load (so a rerun resumes)."""
@@ -167,7 +167,6 @@ def plan_stages(args: Args) -> tuple:
     needed = [s for s in STAGES[:-1] if s in stages or any(s in NEEDS[t] for t in stages)]
     reuse = {s: find_checkpoint(args, s) for s in needed if s not in stages or args.stage == "all"}
     reuse = {s: path for s, path in reuse.items() if path}
-    resume_path = os.path.join(args.out, "resume.pt")
     resumed = load_checkpoint(resume_path) if os.path.isfile(resume_path) else None
     if resumed and (resumed["progress"]["stage"] not in needed or resumed["progress"]["stage"] in reuse):
         resumed = None
@@ -934,9 +933,9 @@ def main(argv=None):
     eval_prompts = [p for p, _, _ in val_pairs[:args.eval_prompts]]
     summary = {"train_prompts": len(train_pairs), "eval_prompts": len(eval_prompts)}
 
-    needed, reuse, resumed = plan_stages(args)
+    resume_path = os.path.join(args.out, "resume.pt")  # the stage a killed run was in
+    needed, reuse, resumed = plan_stages(args, resume_path)
     data_sha1 = hashlib.sha1(text.encode()).hexdigest()
-    resume_path = os.path.join(args.out, "resume.pt")
     keep_records(os.path.join(args.out, "metrics.jsonl"), {s for s in STAGES[:-1] if s not in needed or s in reuse
                                                           and os.path.isfile(os.path.join(args.out, f"{s}.pt"))},
                  resumed and resumed["progress"])
