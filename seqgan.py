@@ -251,6 +251,13 @@ def init_generator(vocab: int, emb: int, hidden: int) -> LSTMLM:
     return gen
 
 
+def max_over_time(x, conv: nn.Conv1d):  # (B, T, emb) -> (B, filters)
+    """max_t of conv(x) computed as one matmul over the windows of x: the same numbers as conv1d, about 20 % faster
+    for these short sequences on a CPU (benchmarks/seqgan_d_step.py)."""
+    windows = x.unfold(1, conv.kernel_size[0], 1).flatten(2)  # (B, T - w + 1, emb * w), as conv.weight is laid out
+    return F.linear(windows, conv.weight.flatten(1), conv.bias).max(1).values
+
+
 class Discriminator(nn.Module):
     """The paper's CNN: token embeddings, convolutions of widths 1-10, 15, 20 with max-over-time pooling, a highway
     layer, dropout, and a linear layer to (fake, real) logits."""
@@ -262,15 +269,17 @@ class Discriminator(nn.Module):
         nn.init.uniform_(self.emb.weight, -1.0, 1.0)
         self.convs = nn.ModuleList(nn.Conv1d(emb, n, w) for w, n in filters.items())
         total = sum(filters.values())
-        self.highway_h, self.highway_t = nn.Linear(total, total), nn.Linear(total, total)
+        self.highway = nn.Linear(total, 2 * total)  # the highway's transform W_H and gate W_T as one matmul
         self.drop = nn.Dropout(dropout)
         self.out = nn.Linear(total, 2)
 
     def forward(self, seqs):  # (B, T) tokens -> (B, 2) logits of (fake, real)
-        x = self.emb(seqs).transpose(1, 2)  # (B, emb, T)
-        pooled = torch.cat([F.relu(conv(x)).amax(-1) for conv in self.convs], 1)  # max over time
-        gate = torch.sigmoid(self.highway_t(pooled))  # highway: t * relu(W x) + (1 - t) * x
-        h = gate * F.relu(self.highway_h(pooled)) + (1.0 - gate) * pooled
+        x = self.emb(seqs)  # (B, T, emb)
+        # max over time of relu(conv) = relu of the max: one relu on (B, filters), and max's backward is a scatter
+        pooled = F.relu(torch.cat([max_over_time(x, conv) for conv in self.convs], 1))
+        transform, gate = self.highway(pooled).chunk(2, -1)
+        gate = torch.sigmoid(gate)  # highway: t * relu(W_H x) + (1 - t) * x
+        h = gate * F.relu(transform) + (1.0 - gate) * pooled
         return self.out(self.drop(h))
 
     def prob_real(self, seqs):

@@ -18,3 +18,9 @@ OMP_NUM_THREADS=1 python alphago_mcts.py --board-size 7 --eval-only --load "$out
 # simulations a move, 40 games against GNU Go level 10
 OMP_NUM_THREADS=1 python alphago_mcts.py --board-size 7 --eval-only --load "$out/model.pt" --opponents gnugo \
   --sims 1600 --mix 0 --games 40 --device cpu --out "$out/eval1600mix0" | tail -1 | tee -a "$out/results.txt"
+# the summaries, every match record (games, draws, win rates by colour, search speed) and the training records, for
+# docs/alphago_mcts.md and benchmarks/plot.py
+results=benchmarks/results/alphago_7x7_cpu
+mkdir -p "$results"
+cp "$out/results.txt" "$results/summaries.txt"
+cat "$out"/metrics.jsonl "$out"/eval*/metrics.jsonl > "$results/metrics.jsonl"

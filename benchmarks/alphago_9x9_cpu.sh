@@ -14,3 +14,9 @@ OMP_NUM_THREADS=1 python alphago_mcts.py --board-size 9 --expert gnugo --gnugo-l
   --opponents random --device cpu --out "$out" | tail -1 | tee -a "$out/results.txt"
 OMP_NUM_THREADS=1 python alphago_mcts.py --board-size 9 --eval-only --load "$out/model.pt" --opponents gnugo \
   --gnugo-level 1 --sims 400 --games 40 --device cpu --out "$out/eval" | tail -1 | tee -a "$out/results.txt"
+# the summaries, every match record (games, draws, win rates by colour, search speed) and the training records, for
+# docs/alphago_mcts.md and benchmarks/plot.py
+results=benchmarks/results/alphago_9x9_cpu
+mkdir -p "$results"
+cp "$out/results.txt" "$results/summaries.txt"
+cat "$out"/metrics.jsonl "$out"/eval*/metrics.jsonl > "$results/metrics.jsonl"

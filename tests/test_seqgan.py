@@ -94,6 +94,22 @@ def test_policy_gradient_raises_a_rewarded_token():
     assert gen.log_probs(seqs)[0, 2].item() > before
 
 
+def test_max_over_time_is_the_max_of_conv1d_and_of_its_gradient():
+    torch.manual_seed(0)
+    x = torch.randn(3, 9, 5, requires_grad=True)  # (B, T, emb)
+    for width in (1, 4, 9):
+        conv = torch.nn.Conv1d(5, 6, width)
+        ours = seqgan.max_over_time(x, conv)
+        torch.autograd.backward(ours.sum(), inputs=[x, conv.weight])
+        grads = x.grad.clone(), conv.weight.grad.clone()
+        x.grad, conv.weight.grad = None, None
+        theirs = conv(x.transpose(1, 2)).amax(-1)
+        torch.autograd.backward(theirs.sum(), inputs=[x, conv.weight])
+        assert ours.shape == (3, 6) and torch.allclose(ours, theirs, atol=1e-5)
+        assert torch.allclose(grads[0], x.grad, atol=1e-5) and torch.allclose(grads[1], conv.weight.grad, atol=1e-5)
+        x.grad = None
+
+
 def test_discriminator_learns_real_from_uniform():
     oracle, _, _ = small_models(4)
     disc = seqgan.Discriminator(30, 8, 6, 0.1, 0.0)
