@@ -1138,7 +1138,8 @@ def match(args: Args, ours: SearchPlayer, opponent: Player, name: str, rng: rand
     wins = [(positions[g].result(ours_color[g]) + 1) / 2 for g in range(G)]  # a draw is half a win
     result = {"opponent": name, "games": G, "draws": wins.count(0.5), "winrate": round(float(np.mean(wins)), 4),
               "winrate_black": round(float(np.mean(wins[0::2])), 4),
-              "winrate_white": round(float(np.mean(wins[1::2])), 4), "sims": ours.simulations,
+              "winrate_white": round(float(np.mean(wins[1::2])), 4), "sims_per_move": args.sims, "mix": args.mix,
+              "sims": ours.simulations,
               "search_s": round(ours.search_s, 2), "sims_per_s": round(ours.simulations / max(ours.search_s, 1e-9)),
               "s": round(time.time() - t0, 1)}
     log(metrics, {"stage": "play", **result})

@@ -131,6 +131,63 @@ def scst_dev_per():
     save(fig, "scst_dev_per.png")
 
 
+def rlhf_ppo():
+    folder = os.path.join(RESULTS, "rlhf_ppo_cpu")
+    path = os.path.join(folder, "summaries.txt")
+    if not os.path.isfile(path):
+        return print("skipped rlhf_ppo.png: no benchmarks/results/rlhf_ppo_cpu/ (bash benchmarks/rlhf_ppo_cpu.sh)")
+    evals = {}  # beta -> the evaluation's summary: the full run's, then each PPO-only run's --stage eval
+    for line in open(path):
+        beta, kind, record = re.match(r"beta (\S+) (?:(ppo|eval) )?(\{.*)", line).groups()
+        if kind != "ppo":
+            evals[float(beta)] = json.loads(record)
+    sft = evals[0.1]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2))
+    for key, label, color in (("gold", "gold score (the labeler's VADER)", COLORS["ours"]),
+                              ("rm_score", "reward-model score", COLORS["peer"])):
+        points = sorted((e["kl_ppo"], e[f"{key}_ppo"], beta) for beta, e in evals.items())
+        left.plot([0] + [p[0] for p in points], [sft[f"{key}_sft"]] + [p[1] for p in points], marker="o",
+                  color=color, label=label)
+        if key == "gold":
+            for kl, value, beta in points:
+                left.annotate(f"beta {beta:g}", (kl, value), textcoords="offset points", xytext=(4, -12), fontsize=8)
+    left.annotate("SFT", (0, sft["gold_sft"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    left.set(xlabel="KL(policy || SFT) per response (nats), held-out prompts", ylabel="mean score",
+             title="Reward against KL: one PPO run per beta")
+    left.legend(fontsize=8)
+    for beta, color in zip(sorted(evals), plt.cm.viridis([i / max(len(evals) - 1, 1) for i in range(len(evals))])):
+        records = [json.loads(line) for line in open(os.path.join(folder, f"ppo-beta{beta:g}.jsonl"))]
+        right.plot([r["step"] for r in records], [r["gold"] for r in records], color=color, label=f"beta {beta:g}")
+    right.set(xlabel="PPO step (64 prompts each)", ylabel="gold score of the rollouts", title="During PPO")
+    right.legend(fontsize=8)
+    save(fig, "rlhf_ppo.png")
+
+
+def alphago_7x7():
+    path = os.path.join(RESULTS, "alphago_7x7_cpu", "metrics.jsonl")
+    if not os.path.isfile(path):
+        return print("skipped alphago_7x7.png: no benchmarks/results/alphago_7x7_cpu/ (alphago_7x7_cpu.sh)")
+    names = {"random": "uniform random moves", "policy": "the RL policy alone", "uct": "pure UCT (random playouts)",
+             "gnugo": "GNU Go level 10"}
+    plays = [r for r in map(json.loads, open(path)) if r["stage"] == "play"]
+    labels, rates, errors = [], [], []
+    for r in plays:
+        setting = f"{r['sims_per_move']} sims" if "sims_per_move" in r else ""
+        setting += ", value net only" if r.get("mix") == 0 else ""
+        labels.append(f"{names.get(r['opponent'], r['opponent'])}\n{setting} ({r['games']} games)".replace(" ()", ""))
+        p = r["winrate"]
+        rates.append(100 * p)
+        errors.append(100 * (p * (1 - p) / r["games"]) ** 0.5)  # binomial standard error
+    fig, ax = plt.subplots(figsize=(8, 0.7 * len(plays) + 1.2))
+    y = list(range(len(plays)))[::-1]
+    ax.barh(y, rates, xerr=errors, color=COLORS["ours"], capsize=4)
+    ax.axvline(50, color="grey", ls="--", lw=0.8)
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.set(xlim=(0, 105), xlabel="win rate of alphago_mcts.py (%), +- one binomial standard error",
+           title="AlphaGo on 7x7 (komi 9), one CPU core, seed 1: against each opponent")
+    save(fig, "alphago_7x7.png")
+
+
 if __name__ == "__main__":
-    for figure in (dqn_cartpole, pg_cartpole, pg_pendulum, seqgan_nll, scst_dev_per):
+    for figure in (dqn_cartpole, pg_cartpole, pg_pendulum, seqgan_nll, scst_dev_per, rlhf_ppo, alphago_7x7):
         figure()

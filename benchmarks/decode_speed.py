@@ -1,0 +1,74 @@
+"""Tokens per second of rlhf_ppo.py's PPO stage (rollout and update) and of scst.py's two stages (cross-entropy
+tokens, SCST words), the scripts as they are against the same scripts at an earlier git revision (--before), on one
+short configuration at the default model sizes. The two versions take turns, round after round; the medians and
+the ratio now/before of each round are printed, and the lines go to --results when given. Needs the git history.
+
+    python benchmarks/decode_speed.py --data tinyshakespeare.txt [--before REV] [--rounds 3] [--device cpu]
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+RLHF = ("--pretrain-iters 100 --sft-epochs 1 --rm-prompts 200 --ppo-steps 8 --log-every 4 --eval-prompts 64 "
+        "--checkpoint-every 100000")
+SCST = ("--max-train 4000 --test-words 300 --dev-words 200 --xe-epochs 1 --scst-steps 30 --log-every 10 "
+        "--eval-every 1000 --beam-size 2")
+SPEEDS = {"rlhf_ppo": ("tokens_per_s",), "scst": ("tokens_per_s", "words_per_s")}  # summary keys, per script
+
+
+def summary(script_dir: str, script: str, flags: str, out: str) -> dict:
+    cmd = [sys.executable, os.path.join(script_dir, f"{script}.py"), *flags.split(), "--out", out]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    if proc.returncode:
+        sys.exit(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", required=True, help="text for rlhf_ppo.py (e.g. tinyshakespeare.txt)")
+    parser.add_argument("--before", default="6c17d04", help="the git revision to compare with")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--results", help="also write the table here")
+    flags = parser.parse_args()
+    work = tempfile.mkdtemp()
+    before_dir = os.path.join(work, "before")
+    os.makedirs(before_dir)
+    for script in SPEEDS:
+        source = subprocess.run(["git", "show", f"{flags.before}:{script}.py"], cwd=ROOT, capture_output=True,
+                                text=True, check=True).stdout
+        with open(os.path.join(before_dir, f"{script}.py"), "w") as f:
+            f.write(source)
+    config = {"rlhf_ppo": f"{RLHF} --data {os.path.abspath(flags.data)}", "scst": SCST}
+    speeds = {}  # (script, key, version) -> one figure per round
+    for round_ in range(flags.rounds):
+        for script in SPEEDS:
+            for version, script_dir in (("before", before_dir), ("now", ROOT)):
+                out = os.path.join(work, f"{script}-{version}-{round_}")
+                line = summary(script_dir, script, f"{config[script]} --device {flags.device}", out)
+                for key in SPEEDS[script]:
+                    speeds.setdefault((script, key, version), []).append(line[key])
+                print(f"round {round_ + 1} {script} {version}: " +
+                      ", ".join(f"{key} {line[key]}" for key in SPEEDS[script]), flush=True)
+    lines = [f"device {flags.device}, one thread, median of {flags.rounds} rounds, before = {flags.before}",
+             "| script | speed | before | now | now / before (each round) |", "|---|---|---:|---:|---|"]
+    for script, keys in SPEEDS.items():
+        for key in keys:
+            before, now = speeds[script, key, "before"], speeds[script, key, "now"]
+            ratios = " ".join(f"{n / b:.2f}" for b, n in zip(before, now))
+            lines.append(f"| {script} | {key} | {statistics.median(before):.0f} | {statistics.median(now):.0f} | "
+                         f"{ratios} |")
+    print("\n".join(lines))
+    if flags.results:
+        with open(flags.results, "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
