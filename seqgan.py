@@ -252,8 +252,8 @@ def init_generator(vocab: int, emb: int, hidden: int) -> LSTMLM:
 
 
 def max_over_time(x, conv: nn.Conv1d):  # (B, T, emb) -> (B, filters)
-    """max_t of conv(x) computed as one matmul over the windows of x: the same numbers as conv1d, about 20 % faster
-    for these short sequences on a CPU (benchmarks/seqgan_d_step.py)."""
+    """max_t of conv(x) computed as one matmul over the windows of x: the same numbers as conv1d, and on a CPU
+    faster than oneDNN's convolution for sequences this short (a width-20 filter on 20 tokens is one dot product)."""
     windows = x.unfold(1, conv.kernel_size[0], 1).flatten(2)  # (B, T - w + 1, emb * w), as conv.weight is laid out
     return F.linear(windows, conv.weight.flatten(1), conv.bias).max(1).values
 

@@ -3,7 +3,8 @@ tokens, SCST words), the scripts as they are against the same scripts at an earl
 short configuration at the default model sizes. The two versions take turns, round after round; the medians and
 the ratio now/before of each round are printed, and the lines go to --results when given. Needs the git history.
 
-    python benchmarks/decode_speed.py --data tinyshakespeare.txt [--before REV] [--rounds 3] [--device cpu]
+    head -c 250000 tinyshakespeare.txt > ts.txt
+    python benchmarks/decode_speed.py --data ts.txt [--before REV] [--rounds 3] [--device cpu]
 """
 import argparse
 import json
@@ -14,7 +15,7 @@ import sys
 import tempfile
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-RLHF = ("--pretrain-iters 100 --sft-epochs 1 --rm-prompts 200 --ppo-steps 8 --log-every 4 --eval-prompts 64 "
+RLHF = ("--pretrain-iters 20 --sft-epochs 1 --rm-prompts 100 --ppo-steps 8 --log-every 4 --eval-prompts 64 "
         "--checkpoint-every 100000")
 SCST = ("--max-train 4000 --test-words 300 --dev-words 200 --xe-epochs 1 --scst-steps 30 --log-every 10 "
         "--eval-every 1000 --beam-size 2")
@@ -56,7 +57,8 @@ def main():
                     speeds.setdefault((script, key, version), []).append(line[key])
                 print(f"round {round_ + 1} {script} {version}: " +
                       ", ".join(f"{key} {line[key]}" for key in SPEEDS[script]), flush=True)
-    lines = [f"device {flags.device}, one thread, median of {flags.rounds} rounds, before = {flags.before}",
+    lines = [f"device {flags.device}, one thread, median of {flags.rounds} rounds, before = {flags.before}, rlhf_ppo "
+             f"on {os.path.getsize(flags.data):,} bytes of {os.path.basename(flags.data)}",
              "| script | speed | before | now | now / before (each round) |", "|---|---|---:|---:|---|"]
     for script, keys in SPEEDS.items():
         for key in keys:

@@ -2,8 +2,9 @@
 # rlhf_ppo.py on the CPU (docs/rlhf_ppo.md): the whole pipeline with the defaults (pretrain 1,000 iterations,
 # SFT 3 epochs, RM on 4,000 prompts x 4 samples, PPO 200 steps of 64 prompts, beta 0.1), seed 1; then PPO alone
 # from the same SFT policy and reward model with other KL coefficients, and its evaluation, for the reward-vs-KL
-# table (the gold and RM curves during PPO are in each folder's metrics.jsonl). Each line is the
-# script's summary; the summaries and the PPO records of each beta go to benchmarks/results/rlhf_ppo_cpu/.
+# table (the gold and RM curves during PPO are in each folder's metrics.jsonl). Each line is the script's summary
+# (an evaluation's holds its PPO stage's too); the summaries and each beta's PPO records go to
+# benchmarks/results/rlhf_ppo_cpu/.
 # Offline, pass the corpus: DATA=tinyshakespeare.txt bash benchmarks/rlhf_ppo_cpu.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,12 +12,15 @@ out=${OUT:-runs/bench-rlhf-ppo-cpu}
 data=${DATA:+--data $DATA}
 mkdir -p "$out"
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-python rlhf_ppo.py $data --device cpu --out "$out/beta0.1" | tail -1 | sed "s/^/beta 0.1 /" | tee -a "$out/results.txt"
+# a rerun reuses what an earlier run of this script finished (each run's summary.json, each beta's ppo.pt)
+[ -f "$out/beta0.1/summary.json" ] || python rlhf_ppo.py $data --device cpu --out "$out/beta0.1" > "$out/beta0.1.log"
+echo "beta 0.1 $(cat "$out/beta0.1/summary.json")" | tee "$out/results.txt"
 for beta in ${BETAS:-0 0.02 0.05 0.3}; do
-  python rlhf_ppo.py $data --device cpu --stage ppo --beta "$beta" --load "$out/beta0.1" --out "$out/beta$beta" \
-    | tail -1 | sed "s/^/beta $beta ppo /" | tee -a "$out/results.txt"
-  python rlhf_ppo.py $data --device cpu --stage eval --load "$out/beta0.1" --out "$out/beta$beta" \
-    | tail -1 | sed "s/^/beta $beta eval /" | tee -a "$out/results.txt"
+  [ -f "$out/beta$beta/ppo.pt" ] || python rlhf_ppo.py $data --device cpu --stage ppo --beta "$beta" \
+    --load "$out/beta0.1" --out "$out/beta$beta" > "$out/beta$beta-ppo.log"
+  python rlhf_ppo.py $data --device cpu --stage eval --beta "$beta" --load "$out/beta0.1" --out "$out/beta$beta" \
+    > "$out/beta$beta-eval.log"
+  echo "beta $beta eval $(tail -1 "$out/beta$beta-eval.log")" | tee -a "$out/results.txt"
 done
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 results=benchmarks/results/rlhf_ppo_cpu
