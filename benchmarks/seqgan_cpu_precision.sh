@@ -15,5 +15,6 @@ flags="--device cpu ${ORACLE:+--oracle $ORACLE} --mle-epochs 30 --log-every 5 --
 python "$out/seqgan_before.py" $flags --out "$out/before" | tail -1 | sed "s/^/$before fp32 /" | tee "$out/results.txt"
 python seqgan.py $flags --no-bf16 --out "$out/fp32" | tail -1 | sed "s/^/now fp32 /" | tee -a "$out/results.txt"
 python seqgan.py $flags --bf16 --out "$out/bf16" | tail -1 | sed "s/^/now bf16 /" | tee -a "$out/results.txt"
-{ echo "# bash benchmarks/seqgan_cpu_precision.sh, $(date +%F), one CPU thread, torch $(python -c 'import torch; print(torch.__version__)')"
+torch_version=$(python -c 'import torch; print(torch.__version__)')
+{ echo "# bash benchmarks/seqgan_cpu_precision.sh, $(date +%F), one CPU thread, torch $torch_version"
   cat "$out/results.txt"; } > benchmarks/results/seqgan_cpu_precision.txt
