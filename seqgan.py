@@ -275,6 +275,8 @@ class Discriminator(nn.Module):
 
     def forward(self, seqs):  # (B, T) tokens -> (B, 2) logits of (fake, real)
         x = self.emb(seqs)  # (B, T, emb)
+        if torch.is_autocast_enabled(x.device.type):  # cast once here, not in each width's matmul below
+            x = x.to(torch.get_autocast_dtype(x.device.type))
         # max over time of relu(conv) = relu of the max: one relu on (B, filters), and max's backward is a scatter
         pooled = F.relu(torch.cat([max_over_time(x, conv) for conv in self.convs], 1))
         transform, gate = self.highway(pooled).chunk(2, -1)
