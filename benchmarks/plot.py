@@ -150,16 +150,20 @@ def rlhf_ppo():
                   color=color, label=label)
         if key == "gold":
             for kl, value, beta in points:
-                left.annotate(f"beta {beta:g}", (kl, value), textcoords="offset points", xytext=(4, -12), fontsize=8)
+                left.annotate(f"beta {beta:g}", (kl, value), textcoords="offset points", xytext=(2, -13), fontsize=8)
     left.annotate("SFT", (0, sft["gold_sft"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    left.set(xlabel="KL(policy || SFT) per response (nats), held-out prompts", ylabel="mean score",
+    left.set_xscale("symlog", linthresh=1.0)  # linear below 1 nat, logarithmic above: beta 0 drifts to tens of nats
+    left.set_xticks([0, 1, 2, 5, 10, 20, 50], ["0", "1", "2", "5", "10", "20", "50"])
+    left.set(xlabel="KL(policy || SFT) per response (nats, symlog scale), held-out prompts", ylabel="mean score",
              title="Reward against KL: one PPO run per beta")
     left.legend(fontsize=8)
     for beta, color in zip(sorted(evals), plt.cm.viridis([i / max(len(evals) - 1, 1) for i in range(len(evals))])):
         records = [json.loads(line) for line in open(os.path.join(folder, f"ppo-beta{beta:g}.jsonl"))]
         right.plot([r["step"] for r in records], [r["gold"] for r in records], color=color, label=f"beta {beta:g}")
-    right.set(xlabel="PPO step (64 prompts each)", ylabel="gold score of the rollouts", title="During PPO")
-    right.legend(fontsize=8)
+    low = min(min(line.get_ydata()) for line in right.get_lines())
+    right.set(xlabel="PPO step (64 prompts each)", ylabel="gold score of the rollouts", title="During PPO",
+              ylim=(low - 0.12, None))
+    right.legend(fontsize=8, ncol=3, loc="lower right")
     save(fig, "rlhf_ppo.png")
 
 
