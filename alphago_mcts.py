@@ -74,7 +74,7 @@ class Args:
     load: str = arg("", "checkpoint to start from, to evaluate or to play GTP with; its board size and network "
                    "sizes are used")
     eval_only: bool = arg(False, "only play the evaluation matches of the loaded player (same as --stage play); "
-                        "writes eval.json")
+                        "writes eval.json and appends its match records to metrics.jsonl")
 
 
 DEFAULT_KOMI = {5: 24.5, 6: 4.5, 7: 9.0}  # 5x5 is a Black win by 25 under perfect play; 7x7 by 9 (Davies, Li)
@@ -1417,7 +1417,7 @@ def main(argv=None):
                                                           or resumed and s in order[:first] for key in RECORD_KEYS[s]},
                      ("expert", "games", within["games"]) if within and order[first] == "sl" else
                      ("rl", "iter", within["iter"]) if within else ("", "", 0))
-    metrics = open(os.devnull if args.stage == "play" else os.path.join(out, "metrics.jsonl"), "a", buffering=1)
+    metrics = open(os.path.join(out, "metrics.jsonl"), "a", buffering=1)  # --stage play appends its match records
 
     def save(next_stage: int, within_stage: dict = None):  # a resumable checkpoint: the stage to run next
         save_checkpoint(os.path.join(out, "resume.pt"), nets, args, done, {

@@ -338,8 +338,8 @@ def generate(model, src: Source, max_len: int, sample: bool = False):
     for t in range(max_len):  # a fixed number of steps: stopping when all are done would sync every step
         logits, state = model.decode(token, state, memory, keys, src.mask)
         log_p = output_log_probs(logits[:, 0])
-        if sample:
-            token = torch.multinomial(log_p.exp(), 1)
+        if sample:  # Gumbel-max, argmax(log p - log(-log U)): a draw from p without torch.multinomial's host sync
+            token = (log_p - torch.log(-torch.log(torch.rand_like(log_p)))).argmax(-1, keepdim=True)
         else:
             token = log_p.argmax(-1, keepdim=True)
         token = token.masked_fill(finished.unsqueeze(1), PAD)

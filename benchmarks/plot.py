@@ -176,9 +176,9 @@ def alphago_7x7():
     plays = [r for r in map(json.loads, open(path)) if r["stage"] == "play"]
     labels, rates, errors = [], [], []
     for r in plays:
-        setting = f"{r['sims_per_move']} sims" if "sims_per_move" in r else ""
-        setting += ", value net only" if r.get("mix") == 0 else ""
-        labels.append(f"{names.get(r['opponent'], r['opponent'])}\n{setting} ({r['games']} games)".replace(" ()", ""))
+        setting = f"{r['sims_per_move']:,} sims, " if r.get("sims_per_move", 400) != 400 else ""
+        setting += "value net only, " if r.get("mix") == 0 else ""
+        labels.append(f"{names.get(r['opponent'], r['opponent'])}\n({setting}{r['games']} games)")
         p = r["winrate"]
         rates.append(100 * p)
         errors.append(100 * (p * (1 - p) / r["games"]) ** 0.5)  # binomial standard error
@@ -188,7 +188,7 @@ def alphago_7x7():
     ax.axvline(50, color="grey", ls="--", lw=0.8)
     ax.set_yticks(y, labels, fontsize=8)
     ax.set(xlim=(0, 105), xlabel="win rate of alphago_mcts.py (%), +- one binomial standard error",
-           title="AlphaGo on 7x7 (komi 9), one CPU core, seed 1: against each opponent")
+           title="AlphaGo on 7x7 (komi 9), seed 1: 400 simulations a move unless noted")
     save(fig, "alphago_7x7.png")
 
 

@@ -285,10 +285,15 @@ def test_every_stage_on_5x5_twice_the_same_then_eval_only_and_gtp(run_script, tm
     assert timeless(twice) == timeless(summary)  # the expert games arrive in the same order from the worker pool
     # --eval-only: the checkpoint's own sizes whatever the flags say, and nothing of the run replaced
     trained = (tmp_path / "a" / "model.pt").read_bytes()
+    records = (tmp_path / "a" / "metrics.jsonl").read_text()
     again, _ = run_script("alphago_mcts.py", *SMOKE, "--width", 16, "--eval-only", "--load",
                           tmp_path / "a" / "model.pt", "--out", tmp_path / "a")
     assert 0 <= again["winrate_vs_random"] <= 1
     assert (tmp_path / "a" / "model.pt").read_bytes() == trained and (tmp_path / "a" / "eval.json").is_file()
+    after = (tmp_path / "a" / "metrics.jsonl").read_text()  # the training's records, then the matches' appended
+    played = [json.loads(line) for line in after[len(records):].splitlines()]
+    assert after.startswith(records) and [r["stage"] for r in played] == ["play"] * 3
+    assert played[0]["opponent"] == "random" and played[0]["winrate"] == again["winrate_vs_random"]
     # the engine as a subprocess, from the checkpoint alone (its board size and network sizes)
     commands = ["play b A5", "play w pass", "play b pass", "genmove w", "komi nan", "komi inf", "komi 2.5",
                 "play b D4 extra", "boardsize 7", "final_score", "known_command genmove", "quit"]

@@ -253,6 +253,23 @@ def test_pad_and_bos_are_never_generated():
         assert torch.isfinite(scst.sequence_log_probs(logits, tokens)).all()  # PAD after EOS adds nothing
 
 
+def test_sampling_follows_the_output_distribution_without_multinomial(monkeypatch):
+    """Sampled decoding draws each first phoneme with its probability, by Gumbel-max on the device: torch.multinomial
+    syncs with the host on every token on older torch, so it must not be called."""
+    monkeypatch.setattr(torch, "multinomial", lambda *a, **k: pytest.fail("torch.multinomial was called"))
+    torch.manual_seed(0)
+    model = scst.Seq2Seq(len(scst.LETTERS) + 1, 8, 16, 1, 0.0).eval()
+    cpu = torch.device("cpu")
+    with torch.no_grad():
+        tokens, _ = scst.generate(model, scst.encode_words(["abc"] * 4000, cpu), 1, sample=True)
+        one = scst.encode_words(["abc"], cpu)
+        memory, keys, state = model.encode(one)
+        logits, _ = model.decode(torch.full((1, 1), scst.BOS), state, memory, keys, one.mask)
+        probs = scst.output_log_probs(logits[0, 0]).exp()
+    freq = torch.bincount(tokens[:, 0], minlength=len(probs)).float() / len(tokens)
+    assert (freq - probs).abs().max() < 0.03 and freq[scst.PAD] == 0 and freq[scst.BOS] == 0
+
+
 def test_the_grus_run_in_fp32_under_autocast():
     """cuDNN's autocast path would run the GRUs in fp16 without loss scaling; they must run with autocast off."""
     model = scst.Seq2Seq(len(scst.LETTERS) + 1, 8, 16, 1, 0.0)
