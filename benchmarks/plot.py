@@ -187,8 +187,8 @@ def alphago_7x7():
     ax.barh(y, rates, xerr=errors, color=COLORS["ours"], capsize=4)
     ax.axvline(50, color="grey", ls="--", lw=0.8)
     ax.set_yticks(y, labels, fontsize=8)
-    ax.set(xlim=(0, 105), xlabel="win rate of alphago_mcts.py (%), +- one binomial standard error",
-           title="AlphaGo on 7x7 (komi 9), seed 1: 400 simulations a move unless noted")
+    ax.set(xlim=(0, 105), xlabel="win rate of alphago_mcts.py (%), +- one binomial standard error")
+    ax.set_title("AlphaGo on 7x7, komi 9, seed 1 (400 simulations a move unless noted)", fontsize=10)
     save(fig, "alphago_7x7.png")
 
 
