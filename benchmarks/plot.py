@@ -49,6 +49,16 @@ def save(fig, name: str):
     print(f"drew docs/img/{name}")
 
 
+def line_figure(series: dict, xlabel: str, ylabel: str, title: str, name: str):
+    """One line with markers per {label: [(x, y), ...]}, coloured in the order of COLORS."""
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for (label, points), color in zip(series.items(), COLORS.values()):
+        ax.plot(*zip(*points), marker="o", color=color, label=label)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.legend()
+    save(fig, name)
+
+
 def dqn_cartpole():
     fig, ax = plt.subplots(figsize=(8, 4.5))
     ours = curves(ax, "dqn_cartpole/ours-s*.csv", "dqn.py", COLORS["ours"], "seconds", "value")
@@ -99,17 +109,11 @@ def seqgan_nll():
         return print("skipped seqgan_nll.png: no benchmarks/results/seqgan_cpu_reduced.txt")
     lines = [line for line in open(path) if line.startswith("{")]
     summary, records = json.loads(lines[0]), [json.loads(line) for line in lines[1:]]
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    names = {"seqgan": ("SeqGAN (D's reward)", COLORS["ours"]), "mle": ("control: continued MLE", COLORS["peer"]),
-             "const": ("control: reward 1", COLORS["third"])}
-    for stage, (label, color) in names.items():
-        points = [(0, summary["nll_oracle_mle"])] + [(r["epoch"], r["nll_oracle"]) for r in records
-                                                     if r["stage"] == stage]
-        ax.plot(*zip(*points), marker="o", color=color, label=label)
-    ax.set(xlabel="adversarial epoch (one generator step each)", ylabel="NLL-oracle (lower is better)",
-           title="SeqGAN on the paper's oracle, reduced CPU run, seed 1")
-    ax.legend()
-    save(fig, "seqgan_nll.png")
+    names = {"seqgan": "SeqGAN (D's reward)", "mle": "control: continued MLE", "const": "control: reward 1"}
+    line_figure({label: [(0, summary["nll_oracle_mle"])] + [(r["epoch"], r["nll_oracle"]) for r in records
+                                                            if r["stage"] == stage] for stage, label in names.items()},
+                "adversarial epoch (one generator step each)", "NLL-oracle (lower is better)",
+                "SeqGAN on the paper's oracle, reduced CPU run, seed 1", "seqgan_nll.png")
 
 
 def scst_dev_per():
@@ -120,15 +124,13 @@ def scst_dev_per():
         return print("skipped scst_dev_per.png: no benchmarks/results/scst_cpu_small/ (benchmarks/scst_cpu_small.sh)")
     xe = [json.loads(line) for line in open(os.path.join(folder, "xe.jsonl"))]
     start = (0, 100 * [r for r in xe if "best_dev_per" in r][-1]["best_dev_per"])  # the XE model SCST starts from
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    for (run, label), color in zip(runs.items(), COLORS.values()):
+    series = {}
+    for run, label in runs.items():
         records = [json.loads(line) for line in open(os.path.join(folder, f"{run}.jsonl"))]
-        points = [start] + [(r["step"], 100 * r["dev_per"]) for r in records if r["stage"] == "scst" and "dev_per" in r]
-        ax.plot(*zip(*points), marker="o", color=color, label=label)
-    ax.set(xlabel="SCST step (from the cross-entropy model at step 0)", ylabel="dev PER (%), greedy decoding",
-           title="SCST on CMU-dict G2P, small configuration, seed 1")
-    ax.legend()
-    save(fig, "scst_dev_per.png")
+        series[label] = [start] + [(r["step"], 100 * r["dev_per"]) for r in records
+                                   if r["stage"] == "scst" and "dev_per" in r]
+    line_figure(series, "SCST step (from the cross-entropy model at step 0)", "dev PER (%), greedy decoding",
+                "SCST on CMU-dict G2P, small configuration, seed 1", "scst_dev_per.png")
 
 
 def rlhf_ppo():
