@@ -1,4 +1,5 @@
-"""RLHF with PPO, the InstructGPT pipeline on a small GPT: (0) pretrain a GPT on Shakespeare, (1) supervised
+"""RLHF with PPO, the InstructGPT pipeline on a small GPT: (0) pretrain a GPT on Shakespeare (or start from OpenAI's
+GPT-2, --init-from gpt2), (1) supervised
 fine-tuning on demonstrations, (2) a reward model from K-way rankings with the K-choose-2 pairwise loss, (3) PPO
 against the reward model with a per-token KL penalty to the SFT policy. The behaviour asked for: continue a line of
 verse as cheerfully as possible, however grim its start; the simulated human labeler is VADER's sentiment score.
@@ -15,6 +16,7 @@ import json
 import math
 import os
 import random
+import shutil
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -37,6 +39,8 @@ class Args:
     stage: str = arg("all", "the stage to run; `all` reuses the stage checkpoints found in --out",
                      choices=("all", "pretrain", "sft", "rm", "ppo", "eval"))
     data: str = arg("", "UTF-8 text (default: tinyshakespeare, downloaded once into ~/.cache/rlhf_ppo)")
+    init_from: str = arg("", "start from OpenAI's GPT-2 instead of pretraining: gpt2, gpt2-medium, gpt2-large or "
+                         "gpt2-xl (downloaded once), or a folder in its Hugging Face format; sets the model's size")
     vocab_size: int = arg(4_096, "the first N merge ranks of tiktoken's cl100k_base; EOS and PAD come on top")
     n_layer: int = arg(4, "transformer blocks")
     n_head: int = arg(4, "attention heads")
@@ -256,7 +260,8 @@ class Block(nn.Module):
         self.n_head, self.dropout = n_head, dropout
         self.ln_1, self.ln_2 = nn.LayerNorm(n_embd), nn.LayerNorm(n_embd)
         self.c_attn, self.c_proj = nn.Linear(n_embd, 3 * n_embd), nn.Linear(n_embd, n_embd)
-        self.mlp = nn.Sequential(nn.Linear(n_embd, 4 * n_embd), nn.GELU(), nn.Linear(4 * n_embd, n_embd),
+        self.mlp = nn.Sequential(nn.Linear(n_embd, 4 * n_embd), nn.GELU(approximate="tanh"),
+                                 nn.Linear(4 * n_embd, n_embd),
                                  nn.Dropout(dropout))
 
     def attention(self, x, mask, kv, query_at):
@@ -354,6 +359,114 @@ def generate(policy: GPT, prompt, prompt_valid, response_len: int, temperature: 
         if t + 1 < response_len:
             logits = step(tokens[-1], valid, kv, at[t])[:, -1]
     return torch.cat(tokens, 1)
+
+
+# --- GPT-2: OpenAI's weights and tokenizer in (--init-from), the trained policy out -------------
+GPT2_NAMES = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
+GPT2_SPLIT = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""  # its pre-tokenizer
+
+
+def gpt2_folder(init_from: str) -> str:
+    """A folder in GPT-2's Hugging Face format: --init-from FOLDER itself, or OpenAI's checkpoint of that name,
+    fetched once from the Hugging Face hub into its cache (~/.cache/huggingface)."""
+    if os.path.isdir(init_from):
+        return init_from
+    if init_from not in GPT2_NAMES:
+        usage_error(f"--init-from {init_from}: no such folder, and not one of {', '.join(GPT2_NAMES)}")
+    from huggingface_hub import snapshot_download
+    try:
+        return snapshot_download(f"openai-community/{init_from}",
+                                 allow_patterns=["config.json", "model.safetensors", "vocab.json", "merges.txt"])
+    except Exception as e:  # offline, or the hub unreachable
+        usage_error(f"could not download {init_from} ({type(e).__name__}); offline, pass --init-from FOLDER")
+
+
+def gpt2_args(args: Args, folder: str) -> Args:
+    """args with the model's size read from config.json, once it is checked to describe the model GPT builds: GPT-2's
+    tanh GELU, a 4x MLP, LayerNorm epsilon 1e-5, attention scaled by 1/sqrt(head size). Its last token id is EOS."""
+    try:
+        with open(os.path.join(folder, "config.json")) as f:
+            config = json.load(f)
+    except (OSError, ValueError) as e:
+        usage_error(f"--init-from {folder}: no readable config.json ({e})")
+    if (config.get("model_type") != "gpt2" or config.get("n_inner") not in (None, 4 * config.get("n_embd", 0))
+            or config.get("activation_function") not in ("gelu_new", "gelu_pytorch_tanh")
+            or config.get("layer_norm_epsilon") != 1e-5 or config.get("scale_attn_by_inverse_layer_idx")):
+        usage_error(f"--init-from {folder}: config.json is not a GPT-2 this script reproduces (model_type gpt2, "
+                    "activation gelu_new, n_inner 4 x n_embd, layer_norm_epsilon 1e-5)")
+    if config["n_positions"] < args.prompt_len + args.response_len:
+        usage_error(f"--init-from {folder}: {config['n_positions']} positions; the prompt and response need "
+                    f"{args.prompt_len + args.response_len}")
+    return dataclasses.replace(args, vocab_size=config["vocab_size"] - 1, n_layer=config["n_layer"],
+                               n_head=config["n_head"], n_embd=config["n_embd"], block_size=config["n_positions"])
+
+
+def gpt2_bpe(folder: str, vocab: int):
+    """GPT-2's byte-level BPE as a tiktoken Encoding. vocab.json maps each token, its bytes written as printable
+    characters (GPT-2's bytes_to_unicode), to its id; ids follow the order of merges.txt, so an id is the token's
+    merge rank, which is what tiktoken reads. <|endoftext|>, the last id, is EOS; PAD comes after it."""
+    import tiktoken
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("\xa1"), ord("\xac") + 1), *range(ord("\xae"), 256)]
+    others = [b for b in range(256) if b not in printable]  # written as chr(256), chr(257), ... in that order
+    byte_of = {chr(b): b for b in printable} | {chr(256 + i): b for i, b in enumerate(others)}
+    try:
+        with open(os.path.join(folder, "vocab.json"), encoding="utf-8") as f:
+            ids = json.load(f)
+        ranks = {bytes(byte_of[c] for c in token): i for token, i in ids.items() if i < vocab}
+    except (OSError, ValueError, KeyError) as e:
+        usage_error(f"--init-from {folder}: no GPT-2 vocab.json ({type(e).__name__}: {e})")
+    if ids.get("<|endoftext|>") != vocab or len(ranks) != vocab:
+        usage_error(f"--init-from {folder}: vocab.json does not hold ids 0-{vocab - 1} and <|endoftext|> = {vocab}")
+    return tiktoken.Encoding(f"gpt2_{vocab}", pat_str=GPT2_SPLIT, mergeable_ranks=ranks,
+                             special_tokens={"<|endoftext|>": vocab, "<|pad|>": vocab + 1})
+
+
+def gpt2_name(name: str) -> str:
+    """Our parameter's name in GPT-2's checkpoint: blocks.0.mlp.0.weight -> h.0.mlp.c_fc.weight."""
+    for ours, theirs in (("blocks.", "h."), (".c_attn.", ".attn.c_attn."), (".c_proj.", ".attn.c_proj."),
+                         (".mlp.0.", ".mlp.c_fc."), (".mlp.2.", ".mlp.c_proj.")):
+        name = name.replace(ours, theirs)
+    return name
+
+
+def conv1d(name: str, weight) -> bool:
+    """Whether GPT-2 stores this weight as a Conv1D, the transpose of nn.Linear's: every matrix in its blocks."""
+    return name.startswith("h.") and weight.ndim == 2
+
+
+def load_gpt2(model: GPT, folder: str):
+    """GPT-2's weights (model.safetensors, else pytorch_model.bin) into a GPT built with the dims of its config;
+    PAD's embedding row, which GPT-2 lacks, is zeros."""
+    try:
+        if os.path.isfile(os.path.join(folder, "model.safetensors")):
+            from safetensors.torch import load_file
+            theirs = load_file(os.path.join(folder, "model.safetensors"))
+        else:
+            theirs = torch.load(os.path.join(folder, "pytorch_model.bin"), map_location="cpu", weights_only=True)
+        theirs = {k.removeprefix("transformer."): v for k, v in theirs.items()}
+        state = {}
+        for name in model.state_dict():
+            weight = theirs[gpt2_name(name)]
+            state[name] = weight.T if conv1d(gpt2_name(name), weight) else weight
+        state["wte.weight"] = torch.cat([state["wte.weight"], torch.zeros_like(state["wte.weight"][:1])])
+        model.load_state_dict(state)
+    except (OSError, KeyError, RuntimeError) as e:
+        usage_error(f"--init-from {folder}: no GPT-2 weights of its config.json's size ({type(e).__name__}: {e})")
+
+
+def save_gpt2(model: GPT, source: str, folder: str):
+    """The model in GPT-2's Hugging Face format, with the config and tokenizer files of `source`: transformers'
+    GPT2LMHeadModel.from_pretrained(folder) loads it."""
+    from safetensors.torch import save_file
+    os.makedirs(folder, exist_ok=True)
+    state = {}
+    for name, weight in model.state_dict().items():
+        weight = weight[:-1] if name == "wte.weight" else weight  # PAD's row goes
+        state["transformer." + gpt2_name(name)] = (weight.T if conv1d(gpt2_name(name), weight) else weight).contiguous()
+    save_file(state, os.path.join(folder, "model.safetensors"), metadata={"format": "pt"})
+    for file in ("config.json", "vocab.json", "merges.txt"):
+        if os.path.isfile(os.path.join(source, file)):
+            shutil.copy(os.path.join(source, file), folder)
 
 
 # --- the algorithm: the math as small functions -------------------------------------------------
@@ -793,8 +906,8 @@ def show_samples(name: str, prompts: list, texts: list, enc, n: int = 6):
 
 # --- main ---------------------------------------------------------------------------------------
 STAGE_FLAGS = {  # the flags each stage's result depends on, beyond those of the stages it starts from (NEEDS)
-    "pretrain": ("vocab_size", "n_layer", "n_head", "n_embd", "block_size", "dropout", "pretrain_iters", "batch_size",
-                 "lr", "seed"),
+    "pretrain": ("init_from", "vocab_size", "n_layer", "n_head", "n_embd", "block_size", "dropout", "pretrain_iters",
+                 "batch_size", "lr", "seed"),
     "sft": ("prompt_len", "response_len", "sft_epochs", "sft_lr"),
     "rm": ("rm_prompts", "k", "label_noise", "rm_epochs", "rm_lr", "temperature", "eval_prompts"),
     "ppo": ("ppo_steps", "rollout_batch", "minibatch", "ppo_epochs", "ppo_lr", "beta", "kl_target", "clip", "vf_clip",
@@ -900,10 +1013,12 @@ def main(argv=None):
         usage_error(f"--load {args.load}: no such folder")
     if args.stage != "all":
         for need in NEEDS[args.stage]:
-            if not find_checkpoint(args, need):
+            if not find_checkpoint(args, need) and not (need == "pretrain" and args.init_from):
                 usage_error(f"--stage {args.stage} needs {need}.pt in --out or --load; run --stage {need} first")
     text = read_text(args.data or download_default())
-    enc, labeler = small_bpe(args.vocab_size), Labeler(args.label_noise)
+    gpt2 = gpt2_folder(args.init_from) if args.init_from else ""
+    args = gpt2_args(args, gpt2) if gpt2 else args
+    enc, labeler = gpt2_bpe(gpt2, args.vocab_size) if gpt2 else small_bpe(args.vocab_size), Labeler(args.label_noise)
     if args.prompt and len(enc.encode_ordinary(args.prompt)) > args.prompt_len:
         usage_error(f"--prompt is longer than --prompt-len {args.prompt_len} tokens")
     t0 = time.time()
@@ -950,6 +1065,10 @@ def main(argv=None):
         torch.manual_seed(args.seed + 1000 * STAGES.index(name))  # each stage reproducible alone: resumption is exact
         model = GPT(args, scalar_head=name == "rm", dropout=args.dropout if name in ("pretrain", "sft") else 0.0)
         model, made_from, progress, last_save = model.to(device), depends(args, name, data_sha1), None, time.time()
+        if name == "pretrain" and gpt2:  # OpenAI's GPT-2 instead of pretraining
+            load_gpt2(model, gpt2)
+            print(f"pretrain: GPT-2 from {gpt2}", flush=True)
+            return model.eval()
         if name in reuse:
             summary.update(load_checkpoint(reuse[name], model, made_from)["metrics"])
             print(f"{name}: loaded {reuse[name]}", flush=True)
@@ -1008,6 +1127,8 @@ def main(argv=None):
     sft_policy = stage("sft", train_sft, base)
     rm = stage("rm", train_rm, sft_policy)
     policy = stage("ppo", train_policy, sft_policy)
+    if gpt2 and args.stage in ("all", "ppo"):  # the policy in GPT-2's format, for transformers
+        save_gpt2(policy, gpt2, os.path.join(args.out, "policy_gpt2"))
     models = {"sft": sft_policy, "rm": rm, "ppo": policy}
 
     if args.stage in ("all", "eval"):

@@ -340,3 +340,89 @@ def test_bf16_runs_the_blocks_in_bf16_and_the_heads_in_fp32():
                 outer = model(idx, valid)
         assert mixed.dtype == outer.dtype == torch.float32 and not torch.equal(mixed, full)
         assert torch.allclose(mixed, full, atol=0.05) and torch.allclose(outer, full, atol=0.05)
+
+
+# --- GPT-2: --init-from a Hugging Face folder, and the policy exported back ---------------------------------------
+def write_gpt2(folder, corpus, seed=0):
+    """A small GPT-2 in its Hugging Face format, as OpenAI's checkpoints are laid out: random weights saved by
+    transformers, and a byte-level BPE of at most 400 tokens trained on `corpus` by Hugging Face's tokenizers
+    (vocab.json, merges.txt), <|endoftext|> last."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import GPT2Config, GPT2LMHeadModel
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(corpus.read_text().split("\n"), vocab_size=400, min_frequency=2, show_progress=False)
+    folder.mkdir()
+    bpe.save_model(str(folder))
+    vocab = json.loads((folder / "vocab.json").read_text())
+    vocab["<|endoftext|>"] = len(vocab)
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    torch.manual_seed(seed)
+    config = GPT2Config(vocab_size=len(vocab), n_positions=80, n_embd=32, n_layer=2, n_head=2, initializer_range=0.2,
+                        bos_token_id=len(vocab) - 1, eos_token_id=len(vocab) - 1)
+    GPT2LMHeadModel(config).save_pretrained(folder)
+    return folder
+
+
+def hf_logits(folder, idx):
+    from transformers import GPT2LMHeadModel
+    with torch.no_grad():
+        return GPT2LMHeadModel.from_pretrained(folder).eval()(idx).logits
+
+
+def test_gpt2_loads_with_hugging_face_logits_and_exports_back(tmp_path):
+    folder = write_gpt2(tmp_path / "gpt2", write_corpus(tmp_path / "text.txt"))
+    args = rlhf_ppo.gpt2_args(rlhf_ppo.Args(prompt_len=8, response_len=8), str(folder))
+    vocab = len(json.loads((folder / "vocab.json").read_text()))  # <|endoftext|> included
+    assert (args.vocab_size + 1, args.n_layer, args.n_embd, args.block_size) == (vocab, 2, 32, 80) and vocab > 300
+    ours = rlhf_ppo.GPT(args).eval()
+    rlhf_ppo.load_gpt2(ours, str(folder))
+    idx = torch.randint(0, vocab, (3, 40))
+    with torch.no_grad():
+        logits = ours(idx, torch.ones_like(idx, dtype=torch.bool))
+    assert logits.shape == (3, 40, vocab)
+    assert torch.allclose(logits, hf_logits(folder, idx), atol=1e-4)
+    with torch.no_grad():  # another model, exported: transformers reads it back with our logits
+        for p in ours.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+        logits = ours(idx, torch.ones_like(idx, dtype=torch.bool))
+    rlhf_ppo.save_gpt2(ours, str(folder), str(tmp_path / "exported"))
+    assert torch.allclose(logits, hf_logits(tmp_path / "exported", idx), atol=1e-4)
+
+
+def test_gpt2_tokenizer_equals_hugging_face_byte_level_bpe(tmp_path):
+    from tokenizers import ByteLevelBPETokenizer
+    corpus = write_corpus(tmp_path / "text.txt")
+    folder = write_gpt2(tmp_path / "gpt2", corpus)
+    ours = rlhf_ppo.gpt2_bpe(str(folder), len(json.loads((folder / "vocab.json").read_text())) - 1)
+    theirs = ByteLevelBPETokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
+    for text in (corpus.read_text()[:3000], "Ünïcode, 'tis    spaces\n\n and digits 1234 -- O joy!"):
+        assert ours.encode_ordinary(text) == theirs.encode(text).ids
+    assert ours.decode(ours.encode_ordinary("O sweet joy")) == "O sweet joy"
+
+
+def test_init_from_a_gpt2_folder_runs_every_stage_and_exports_the_policy(run_script, tmp_path):
+    data = write_corpus(tmp_path / "text.txt")
+    folder = write_gpt2(tmp_path / "gpt2", data)
+    summary, proc = run_script("rlhf_ppo.py", *SMOKE, "--data", data, "--init-from", folder, "--out", tmp_path / "run")
+    assert "pretrain: GPT-2 from" in proc.stdout and not (tmp_path / "run" / "pretrain.pt").exists()
+    assert -1 <= summary["gold_ppo"] <= 1 and "val_loss_pretrain" not in summary
+    ckpt = torch.load(tmp_path / "run" / "ppo.pt", weights_only=True)
+    vocab = len(json.loads((folder / "vocab.json").read_text()))
+    assert (ckpt["args"]["n_layer"], ckpt["args"]["vocab_size"]) == (2, vocab - 1)  # the GPT-2's size, not the flags'
+    policy = rlhf_ppo.GPT(rlhf_ppo.Args(**ckpt["args"])).eval()
+    policy.load_state_dict(ckpt["model"])
+    idx = torch.randint(0, vocab, (2, 30))
+    with torch.no_grad():
+        logits = policy(idx, torch.ones_like(idx, dtype=torch.bool))
+    assert torch.allclose(logits, hf_logits(tmp_path / "run" / "policy_gpt2", idx), atol=1e-4)
+
+
+def test_init_from_something_else_is_a_usage_error(run_script, tmp_path):
+    data = write_corpus(tmp_path / "text.txt")
+    _, proc = run_script("rlhf_ppo.py", *SMOKE, "--data", data, "--init-from", "gpt3", returncode=2)
+    assert "not one of gpt2, gpt2-medium" in proc.stderr
+    folder = write_gpt2(tmp_path / "gpt2", data)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "activation_function": "relu"}))
+    _, proc = run_script("rlhf_ppo.py", *SMOKE, "--data", data, "--init-from", folder, returncode=2)
+    assert "not a GPT-2 this script reproduces" in proc.stderr and "Traceback" not in proc.stderr
