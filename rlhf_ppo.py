@@ -1,8 +1,8 @@
 """RLHF with PPO, the InstructGPT pipeline on a small GPT: (0) pretrain a GPT on Shakespeare (or start from OpenAI's
-GPT-2, --init-from gpt2), (1) supervised
-fine-tuning on demonstrations, (2) a reward model from K-way rankings with the K-choose-2 pairwise loss, (3) PPO
-against the reward model with a per-token KL penalty to the SFT policy. The behaviour asked for: continue a line of
-verse as cheerfully as possible, however grim its start; the simulated human labeler is VADER's sentiment score.
+GPT-2: --init-from gpt2), (1) supervised fine-tuning on demonstrations, (2) a reward model from K-way rankings with
+the K-choose-2 pairwise loss, (3) PPO against the reward model with a per-token KL penalty to the SFT policy. The
+behaviour asked for: continue a line of verse as cheerfully as possible, however grim its start; the simulated human
+labeler is VADER's sentiment score.
 Paper: Ouyang et al., "Training language models to follow instructions with human feedback", 2022; PPO details after
 Huang et al., "The N+ implementation details of RLHF with PPO", 2024, and Ziegler et al., 2019.
 Run: python rlhf_ppo.py --device cuda   (offline: --data tinyshakespeare.txt)
