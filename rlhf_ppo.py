@@ -17,6 +17,7 @@ import math
 import os
 import random
 import shutil
+import sys
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -25,7 +26,9 @@ from typing import NamedTuple
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.distributed as dist
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 
 
 # --- config -------------------------------------------------------------------------------------
@@ -335,19 +338,19 @@ def attention_mask(valid, query_at):
     return ((causal[None] & valid[:, None, :]) | (keys[None, :] == query_at[:, None])[None])[:, None]
 
 
-def sample_categorical(logits):
-    """One draw per row of softmax(logits), (B, V) -> (B, 1), by inverting the cumulative distribution: faster than
-    torch.multinomial on a CPU over thousands of classes, the same on a GPU."""
+def sample_categorical(logits, u):
+    """One draw per row of softmax(logits), (B, V) -> (B, 1), from a uniform u (B, 1) per row, by inverting the
+    cumulative distribution: faster than torch.multinomial on a CPU over thousands of classes, the same on a GPU."""
     cdf = torch.softmax(logits.float(), -1).cumsum(-1)
-    u = torch.rand(cdf.shape[0], 1, device=cdf.device) * cdf[:, -1:]
-    return torch.searchsorted(cdf, u).clamp(max=logits.shape[-1] - 1)
+    return torch.searchsorted(cdf, u * cdf[:, -1:]).clamp(max=logits.shape[-1] - 1)
 
 
 @torch.no_grad()
-def generate(policy: GPT, prompt, prompt_valid, response_len: int, temperature: float, step=None, kv=None):
-    """Sample (B, R) responses with a KV cache (kv, or a new one): one forward over the prompt, then one token per
-    step, by `step` when given (the policy compiled: two static shapes, the prompt's and one token's)."""
-    B, P = prompt.shape
+def generate(policy: GPT, prompt, prompt_valid, uniforms, temperature: float, step=None, kv=None):
+    """Sample (B, R) responses, token t of row b drawn with uniforms[b, t], with a KV cache (kv, or a new one): one
+    forward over the prompt, then one token per step, by `step` when given (the policy compiled: two static shapes,
+    the prompt's and one token's)."""
+    (B, P), response_len = prompt.shape, uniforms.shape[1]
     step = policy if step is None else step
     kv = policy.kv_cache(B, P + response_len) if kv is None else kv
     valid = torch.cat([prompt_valid, prompt_valid.new_ones(B, response_len)], 1)
@@ -355,7 +358,7 @@ def generate(policy: GPT, prompt, prompt_valid, response_len: int, temperature: 
     logits = step(prompt, valid, kv, at[0] - P, first=P - 1)[:, -1]
     tokens = []
     for t in range(response_len):
-        tokens.append(sample_categorical(logits.float() / temperature))
+        tokens.append(sample_categorical(logits.float() / temperature, uniforms[:, t:t + 1]))
         if t + 1 < response_len:
             logits = step(tokens[-1], valid, kv, at[t])[:, -1]
     return torch.cat(tokens, 1)
@@ -577,6 +580,69 @@ def distinct_n(responses: list, n: int = 2) -> float:
     return len(set(grams)) / max(len(grams), 1)
 
 
+# --- several processes (torchrun): each rank its share of every global batch -------------------
+class Ranks(NamedTuple):
+    """This process among those torchrun started: rank `rank` of `world` (0 of 1 without torchrun). Batch sizes are
+    global: every rank holds the whole batch's indices and works on its share of the rows."""
+    rank: int = 0
+    world: int = 1
+
+    def share(self, n: int) -> slice:
+        """This rank's rows of n: contiguous, the shares of two ranks differ by one row at most."""
+        return slice(n * self.rank // self.world, n * (self.rank + 1) // self.world)
+
+    def mean(self, x):
+        """A tensor averaged over the ranks (on the device: no wait for the host)."""
+        if self.world > 1:
+            x = x.clone()
+            dist.all_reduce(x)
+            x /= self.world
+        return x
+
+    def gather(self, x):
+        """Every rank's equal-sized (n, ...) rows, rank 0's first: (world * n, ...) on every rank."""
+        if self.world == 1:
+            return x
+        parts = [torch.empty_like(x) for _ in range(self.world)]
+        dist.all_gather(parts, x.contiguous())
+        return torch.cat(parts)
+
+    def gather_rows(self, x):
+        """Every rank's rows of x, however many, rank 0's first, on every rank (a stage's samples: through the
+        host, once)."""
+        if self.world == 1:
+            return x
+        parts = [None] * self.world
+        dist.all_gather_object(parts, x.cpu())
+        return torch.cat(parts).to(x.device)
+
+
+def rank_weight(mine, whole, ranks: Ranks):
+    """n_mine * world / n_whole, from the masks (tokens, compared pairs) of this rank's rows and of the global
+    minibatch: a rank's mean over its n_mine items times this, averaged over the ranks as DDP averages gradients,
+    is the mean over all n_whole. 1 in one process."""
+    return mine.sum() * ranks.world / whole.sum().clamp(min=1)
+
+
+def data_parallel(model: nn.Module, ranks: Ranks) -> nn.Module:
+    """The model whose backward averages the gradients over the ranks (DDP), or the model itself in one process."""
+    return DistributedDataParallel(model) if ranks.world > 1 else model
+
+
+def seeded(*keys: int) -> int:
+    """A seed made of (--seed, stage, step, ...): distinct keys, independent streams."""
+    return int(np.random.SeedSequence(keys).generate_state(1)[0])
+
+
+def step_random(args: Args, ranks: Ranks, stage: str, step: int, device) -> torch.Generator:
+    """The random numbers of one step, from (--seed, stage, step) alone, so that a resumed run draws what a killed
+    one would have and no random state is saved: torch's global generator (dropout) is seeded per rank, and the
+    generator returned is the same on every rank, for what the global batch shares: which data, and the uniforms
+    that its tokens are sampled with (so any number of ranks samples what one process would)."""
+    torch.manual_seed(seeded(args.seed, STAGES.index(stage), step, ranks.rank))
+    return torch.Generator(device).manual_seed(seeded(args.seed, STAGES.index(stage), step))
+
+
 # --- training stages ----------------------------------------------------------------------------
 def make_optimizer(params, lr: float, device, weight_decay: float = 0.0):
     return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=device.type in ("cuda", "cpu"))
@@ -588,14 +654,15 @@ def log(metrics, line: dict):
     metrics.write(to_json(line) + "\n")
 
 
-def lm_batch(tokens, batch: int, block: int):
+def lm_batch(tokens, batch: int, block: int, generator):
     """Random windows of the token stream: inputs (B, T) and next-token targets (B, T)."""
-    starts = torch.randint(len(tokens) - block - 1, (batch,), device=tokens.device)
+    starts = torch.randint(len(tokens) - block - 1, (batch,), device=tokens.device, generator=generator)
     windows = tokens[starts[:, None] + torch.arange(block + 1, device=tokens.device)]
     return windows[:, :-1], windows[:, 1:]
 
 
-def pretrain(args: Args, model: GPT, train, val, device, metrics, save, progress: dict = None) -> dict:
+def pretrain(args: Args, model: GPT, train, val, device, metrics, save, progress: dict = None,
+             ranks: Ranks = Ranks()) -> dict:
     """Next-token prediction on the raw text (newlines included), AdamW, warmup then cosine decay. Offers `save`
     a checkpoint after every iteration; continues from `progress` when given."""
     optimizer = make_optimizer(model.parameters(), args.lr, device, weight_decay=0.1)
@@ -604,12 +671,12 @@ def pretrain(args: Args, model: GPT, train, val, device, metrics, save, progress
     if progress:
         optimizer.load_state_dict(progress["optimizer"])
         first, val_loss = progress["iter"], progress["val_loss"]
-        set_rng_state(progress["rng"])
-    valid = torch.ones(args.batch_size, args.block_size, dtype=torch.bool, device=device)
+    net, mine = data_parallel(model, ranks), ranks.share(args.batch_size)
+    valid = torch.ones(args.batch_size // ranks.world, args.block_size, dtype=torch.bool, device=device)
 
-    def loss_on(tokens):
-        x, y = lm_batch(tokens, args.batch_size, args.block_size)
-        return F.cross_entropy(model(x, valid).flatten(0, 1), y.flatten())
+    def loss_on(model, tokens, generator):  # this rank's rows of a global batch
+        x, y = lm_batch(tokens, args.batch_size, args.block_size, generator)
+        return F.cross_entropy(model(x[mine], valid).flatten(0, 1), y[mine].flatten())
 
     for it in range(first, args.pretrain_iters):
         progress = max(0.0, (it - warmup) / max(1, args.pretrain_iters - warmup))
@@ -617,7 +684,8 @@ def pretrain(args: Args, model: GPT, train, val, device, metrics, save, progress
         for group in optimizer.param_groups:
             group["lr"] = lr
         model.train()
-        loss = loss_on(train)
+        generator = step_random(args, ranks, "pretrain", it, device)
+        loss = loss_on(net, train, generator)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -625,41 +693,42 @@ def pretrain(args: Args, model: GPT, train, val, device, metrics, save, progress
         if (it + 1) % every == 0 or it + 1 == args.pretrain_iters:
             model.eval()
             with torch.no_grad():
-                val_loss = sum(loss_on(val).item() for _ in range(10)) / 10
-            log(metrics, {"stage": "pretrain", "iter": it + 1, "loss": round(loss.item(), 4),
+                val_loss = ranks.mean(torch.stack([loss_on(model, val, generator) for _ in range(10)]).mean()).item()
+            log(metrics, {"stage": "pretrain", "iter": it + 1, "loss": round(ranks.mean(loss.detach()).item(), 4),
                           "val_loss": round(val_loss, 4), "lr": round(lr, 6), "s": round(time.time() - t0, 1)})
-        save(lambda: {"counter": "iter", "iter": it + 1, "optimizer": optimizer.state_dict(), "val_loss": val_loss,
-                      "rng": rng_state()})
+        save(lambda: {"counter": "iter", "iter": it + 1, "optimizer": optimizer.state_dict(), "val_loss": val_loss})
     return {"val_loss_pretrain": round(val_loss, 4), "pretrain_s": round(time.time() - t0, 1)}
 
 
-def sft(args: Args, policy: GPT, demos: list, enc, device, metrics, save, progress: dict = None) -> dict:
+def sft(args: Args, policy: GPT, demos: list, enc, device, metrics, save, progress: dict = None,
+        ranks: Ranks = Ranks()) -> dict:
     """Supervised fine-tuning: cross-entropy on the response tokens (EOS included) of labeler-approved corpus
     continuations, laid out exactly as PPO will see them (left-padded prompt, then the response). Offers `save` a
     checkpoint after every epoch; continues from `progress` when given."""
     prompt, prompt_valid = pad_prompts([p for p, _, _ in demos], args.prompt_len, args.pad, device)
     response = pad_responses([c for _, c, _ in demos], args.response_len, args.eos, args.pad, device)
     optimizer = make_optimizer(policy.parameters(), args.sft_lr, device)
-    step, first, t0 = 0, 0, time.time()
+    net, step, first, t0 = data_parallel(policy, ranks), 0, 0, time.time()
     if progress:
         optimizer.load_state_dict(progress["optimizer"])
         first, step = progress["epoch"], progress["step"]
-        set_rng_state(progress["rng"])
     for epoch in range(first, args.sft_epochs):
         policy.train()
-        for idx in torch.randperm(len(demos), device=device).split(args.batch_size):
-            logits = full_forward(policy, prompt[idx], prompt_valid[idx], response[idx])
+        generator = step_random(args, ranks, "sft", epoch, device)
+        for batch in torch.randperm(len(demos), device=device, generator=generator).split(args.batch_size):
+            idx = batch[ranks.share(len(batch))]
+            logits = full_forward(net, prompt[idx], prompt_valid[idx], response[idx])
             logp, _ = response_logprobs(logits, response[idx], 1.0)
-            loss = -masked_mean(logp, response[idx] != args.pad)
+            mask = response[idx] != args.pad
+            loss = -masked_mean(logp, mask) * rank_weight(mask, response[batch] != args.pad, ranks)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
             optimizer.step()
             step += 1
-        log(metrics, {"stage": "sft", "epoch": epoch + 1, "step": step, "loss": round(loss.item(), 4),
-                      "s": round(time.time() - t0, 1)})
-        save(lambda: {"counter": "epoch", "epoch": epoch + 1, "step": step, "optimizer": optimizer.state_dict(),
-                      "rng": rng_state()})
+        log(metrics, {"stage": "sft", "epoch": epoch + 1, "step": step,
+                      "loss": round(ranks.mean(loss.detach()).item(), 4), "s": round(time.time() - t0, 1)})
+        save(lambda: {"counter": "epoch", "epoch": epoch + 1, "step": step, "optimizer": optimizer.state_dict()})
     policy.eval()
     return {"sft_demos": len(demos), "sft_s": round(time.time() - t0, 1)}
 
@@ -674,12 +743,12 @@ class Samples(NamedTuple):
 
 
 @torch.no_grad()
-def sample_responses(policy: GPT, prompts: list, args: Args, device, batch: int = 256) -> Samples:
-    """Responses of the policy to token-id prompts, generated in batches."""
+def sample_responses(policy: GPT, prompts: list, uniforms, args: Args, device, batch: int = 256) -> Samples:
+    """Responses of the policy to token-id prompts, generated in batches; uniforms (B, R), as generate's."""
     outs = []
     for i in range(0, len(prompts), batch):
         prompt, prompt_valid = pad_prompts(prompts[i:i + batch], args.prompt_len, args.pad, device)
-        response = generate(policy, prompt, prompt_valid, args.response_len, args.temperature)
+        response = generate(policy, prompt, prompt_valid, uniforms[i:i + batch], args.temperature)
         outs.append((prompt, prompt_valid) + truncate_after_eos(response, args.eos, args.pad))
     return Samples(*(torch.cat(parts) for parts in zip(*outs)))
 
@@ -691,45 +760,55 @@ def decode(enc, response, mask) -> list:
 
 
 @torch.no_grad()
-def score_batched(model: GPT, prompt, prompt_valid, response, mask, batch: int = 256):
-    return torch.cat([sequence_scores(full_forward(model, prompt[i:i + batch], prompt_valid[i:i + batch],
-                                                   response[i:i + batch]), mask[i:i + batch])
-                      for i in range(0, len(prompt), batch)])
+def score_batched(model: GPT, prompt, prompt_valid, response, mask, ranks: Ranks = Ranks(), batch: int = 256):
+    """The scores r(x, y) of every row, each rank scoring its share."""
+    prompt, prompt_valid, response, mask = (x[ranks.share(len(x))] for x in (prompt, prompt_valid, response, mask))
+    return ranks.gather_rows(torch.cat([
+        sequence_scores(full_forward(model, prompt[i:i + batch], prompt_valid[i:i + batch], response[i:i + batch]),
+                        mask[i:i + batch]) for i in range(0, len(prompt), batch)]))
 
 
-def ranked_samples(args: Args, policy: GPT, prompts: list, labeler: Labeler, enc, device, generator):
-    """K samples of the policy for each prompt, their gold scores (B, K) and the labeler's comparisons (B, K, K)."""
+def ranked_samples(args: Args, policy: GPT, prompts: list, labeler: Labeler, enc, device, generator, labels,
+                   ranks: Ranks = Ranks()):
+    """K samples of the policy for each prompt (each rank samples and labels its share), their gold scores (B, K)
+    and the labeler's comparisons (B, K, K), drawn with the CPU generator `labels`."""
     repeated = [p for p in prompts for _ in range(args.k)]
-    samples = sample_responses(policy, repeated, args, device)
-    gold = labeler.gold(decode(enc, samples.response, samples.mask)).view(-1, args.k)
-    return samples[:4], gold, labeler.preferences(gold, generator)  # (prompt, prompt_valid, response, mask)
+    uniforms = torch.rand(len(repeated), args.response_len, device=device, generator=generator)
+    mine = ranks.share(len(repeated))
+    samples = sample_responses(policy, repeated[mine], uniforms[mine], args, device)
+    gold = ranks.gather_rows(labeler.gold(decode(enc, samples.response, samples.mask))).view(-1, args.k)
+    samples = [ranks.gather_rows(x) for x in samples[:4]]  # (prompt, prompt_valid, response, mask)
+    return samples, gold, labeler.preferences(gold, labels)
 
 
-def train_reward_model(args: Args, rm: GPT, train, held_out, device, metrics) -> dict:
+def train_reward_model(args: Args, rm: GPT, train, held_out, device, metrics, ranks: Ranks = Ranks()) -> dict:
     """Eq. (1) over the labeler's comparisons, the C(K,2) pairs of a prompt in one batch element; then the head is
     shifted and scaled so that the scores of SFT samples have mean 0 and std 1."""
     (seqs, gold, wins), (held_seqs, held_gold, held_wins) = train, held_out
     optimizer, t0, K = make_optimizer(rm.parameters(), args.rm_lr, device), time.time(), args.k
-    wins_dev = wins.to(device)
+    net, wins_dev = data_parallel(rm, ranks), wins.to(device)
     rm.eval()  # dropout off: the RM's scores feed PPO as they are
     for epoch in range(args.rm_epochs):
-        for step, idx in enumerate(torch.randperm(len(gold), device=device).split(max(1, args.batch_size // K))):
+        generator = step_random(args, ranks, "rm", epoch + 1, device)  # step 0 drew the samples
+        order = torch.randperm(len(gold), device=device, generator=generator)
+        for step, batch in enumerate(order.split(max(1, args.batch_size // K))):
+            idx = batch[ranks.share(len(batch))]
             flat = (idx[:, None] * K + torch.arange(K, device=device)).flatten()  # the K samples of each prompt
-            scores = sequence_scores(full_forward(rm, *(s[flat] for s in seqs[:3])), seqs[3][flat]).view(-1, K)
-            loss = rm_loss(scores, wins_dev[idx])
+            scores = sequence_scores(full_forward(net, *(s[flat] for s in seqs[:3])), seqs[3][flat]).view(-1, K)
+            loss = rm_loss(scores, wins_dev[idx]) * rank_weight(wins_dev[idx], wins_dev[batch], ranks)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(rm.parameters(), 1.0)
             optimizer.step()
             if step % (5 * args.log_every) == 0:
-                log(metrics, {"stage": "rm", "epoch": epoch + 1, "step": step, "loss": round(loss.item(), 4),
-                              "s": round(time.time() - t0, 1)})
-    scores = score_batched(rm, *seqs)
+                log(metrics, {"stage": "rm", "epoch": epoch + 1, "step": step,
+                              "loss": round(ranks.mean(loss.detach()).item(), 4), "s": round(time.time() - t0, 1)})
+    scores = score_batched(rm, *seqs, ranks)
     mean, std = scores.mean(), scores.std()
     with torch.no_grad():  # r <- (r - mean) / std, folded into the head
         rm.value_head.weight.div_(std)
         rm.value_head.bias.sub_(mean).div_(std)
-    held_scores = score_batched(rm, *held_seqs).view(-1, K).cpu()
+    held_scores = score_batched(rm, *held_seqs, ranks).view(-1, K).cpu()
     pairs = K * (K - 1) / 2 * len(gold)
     return {"rm_pair_accuracy": round(pair_accuracy(held_scores, held_wins), 4),  # against the noisy labels
             "rm_gold_accuracy": round(pair_accuracy(held_scores, held_gold[:, :, None] > held_gold[:, None, :]), 4),
@@ -739,9 +818,11 @@ def train_reward_model(args: Args, rm: GPT, train, held_out, device, metrics) ->
 
 class PPO:
     """The RLHF PPO loop: policy and critic trained, reference policy and reward model frozen; all in eval mode
-    (dropout off), so a rollout's log-probs and the first training forward are the same computation."""
+    (dropout off), so a rollout's log-probs and the first training forward are the same computation. With several
+    ranks, each generates and scores its share of the rollout batch, which is then gathered on every rank."""
 
-    def __init__(self, args: Args, policy: GPT, ref: GPT, critic: GPT, rm: GPT, prompts: list, device):
+    def __init__(self, args: Args, policy: GPT, ref: GPT, critic: GPT, rm: GPT, prompts: list, device,
+                 ranks: Ranks = Ranks()):
         self.args, self.policy, self.ref, self.critic, self.rm, self.device = args, policy, ref, critic, rm, device
         for model in (policy, ref, critic, rm):
             model.eval()
@@ -751,60 +832,81 @@ class PPO:
         self.params = list(policy.parameters()) + list(critic.parameters())
         self.optimizer = make_optimizer(self.params, args.ppo_lr, device)
         self.beta = torch.tensor(args.beta, device=device)
+        # this rank's rows of a rollout batch: its share of every minibatch, so that it trains first on rows it made
+        B, M, W = args.rollout_batch, args.minibatch, ranks.world
+        layout = torch.arange(B, device=device).view(B // M, W, M // W)
+        self.ranks, self.rows, self.gathered = ranks, layout[:, ranks.rank].flatten(), layout.transpose(0, 1).flatten()
         compiled = (lambda m: torch.compile(m)) if args.compile else (lambda m: m)  # the full-sequence forwards
-        self.forward = {name: compiled(m) for name, m in (("policy", policy), ("ref", ref), ("critic", critic),
-                                                           ("rm", rm))}
+        self.forward = {"policy": compiled(data_parallel(policy, ranks)), "ref": compiled(ref),
+                        "critic": compiled(data_parallel(critic, ranks)), "rm": compiled(rm)}
         # and the decoder: static shapes, so on CUDA "reduce-overhead" replays each token's kernels as a CUDA graph
         self.decode = torch.compile(policy, dynamic=False, mode="reduce-overhead") if args.compile else None
-        self.kv = policy.kv_cache(args.rollout_batch, args.prompt_len + args.response_len)  # one, at one address
+        self.kv = policy.kv_cache(B // W, args.prompt_len + args.response_len)  # one, at one address
 
-    def rollout(self):
+    def rollout(self, generator):
         """Sample a batch of responses and score them; every tensor stays on the device."""
         a, R = self.args, self.args.response_len
-        idx = torch.randint(len(self.prompts), (a.rollout_batch,), device=self.device)
+        idx = torch.randint(len(self.prompts), (a.rollout_batch,), device=self.device, generator=generator)
+        uniforms = torch.rand(a.rollout_batch, R, device=self.device, generator=generator)
         prompt, prompt_valid = self.prompts[idx], self.prompt_valid[idx]
+        mine = (prompt[self.rows], prompt_valid[self.rows])
         response, mask, has_eos = truncate_after_eos(
-            generate(self.policy, prompt, prompt_valid, R, a.temperature, self.decode, self.kv), a.eos, a.pad)
+            generate(self.policy, *mine, uniforms[self.rows], a.temperature, self.decode, self.kv), a.eos, a.pad)
         parts = {k: [] for k in ("logp", "logp_ref", "values", "score")}
         with torch.no_grad():  # in minibatches, as epoch 0 will train on them: the same computation, ratio 1
-            for mb in torch.arange(a.rollout_batch, device=self.device).split(a.minibatch):
-                seq = (prompt[mb], prompt_valid[mb], response[mb])
+            for mb in torch.arange(len(self.rows), device=self.device).split(a.minibatch // self.ranks.world):
+                seq = (mine[0][mb], mine[1][mb], response[mb])
                 for name, key in (("policy", "logp"), ("ref", "logp_ref")):
                     parts[key].append(response_logprobs(full_forward(self.forward[name], *seq), response[mb],
                                                         a.temperature)[0])
                 parts["values"].append(response_values(full_forward(self.forward["critic"], *seq)))
                 parts["score"].append(sequence_scores(full_forward(self.forward["rm"], *seq), mask[mb]))
         batch = {k: torch.cat(v) for k, v in parts.items()}
-        batch.update(prompt=prompt, prompt_valid=prompt_valid, response=response, mask=mask.float(), has_eos=has_eos)
-        score = batch["score"] - a.missing_eos_penalty * (~has_eos).float()
+        batch.update(response=response, mask=mask.float(), has_eos=has_eos.float())
+        batch = {k: self.whole_batch(v) for k, v in batch.items()}
+        batch.update(prompt=prompt, prompt_valid=prompt_valid)
+        score = batch["score"] - a.missing_eos_penalty * (1 - batch["has_eos"])
         batch["rewards"] = token_rewards(score, batch["logp"], batch["logp_ref"], batch["mask"], self.beta)
         batch["advantages"], batch["returns"] = gae(batch["rewards"], batch["values"], batch["mask"], a.gamma, a.lam)
         batch["advantages"] = masked_whiten(batch["advantages"], batch["mask"])
         return batch
 
-    def update(self, batch) -> dict:
-        """ppo_epochs passes over the batch in minibatches; epoch 0 in rollout order, later epochs shuffled."""
-        a = self.args
+    def whole_batch(self, x):
+        """This rank's rows -> the rollout batch's, (B / world, ...) -> (B, ...), in batch order on every rank."""
+        if self.ranks.world == 1:
+            return x
+        gathered = self.ranks.gather(x)  # rank 0's rows, then rank 1's, ...
+        whole = torch.empty_like(gathered)
+        whole[self.gathered] = gathered
+        return whole
+
+    def update(self, batch, generator) -> dict:
+        """ppo_epochs passes over the batch in minibatches; epoch 0 in rollout order, later epochs shuffled. Each rank
+        computes its share of a minibatch; statistics are averaged over the minibatches and the ranks."""
+        a, ranks = self.args, self.ranks
         stats = {k: [] for k in ("pg_loss", "vf_loss", "clipfrac", "approx_kl", "entropy")}
         for epoch in range(a.ppo_epochs):
-            order = (torch.arange if epoch == 0 else torch.randperm)(a.rollout_batch, device=self.device)
-            for i, mb in enumerate(order.split(a.minibatch)):
+            order = torch.arange(a.rollout_batch, device=self.device) if epoch == 0 else \
+                torch.randperm(a.rollout_batch, device=self.device, generator=generator)
+            for i, minibatch in enumerate(order.split(a.minibatch)):
+                mb = minibatch[ranks.share(a.minibatch)]
                 seq = (batch["prompt"][mb], batch["prompt_valid"][mb], batch["response"][mb])
                 logp, entropy = response_logprobs(full_forward(self.forward["policy"], *seq), seq[2], a.temperature)
                 values = response_values(full_forward(self.forward["critic"], *seq))
                 mask = batch["mask"][mb]
                 if epoch == 0 and i == 0:
-                    stats["first_ratio_dev"] = ((logp - batch["logp"][mb]).abs() * mask).max().detach()
+                    stats["first_ratio_dev"] = ranks.mean(((logp - batch["logp"][mb]).abs() * mask).max().detach())
                 pg_loss, vf_loss, clipfrac, approx_kl = ppo_losses(
                     logp, batch["logp"][mb], batch["advantages"][mb], values, batch["values"][mb],
                     batch["returns"][mb], mask, a.clip, a.vf_clip)
+                weight = rank_weight(mask, batch["mask"][minibatch], ranks)
                 self.optimizer.zero_grad(set_to_none=True)
-                (pg_loss + a.vf_coef * vf_loss).backward()
+                ((pg_loss + a.vf_coef * vf_loss) * weight).backward()
                 nn.utils.clip_grad_norm_(self.params, 1.0)
                 self.optimizer.step()
                 for k, v in zip(stats, (pg_loss, vf_loss, clipfrac, approx_kl, masked_mean(entropy, mask))):
-                    stats[k].append(v.detach())
-        return {k: torch.stack(v).mean() if isinstance(v, list) else v for k, v in stats.items()}
+                    stats[k].append(v.detach() * weight)
+        return {k: ranks.mean(torch.stack(v).mean()) if isinstance(v, list) else v for k, v in stats.items()}
 
 
 def explained_variance(values, returns, mask) -> torch.Tensor:
@@ -838,12 +940,12 @@ def train_ppo(args: Args, ppo: PPO, labeler: Labeler, enc, metrics, save, progre
         ppo.optimizer.load_state_dict(progress["optimizer"])
         ppo.critic.load_state_dict(progress["critic"])
         ppo.beta, first = progress["beta"].to(ppo.device), progress["step"] + 1
-        set_rng_state(progress["rng"])
     for step in range(first, args.ppo_steps + 1):
         marks.append(clock(ppo.device))
-        batch = ppo.rollout()
+        generator = step_random(args, ppo.ranks, "ppo", step, ppo.device)
+        batch = ppo.rollout(generator)
         marks.append(clock(ppo.device))
-        stats = ppo.update(batch)
+        stats = ppo.update(batch, generator)
         kl_seq = ((batch["logp"] - batch["logp_ref"]) * batch["mask"]).sum(1).mean()
         if args.kl_target > 0:
             ppo.beta = adaptive_beta(ppo.beta, kl_seq, args.kl_target, args.rollout_batch)
@@ -859,14 +961,14 @@ def train_ppo(args: Args, ppo: PPO, labeler: Labeler, enc, metrics, save, progre
                           "beta": round(ppo.beta.item(), 4), **{k: round(v.item(), 4) for k, v in stats.items()},
                           "explained_var": round(explained_variance(batch["values"], batch["returns"], mask).item(), 3),
                           "resp_len": round(tokens / len(mask), 2),
-                          "no_eos": round(1 - batch["has_eos"].float().mean().item(), 3),
+                          "no_eos": round(1 - batch["has_eos"].mean().item(), 3),
                           "ref_ppl": round(math.exp(-(batch["logp_ref"] * mask).sum().item() / tokens), 2),
                           "distinct2": round(distinct_n(token_lists(batch["response"], mask.bool())), 4),
                           "gen_s": round(gen_s, 1), "train_s": round(train_s, 1),
                           "tokens_per_s": round((step - first + 1) * args.rollout_batch * args.response_len /
                                                 (gen_s + train_s))})
         save(lambda: {"counter": "step", "step": step, "optimizer": ppo.optimizer.state_dict(),
-                      "critic": ppo.critic.state_dict(), "beta": ppo.beta, "rng": rng_state()})
+                      "critic": ppo.critic.state_dict(), "beta": ppo.beta})
     total = gen_s + train_s
     return {"ppo_s": round(time.time() - t0, 1), "ppo_gen_s": round(gen_s, 1), "ppo_train_s": round(train_s, 1),
             "ppo_step_s": round(total / max(args.ppo_steps, 1), 4),
@@ -879,24 +981,32 @@ def token_lists(response, mask) -> list:
 
 # --- evaluation ---------------------------------------------------------------------------------
 @torch.no_grad()
-def evaluate(args: Args, policy: GPT, ref: GPT, rm: GPT, prompts: list, labeler: Labeler, enc, device) -> dict:
+def evaluate(args: Args, policy: GPT, ref: GPT, rm: GPT, prompts: list, labeler: Labeler, enc, device,
+             ranks: Ranks = Ranks()) -> tuple:
     """Samples on held-out prompts: gold (VADER) and RM scores, KL to the reference in nats per sequence (sum over
     tokens of log pi - log pi_ref, on the policy's own samples), distinct-2, length, perplexity under the
-    reference, the share of responses without EOS."""
-    prompt, prompt_valid, response, mask, has_eos = sample_responses(policy, prompts, args, device)
+    reference, the share of responses without EOS. Every policy is sampled with the same uniforms; each rank
+    evaluates its share of the prompts. Returns the results and the response texts."""
+    generator = torch.Generator(device).manual_seed(seeded(args.seed, STAGES.index("eval")))
+    uniforms = torch.rand(len(prompts), args.response_len, device=device, generator=generator)
+    mine = ranks.share(len(prompts))
+    prompt, prompt_valid, response, mask, has_eos = sample_responses(policy, prompts[mine], uniforms[mine], args,
+                                                                     device)
     logp, logp_ref = [], []
     for i in range(0, len(prompt), 256):
         seq = (prompt[i:i + 256], prompt_valid[i:i + 256], response[i:i + 256])
         logp.append(response_logprobs(full_forward(policy, *seq), seq[2], args.temperature)[0])
         logp_ref.append(response_logprobs(full_forward(ref, *seq), seq[2], args.temperature)[0])
     logp, logp_ref, m = torch.cat(logp), torch.cat(logp_ref), mask.float()
-    texts = decode(enc, response, mask)
-    return {"gold": round(labeler.gold(texts).mean().item(), 4),
-            "rm_score": round(score_batched(rm, prompt, prompt_valid, response, mask).mean().item(), 4),
-            "kl": round(((logp - logp_ref) * m).sum(1).mean().item(), 3),
-            "distinct2": round(distinct_n(token_lists(response, mask)), 4),
-            "resp_len": round(m.sum(1).mean().item(), 2), "no_eos": round(1 - has_eos.float().mean().item(), 4),
-            "ref_ppl": round(math.exp(-(logp_ref * m).sum().item() / m.sum().item()), 2)}, texts
+    rows = torch.stack([labeler.gold(decode(enc, response, mask)).to(device),
+                        score_batched(rm, prompt, prompt_valid, response, mask), ((logp - logp_ref) * m).sum(1),
+                        (logp_ref * m).sum(1), m.sum(1), has_eos.float()], 1)  # (B, 6): a row per response
+    gold, rm_score, kl, ref_logp, length, ended = ranks.gather_rows(rows).T
+    response, mask = ranks.gather_rows(response), ranks.gather_rows(mask)
+    return {"gold": round(gold.mean().item(), 4), "rm_score": round(rm_score.mean().item(), 4),
+            "kl": round(kl.mean().item(), 3), "distinct2": round(distinct_n(token_lists(response, mask)), 4),
+            "resp_len": round(length.mean().item(), 2), "no_eos": round(1 - ended.mean().item(), 4),
+            "ref_ppl": round(math.exp(-ref_logp.sum().item() / length.sum().item()), 2)}, decode(enc, response, mask)
 
 
 def show_samples(name: str, prompts: list, texts: list, enc, n: int = 6):
@@ -913,7 +1023,7 @@ STAGE_FLAGS = {  # the flags each stage's result depends on, beyond those of the
     "ppo": ("ppo_steps", "rollout_batch", "minibatch", "ppo_epochs", "ppo_lr", "beta", "kl_target", "clip", "vf_clip",
             "vf_coef", "gamma", "lam", "missing_eos_penalty"),
 }
-CHECKPOINT_FORMAT = 1  # version of the dict save_checkpoint writes; load_checkpoint refuses any other
+CHECKPOINT_FORMAT = 2  # version of the dict save_checkpoint writes; load_checkpoint refuses any other
 
 
 def depends(args: Args, stage: str, data_sha1: str) -> dict:
@@ -981,19 +1091,6 @@ def keep_records(path: str, stages: set, resumed: dict = None):
         os.replace(path + ".tmp", path)
 
 
-def rng_state() -> dict:
-    """The random states a resumed run restores: python's and torch's (CPU, and CUDA when present)."""
-    return {"python": random.getstate(), "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
-
-
-def set_rng_state(state: dict):
-    random.setstate(state["python"])
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def read_text(path: str) -> str:
     """The corpus; a usage error for a missing, binary or non-UTF-8 file, or one with too few lines to prompt from."""
     try:
@@ -1006,8 +1103,31 @@ def read_text(path: str) -> str:
     return text
 
 
+def start_ranks(args: Args) -> tuple:
+    """(Ranks, device). Launched by torchrun (RANK, WORLD_SIZE, LOCAL_RANK set): one process per GPU, the GPU
+    LOCAL_RANK of its node, over nccl; or processes on a CPU, over gloo. RANK is the rank among all nodes: only rank 0
+    writes files and prints, the others' stdout goes to /dev/null."""
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    if "RANK" not in os.environ:
+        return Ranks(), device
+    if device.type == "mps":
+        usage_error("--device mps: one process only; under torchrun use --device cuda or cpu")
+    rank, world, local = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"])
+    if device.type == "cuda":
+        device = torch.device("cuda", local)
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if rank > 0:
+        sys.stdout = open(os.devnull, "w")
+    return Ranks(rank, world), device
+
+
 def main(argv=None):
     args = parse_args(argv)
+    ranks, device = start_ranks(args)
+    for flag in ("batch_size", "minibatch"):  # global sizes, split evenly over the ranks
+        if getattr(args, flag) % ranks.world:
+            usage_error(f"--{flag.replace('_', '-')} {getattr(args, flag)} is not a multiple of {ranks.world} ranks")
     args.out = args.out or os.path.join("runs", f"rlhf_ppo-{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
     if args.load and not os.path.isdir(args.load):
         usage_error(f"--load {args.load}: no such folder")
@@ -1022,7 +1142,6 @@ def main(argv=None):
     if args.prompt and len(enc.encode_ordinary(args.prompt)) > args.prompt_len:
         usage_error(f"--prompt is longer than --prompt-len {args.prompt_len} tokens")
     t0 = time.time()
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     args = dataclasses.replace(args, bf16=device.type == "cuda" if args.bf16 is None else args.bf16)
     if device.type == "cpu":
         torch.set_num_threads(1)  # small models: more threads only fight over the cores
@@ -1051,10 +1170,15 @@ def main(argv=None):
     resume_path = os.path.join(args.out, "resume.pt")  # the stage a killed run was in
     needed, reuse, resumed = plan_stages(args, resume_path)
     data_sha1 = hashlib.sha1(text.encode()).hexdigest()
-    keep_records(os.path.join(args.out, "metrics.jsonl"), {s for s in STAGES[:-1] if s not in needed or s in reuse
-                                                          and os.path.isfile(os.path.join(args.out, f"{s}.pt"))},
-                 resumed and resumed["progress"])
-    metrics = open(os.devnull if args.eval_only else os.path.join(args.out, "metrics.jsonl"), "a", buffering=1)
+    writes = ranks.rank == 0  # files: rank 0 alone
+    if writes:
+        keep_records(os.path.join(args.out, "metrics.jsonl"), {s for s in STAGES[:-1] if s not in needed or
+                                                              s in reuse and os.path.isfile(f"{args.out}/{s}.pt")},
+                     resumed and resumed["progress"])
+    metrics = open(os.path.join(args.out, "metrics.jsonl") if writes and not args.eval_only else os.devnull, "a",
+                   buffering=1)
+    if ranks.world > 1:
+        dist.barrier()  # every rank has read what it resumes from before rank 0 writes
 
     def stage(name: str, train_stage, start_from: GPT = None) -> GPT:
         """The model of one stage: None when this run needs no such stage; loaded when a checkpoint of it is
@@ -1082,13 +1206,14 @@ def main(argv=None):
 
         def save(progress_now):  # a resumable checkpoint of this stage, every checkpoint_every seconds
             nonlocal last_save
-            if time.time() - last_save >= args.checkpoint_every:
+            if writes and time.time() - last_save >= args.checkpoint_every:
                 save_checkpoint(resume_path, model, args, {}, made_from, {"stage": name, **progress_now()})
                 last_save = time.time()
 
         result = train_stage(model, save, progress)
-        save_checkpoint(os.path.join(args.out, f"{name}.pt"), model, args, result, made_from)
-        if os.path.isfile(resume_path):  # the stage is done: its checkpoint above replaces the one in progress
+        if writes:
+            save_checkpoint(os.path.join(args.out, f"{name}.pt"), model, args, result, made_from)
+        if writes and os.path.isfile(resume_path):  # the stage is done: its checkpoint replaces the one in progress
             os.remove(resume_path)
         summary.update(result)
         return model.eval()
@@ -1096,30 +1221,32 @@ def main(argv=None):
     def train_base(model: GPT, save, progress) -> dict:  # next-token prediction on the text's first 90 %
         tokens = torch.tensor(enc.encode_ordinary(text), device=device)
         split = int(0.9 * len(tokens))
-        return pretrain(args, model, tokens[:split], tokens[split:], device, metrics, save, progress)
+        return pretrain(args, model, tokens[:split], tokens[split:], device, metrics, save, progress, ranks)
 
     def train_sft(model: GPT, save, progress) -> dict:  # on demonstrations: the continuations the labeler likes
         gold = labeler.gold([rest for _, _, rest in train_pairs])
         demos = [pair for pair, g in zip(train_pairs, gold.tolist()) if g >= POSITIVE]
-        result = sft(args, model, demos, enc, device, metrics, save, progress)
+        result = sft(args, model, demos, enc, device, metrics, save, progress, ranks)
         return {**result, "gold_demos": round(gold[gold >= POSITIVE].mean().item(), 4)}
 
     def train_rm(rm: GPT, save, progress) -> dict:  # K samples per prompt from the SFT policy, ranked by the labeler
         prompts = [p for p, _, _ in train_pairs[:args.rm_prompts]]
         held = [p for p, _, _ in val_pairs[args.eval_prompts:args.eval_prompts + max(50, args.rm_prompts // 10)]]
         t = time.time()
-        generator = torch.Generator().manual_seed(args.seed)  # the labeler's noise
-        train = ranked_samples(args, sft_policy, prompts, labeler, enc, device, generator)
-        held_out = ranked_samples(args, sft_policy, held or eval_prompts, labeler, enc, device, generator)
+        generator = step_random(args, ranks, "rm", 0, device)
+        labels = torch.Generator().manual_seed(args.seed)  # the labeler's noise
+        train = ranked_samples(args, sft_policy, prompts, labeler, enc, device, generator, labels, ranks)
+        held_out = ranked_samples(args, sft_policy, held or eval_prompts, labeler, enc, device, generator, labels,
+                                  ranks)
         result = {"rm_sampling_s": round(time.time() - t, 1)}
-        result.update(train_reward_model(args, rm, train, held_out, device, metrics))
+        result.update(train_reward_model(args, rm, train, held_out, device, metrics, ranks))
         log(metrics, {"stage": "rm", **result})
         return result
 
     def train_policy(policy: GPT, save, progress) -> dict:  # PPO: policy from SFT, critic from the RM
         critic = GPT(args, scalar_head=True).to(device)
         critic.load_state_dict(rm.state_dict())
-        ppo = PPO(args, policy, sft_policy, critic, rm, [p for p, _, _ in train_pairs], device)
+        ppo = PPO(args, policy, sft_policy, critic, rm, [p for p, _, _ in train_pairs], device, ranks)
         return train_ppo(args, ppo, labeler, enc, metrics, save, progress)
 
     # InstructGPT's figure 2, after pretraining: (1) SFT on demonstrations, (2) a reward model, (3) PPO against it
@@ -1127,28 +1254,32 @@ def main(argv=None):
     sft_policy = stage("sft", train_sft, base)
     rm = stage("rm", train_rm, sft_policy)
     policy = stage("ppo", train_policy, sft_policy)
-    if gpt2 and args.stage in ("all", "ppo"):  # the policy in GPT-2's format, for transformers
+    if gpt2 and writes and args.stage in ("all", "ppo"):  # the policy in GPT-2's format, for transformers
         save_gpt2(policy, gpt2, os.path.join(args.out, "policy_gpt2"))
     models = {"sft": sft_policy, "rm": rm, "ppo": policy}
 
     if args.stage in ("all", "eval"):
         t = time.time()
         for name in ("sft", "ppo"):
-            torch.manual_seed(args.seed + 1000 * STAGES.index("eval"))  # both policies see the same random numbers
             result, texts = evaluate(args, models[name], models["sft"], models["rm"], eval_prompts, labeler, enc,
-                                     device)
+                                     device, ranks)
             summary.update({f"{k}_{name}": v for k, v in result.items()})
             show_samples(name, eval_prompts, texts, enc)
             if args.prompt:
                 p = [enc.encode_ordinary(args.prompt)] * 4
-                samples = sample_responses(models[name], p, args, device)
+                samples = sample_responses(models[name], p, torch.rand(4, args.response_len, device=device), args,
+                                           device)
                 texts = decode(enc, samples.response, samples.mask)
                 show_samples(name, p, texts, enc)
         summary["eval_s"] = round(time.time() - t, 1)
-    summary.update(wall_s=round(time.time() - t0, 1), device=device.type, seed=args.seed)
+    summary.update(wall_s=round(time.time() - t0, 1), device=device.type, ranks=ranks.world, seed=args.seed)
     metrics.close()
-    write_json(os.path.join(args.out, "eval.json" if args.eval_only else "summary.json"), summary)
+    if writes:
+        write_json(os.path.join(args.out, "eval.json" if args.eval_only else "summary.json"), summary)
     print(to_json(summary))
+    if ranks.world > 1:
+        dist.barrier()  # no rank leaves while another still talks to it
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

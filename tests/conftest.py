@@ -1,5 +1,6 @@
 """Shared test helper: run a script of the repo as a user would, on the CPU, and read its summary line."""
 import json
+import os
 import random
 import signal
 import subprocess
@@ -15,10 +16,11 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture
 def run_script(tmp_path):
     """run_script("dqn.py", "--total-steps", 500) -> (summary dict, or None without one; CompletedProcess).
-    Runs in a fresh folder with --out inside it; asserts the exit code (0 unless `returncode` says)."""
+    Runs in a fresh folder with --out inside it; asserts the exit code (0 unless `returncode` says). `launcher`:
+    what runs the script (python, or torchrun)."""
 
-    def run(script: str, *flags, returncode: int = 0, timeout: float = 300):
-        proc = subprocess.run([sys.executable, str(ROOT / script), *map(str, flags)], cwd=tmp_path,
+    def run(script: str, *flags, returncode: int = 0, timeout: float = 300, launcher=(sys.executable,)):
+        proc = subprocess.run([*launcher, str(ROOT / script), *map(str, flags)], cwd=tmp_path,
                               capture_output=True, text=True, timeout=timeout)
         assert proc.returncode == returncode, f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
         last = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
@@ -35,10 +37,10 @@ def resumes_exactly(tmp_path, run_script):
     (tmp_path/killed). Asserts that some rerun resumed and that both end with the same summary and metrics.jsonl,
     times and speeds aside."""
 
-    def run(script: str, *flags, kills: int, seed: int = 0, timeout: float = 300):
-        whole, _ = run_script(script, *flags, "--out", tmp_path / "whole")
+    def run(script: str, *flags, kills: int, seed: int = 0, timeout: float = 300, launcher=(sys.executable,)):
+        whole, _ = run_script(script, *flags, "--out", tmp_path / "whole", launcher=launcher)
         rng, resumed, out = random.Random(seed), 0, tmp_path / "killed"
-        command = [sys.executable, str(ROOT / script), *map(str, flags), "--out", str(out)]
+        command = [*launcher, str(ROOT / script), *map(str, flags), "--out", str(out)]
         for _ in range(kills):
             checkpoint = out / "resume.pt"
             before = checkpoint.stat().st_mtime_ns if checkpoint.exists() else 0
@@ -48,7 +50,7 @@ def resumes_exactly(tmp_path, run_script):
                     (not checkpoint.exists() or checkpoint.stat().st_mtime_ns == before):
                 time.sleep(0.01)
             time.sleep(rng.uniform(0.0, 0.3))
-            proc.send_signal(signal.SIGKILL)
+            kill_with_children(proc)
             resumed += "resumed at" in proc.communicate()[0]
         proc = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=timeout)
         assert proc.returncode == 0, proc.stderr[-3000:]
@@ -57,6 +59,18 @@ def resumes_exactly(tmp_path, run_script):
         assert records(out / "metrics.jsonl") == records(tmp_path / "whole" / "metrics.jsonl")
 
     return run
+
+
+def kill_with_children(proc: subprocess.Popen):
+    """SIGKILL a process and its children first: torchrun's workers, which run in sessions of their own."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except OSError:  # ended meanwhile
+            continue
+        if parent == proc.pid:
+            os.kill(int(pid), signal.SIGKILL)
+    proc.send_signal(signal.SIGKILL)
 
 
 def records(path: Path) -> list:

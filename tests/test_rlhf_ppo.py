@@ -4,11 +4,13 @@ every stage with resumption, and bad input."""
 import itertools
 import json
 import math
+import sys
 
 import pytest
 import torch
 
 import rlhf_ppo
+from conftest import records, timeless
 
 TINY = rlhf_ppo.Args(vocab_size=256, n_layer=1, n_head=2, n_embd=32, block_size=24, prompt_len=8, response_len=8,
                      rollout_batch=16, minibatch=4)
@@ -139,8 +141,7 @@ def test_tokens_after_eos_do_not_matter():
 def test_kv_cache_decoding_matches_the_full_forward():
     policy = tiny_gpt(3)
     prompt, valid = rlhf_ppo.pad_prompts([[1, 2, 3], [4, 5, 6, 7, 8, 9]], 8, PAD, "cpu")
-    torch.manual_seed(0)
-    response = rlhf_ppo.generate(policy, prompt, valid, 6, 1.0)
+    response = rlhf_ppo.generate(policy, prompt, valid, torch.rand(2, 6), 1.0)
     full = rlhf_ppo.full_forward(policy, prompt, valid, response)  # (B, 7, V): from the last prompt token on
     kv = policy.kv_cache(2, 14)
     all_valid = torch.cat([valid, torch.ones(2, 6, dtype=torch.bool)], 1)
@@ -156,14 +157,13 @@ def test_the_compiled_decoder_has_two_static_shapes_and_samples_as_eager():
     from torch._dynamo.utils import counters
     policy = tiny_gpt(3)
     prompt, valid = rlhf_ppo.pad_prompts([[1, 2, 3], [4, 5, 6, 7, 8, 9]], 8, PAD, "cpu")
-    torch.manual_seed(0)
-    eager = rlhf_ppo.generate(policy, prompt, valid, 6, 1.0)
+    uniforms = torch.rand(2, 6)
+    eager = rlhf_ppo.generate(policy, prompt, valid, uniforms, 1.0)
     torch._dynamo.reset()
     counters.clear()
     step, kv = torch.compile(policy, dynamic=False, mode="reduce-overhead"), policy.kv_cache(2, 14)
     for _ in range(2):  # the second call reuses the first's graphs and cache
-        torch.manual_seed(0)
-        assert torch.equal(rlhf_ppo.generate(policy, prompt, valid, 6, 1.0, step, kv), eager)
+        assert torch.equal(rlhf_ppo.generate(policy, prompt, valid, uniforms, 1.0, step, kv), eager)
     assert counters["stats"]["unique_graphs"] == 2 and not counters["graph_break"]
 
 
@@ -214,9 +214,10 @@ def test_ppo_raises_a_toy_reward_and_starts_each_batch_at_ratio_one():
     policy, ref, critic = tiny_gpt(0), tiny_gpt(0), tiny_gpt(1, scalar_head=True)
     ppo = rlhf_ppo.PPO(args, policy, ref, critic, CountReward(token=42), [[1, 2, 3]] * 4, torch.device("cpu"))
     counts = []
-    for _ in range(40):
-        batch = ppo.rollout()
-        stats = ppo.update(batch)
+    for step in range(40):
+        generator = torch.Generator().manual_seed(step)
+        batch = ppo.rollout(generator)
+        stats = ppo.update(batch, generator)
         assert stats["first_ratio_dev"].item() == 0.0  # the rollout's log-probs are the same computation
         counts.append(((batch["response"] == 42).float() * batch["mask"]).sum(1).mean().item())
     assert sum(counts[:5]) / 5 < 0.2  # about 8 tokens / 257 classes at the start
@@ -324,6 +325,50 @@ def test_killed_inside_any_stage_and_rerun_ends_as_a_run_never_stopped(resumes_e
     data = write_corpus(tmp_path / "text.txt")
     resumes_exactly("rlhf_ppo.py", *SMOKE, "--data", data, "--pretrain-iters", 60, "--sft-epochs", 3, "--ppo-steps", 6,
                     "--checkpoint-every", 0, kills=6)
+
+
+TORCHRUN = (sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2")
+DETERMINISTIC = ("--dropout", 0, "--pretrain-iters", 100, "--rm-prompts", 32, "--k", 4,  # dropout: drawn per rank
+                 "--checkpoint-every", 0)
+
+
+WRITES_OF_OTHER_RANKS = """import os, sys
+if os.environ.get("RANK", "0") != "0":  # a torchrun worker other than rank 0: log every file it opens to write
+    log = open(os.path.join(os.path.dirname(__file__), "rank" + os.environ["RANK"] + ".txt"), "a", buffering=1)
+    def audit(event, args):
+        if event == "open" and isinstance(args[2], int) and args[2] & (os.O_WRONLY | os.O_RDWR) or \\
+                event in ("os.rename", "os.remove"):
+            log.write(str(args[0]) + "\\n")
+    sys.addaudithook(audit)
+"""
+
+
+def test_two_ranks_under_torchrun_train_as_one_process_and_rank_0_alone_writes(run_script, tmp_path):
+    """Each rank computes its half of every global batch (gloo on the CPU): the logged losses and statistics of every
+    stage, the reward model's pairs and the evaluation equal one process's, to the 4 decimals logged."""
+    data = write_corpus(tmp_path / "text.txt")
+    one, one_proc = run_script("rlhf_ppo.py", *SMOKE, *DETERMINISTIC, "--data", data, "--out", tmp_path / "one")
+    (tmp_path / "hook").mkdir()
+    (tmp_path / "hook" / "sitecustomize.py").write_text(WRITES_OF_OTHER_RANKS)
+    two, two_proc = run_script("rlhf_ppo.py", *SMOKE, *DETERMINISTIC, "--data", data, "--out", tmp_path / "two",
+                               launcher=("env", f"PYTHONPATH={tmp_path / 'hook'}", *TORCHRUN))
+    rank1 = (tmp_path / "hook" / "rank1.txt").read_text().split()
+    assert "/dev/null" in rank1 and not [path for path in rank1 if str(tmp_path) in path]  # rank 0 alone writes
+    assert (one["ranks"], two["ranks"]) == (1, 2) and one["rm_train_pairs"] > 0
+    assert {k: v for k, v in timeless(one).items() if k != "ranks"} == \
+        {k: v for k, v in timeless(two).items() if k != "ranks"}
+    assert records(tmp_path / "one" / "metrics.jsonl") == records(tmp_path / "two" / "metrics.jsonl")  # each once
+    assert two_proc.stdout.count("stage pretrain") == one_proc.stdout.count("stage pretrain")  # rank 0 alone prints
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == sorted(p.name for p in (tmp_path / "one").iterdir())
+    _, proc = run_script("rlhf_ppo.py", *SMOKE, "--data", data, "--minibatch", 1, "--rollout-batch", 7,
+                         launcher=TORCHRUN, returncode=1)
+    assert "--minibatch 1 is not a multiple of 2 ranks" in proc.stderr
+
+
+def test_a_killed_two_rank_run_resumes_as_one_never_stopped(resumes_exactly, tmp_path):
+    data = write_corpus(tmp_path / "text.txt")
+    resumes_exactly("rlhf_ppo.py", *SMOKE, "--data", data, "--pretrain-iters", 60, "--sft-epochs", 3, "--ppo-steps", 6,
+                    "--checkpoint-every", 0, kills=3, launcher=TORCHRUN)
 
 
 def test_bf16_runs_the_blocks_in_bf16_and_the_heads_in_fp32():
