@@ -4,6 +4,8 @@
 # responses, 4 PPO epochs over one minibatch, temperature 0.7. TRL needs a venv of its own:
 #   python3 -m venv trl-venv && trl-venv/bin/pip install torch==2.13.0 trl==1.12.0
 # Usage: TRL_PYTHON=trl-venv/bin/python DATA=tinyshakespeare.txt bash benchmarks/rlhf_ppo_vs_trl.sh
+# Each run prints rlhf_ppo.py's summary (ppo_step_s, ppo_gen_s, ppo_train_s) and TRL's line (step_s_median); both go
+# to benchmarks/results/rlhf_ppo_vs_trl.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=1
@@ -11,14 +13,16 @@ STEPS=${STEPS:-20}
 OUT=${OUT:-runs/rlhf_ppo_speed}
 FLAGS=(--data "$DATA" --vocab-size 4096 --n-embd 64 --n-layer 3 --n-head 4 --block-size 64 --prompt-len 16
        --response-len 32 --temperature 0.7 --device cpu --out "$OUT")
-uptime
+results=benchmarks/results/rlhf_ppo_vs_trl.txt
+echo "# $(date -u +%F), $(nproc) cores, TRL $("$TRL_PYTHON" -c 'import trl; print(trl.__version__)'), torch \
+$(python -c 'import torch; print(torch.__version__)'), $STEPS steps" | tee "$results"
 # random-weight SFT policy and reward model: no pretraining, no SFT epochs, no RM epochs
 python rlhf_ppo.py "${FLAGS[@]}" --stage pretrain --pretrain-iters 0 | tail -1
 python rlhf_ppo.py "${FLAGS[@]}" --stage sft --sft-epochs 0 | tail -1
 python rlhf_ppo.py "${FLAGS[@]}" --stage rm --rm-epochs 0 --rm-prompts 16 | tail -1
-for run in 1 2; do
-  python rlhf_ppo.py "${FLAGS[@]}" --stage ppo --ppo-steps "$STEPS" --rollout-batch 16 --minibatch 16 --ppo-epochs 4 \
-    --log-every "$STEPS" | tail -1
-  (cd /tmp && "$TRL_PYTHON" "$OLDPWD/benchmarks/trl_ppo_speed.py" "$STEPS" 2>/dev/null | tail -1)
+for run in 1 2 3; do
+  echo "run $run rlhf_ppo.py $(python rlhf_ppo.py "${FLAGS[@]}" --stage ppo --ppo-steps "$STEPS" --rollout-batch 16 \
+    --minibatch 16 --ppo-epochs 4 --log-every "$STEPS" | tail -1)" | tee -a "$results"
+  echo "run $run TRL $(cd /tmp && "$TRL_PYTHON" "$OLDPWD/benchmarks/trl_ppo_speed.py" "$STEPS" 2>/dev/null | tail -1)" \
+    | tee -a "$results"
 done
-uptime
