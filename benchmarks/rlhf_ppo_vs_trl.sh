@@ -12,14 +12,14 @@ export OMP_NUM_THREADS=1
 STEPS=${STEPS:-20}
 OUT=${OUT:-runs/rlhf_ppo_speed}
 FLAGS=(--data "$DATA" --vocab-size 4096 --n-embd 64 --n-layer 3 --n-head 4 --block-size 64 --prompt-len 16
-       --response-len 32 --temperature 0.7 --device cpu --out "$OUT")
+       --response-len 32 --temperature 0.7 --device cpu --out "$OUT"
+       --pretrain-iters 0 --sft-epochs 0 --rm-epochs 0 --rm-prompts 16)  # random weights: no training before PPO
 results=benchmarks/results/rlhf_ppo_vs_trl.txt
-echo "# $(date -u +%F), $(nproc) cores, TRL $("$TRL_PYTHON" -c 'import trl; print(trl.__version__)'), torch \
+echo "# $(date -u +%F), $(nproc --all) cores, TRL $("$TRL_PYTHON" -c 'import trl; print(trl.__version__)'), torch \
 $(python -c 'import torch; print(torch.__version__)'), $STEPS steps" | tee "$results"
-# random-weight SFT policy and reward model: no pretraining, no SFT epochs, no RM epochs
-python rlhf_ppo.py "${FLAGS[@]}" --stage pretrain --pretrain-iters 0 | tail -1
-python rlhf_ppo.py "${FLAGS[@]}" --stage sft --sft-epochs 0 | tail -1
-python rlhf_ppo.py "${FLAGS[@]}" --stage rm --rm-epochs 0 --rm-prompts 16 | tail -1
+for stage in pretrain sft rm; do
+  python rlhf_ppo.py "${FLAGS[@]}" --stage $stage | tail -1
+done
 for run in 1 2 3; do
   echo "run $run rlhf_ppo.py $(python rlhf_ppo.py "${FLAGS[@]}" --stage ppo --ppo-steps "$STEPS" --rollout-batch 16 \
     --minibatch 16 --ppo-epochs 4 --log-every "$STEPS" | tail -1)" | tee -a "$results"
