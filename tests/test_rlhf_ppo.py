@@ -358,6 +358,9 @@ def test_two_ranks_under_torchrun_train_as_one_process_and_rank_0_alone_writes(r
     assert {k: v for k, v in timeless(one).items() if k != "ranks"} == \
         {k: v for k, v in timeless(two).items() if k != "ranks"}
     assert records(tmp_path / "one" / "metrics.jsonl") == records(tmp_path / "two" / "metrics.jsonl")  # each once
+    for stage in ("pretrain", "sft", "rm", "ppo"):  # after every optimizer step, the same weights up to float noise
+        weights = [torch.load(tmp_path / run / f"{stage}.pt", weights_only=True)["model"] for run in ("one", "two")]
+        assert max((weights[0][k] - weights[1][k]).abs().max().item() for k in weights[0]) < 1e-4, stage
     assert two_proc.stdout.count("stage pretrain") == one_proc.stdout.count("stage pretrain")  # rank 0 alone prints
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == sorted(p.name for p in (tmp_path / "one").iterdir())
     _, proc = run_script("rlhf_ppo.py", *SMOKE, "--data", data, "--minibatch", 1, "--rollout-batch", 7,
