@@ -151,8 +151,9 @@ def rlhf_ppo():
         left.plot([0] + [p[0] for p in points], [sft[f"{key}_sft"]] + [p[1] for p in points], marker="o",
                   color=color, label=label)
         if key == "gold":
-            for kl, value, beta in points:
-                left.annotate(f"beta {beta:g}", (kl, value), textcoords="offset points", xytext=(2, -13), fontsize=8)
+            for i, (kl, value, beta) in enumerate(points):  # below and above the line in turn: close KLs
+                left.annotate(f"beta {beta:g}", (kl, value), textcoords="offset points",
+                              xytext=(2, -13) if i % 2 == 0 else (-12, 7), fontsize=8)
     left.annotate("SFT", (0, sft["gold_sft"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
     left.set_xscale("symlog", linthresh=1.0)  # linear below 1 nat, logarithmic above: beta 0 drifts to tens of nats
     left.set_xticks([0, 1, 2, 5, 10, 20, 50], ["0", "1", "2", "5", "10", "20", "50"])
