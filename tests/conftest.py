@@ -62,7 +62,7 @@ def resumes_exactly(tmp_path, run_script):
 
 
 def kill_with_children(proc: subprocess.Popen):
-    """SIGKILL a process and its children first: torchrun's workers, which run in sessions of their own."""
+    """SIGKILL a process and its children first: torchrun's workers, which it starts outside its process group."""
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
