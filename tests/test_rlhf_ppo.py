@@ -345,7 +345,8 @@ if os.environ.get("RANK", "0") != "0":  # a torchrun worker other than rank 0: l
 
 def test_two_ranks_under_torchrun_train_as_one_process_and_rank_0_alone_writes(run_script, tmp_path):
     """Each rank computes its half of every global batch (gloo on the CPU): the logged losses and statistics of every
-    stage, the reward model's pairs and the evaluation equal one process's, to the 4 decimals logged."""
+    stage, the reward model's pairs and the evaluation equal one process's to the 4 decimals logged, and every
+    stage's weights to 1e-4; rank 1 opens no file of the run to write (an audit hook logs what it opens)."""
     data = write_corpus(tmp_path / "text.txt")
     one, one_proc = run_script("rlhf_ppo.py", *SMOKE, *DETERMINISTIC, "--data", data, "--out", tmp_path / "one")
     (tmp_path / "hook").mkdir()
