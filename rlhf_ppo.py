@@ -450,8 +450,9 @@ def load_gpt2(model: GPT, folder: str):
         theirs = {k.removeprefix("transformer."): v for k, v in theirs.items()}
         state = {}
         for name in model.state_dict():
-            weight = theirs[gpt2_name(name)]
-            state[name] = weight.T if conv1d(gpt2_name(name), weight) else weight
+            theirs_name = gpt2_name(name)
+            weight = theirs[theirs_name]
+            state[name] = weight.T if conv1d(theirs_name, weight) else weight
         state["wte.weight"] = torch.cat([state["wte.weight"], torch.zeros_like(state["wte.weight"][:1])])
         model.load_state_dict(state)
     except (OSError, KeyError, RuntimeError) as e:
@@ -466,7 +467,8 @@ def save_gpt2(model: GPT, source: str, folder: str):
     state = {}
     for name, weight in model.state_dict().items():
         weight = weight[:-1] if name == "wte.weight" else weight  # PAD's row goes
-        state["transformer." + gpt2_name(name)] = (weight.T if conv1d(gpt2_name(name), weight) else weight).contiguous()
+        theirs_name = gpt2_name(name)
+        state["transformer." + theirs_name] = (weight.T if conv1d(theirs_name, weight) else weight).contiguous()
     save_file(state, os.path.join(folder, "model.safetensors"), metadata={"format": "pt"})
     for file in ("config.json", "vocab.json", "merges.txt"):
         if os.path.isfile(os.path.join(source, file)):
@@ -885,7 +887,7 @@ class PPO:
         """ppo_epochs passes over the batch in minibatches; epoch 0 in rollout order, later epochs shuffled. Each rank
         computes its share of a minibatch; statistics are averaged over the minibatches and the ranks."""
         a, ranks = self.args, self.ranks
-        stats = {k: [] for k in ("pg_loss", "vf_loss", "clipfrac", "approx_kl", "entropy")}
+        names, stats = ("pg_loss", "vf_loss", "clipfrac", "approx_kl", "entropy", "first_ratio_dev"), []
         for epoch in range(a.ppo_epochs):
             order = torch.arange(a.rollout_batch, device=self.device) if epoch == 0 else \
                 torch.randperm(a.rollout_batch, device=self.device, generator=generator)
@@ -896,7 +898,7 @@ class PPO:
                 values = response_values(full_forward(self.forward["critic"], *seq))
                 mask = batch["mask"][mb]
                 if epoch == 0 and i == 0:
-                    stats["first_ratio_dev"] = ranks.mean(((logp - batch["logp"][mb]).abs() * mask).max().detach())
+                    first_ratio_dev = ((logp - batch["logp"][mb]).abs() * mask).max().detach()
                 pg_loss, vf_loss, clipfrac, approx_kl = ppo_losses(
                     logp, batch["logp"][mb], batch["advantages"][mb], values, batch["values"][mb],
                     batch["returns"][mb], mask, a.clip, a.vf_clip)
@@ -905,9 +907,10 @@ class PPO:
                 ((pg_loss + a.vf_coef * vf_loss) * weight).backward()
                 nn.utils.clip_grad_norm_(self.params, 1.0)
                 self.optimizer.step()
-                for k, v in zip(stats, (pg_loss, vf_loss, clipfrac, approx_kl, masked_mean(entropy, mask))):
-                    stats[k].append(v.detach() * weight)
-        return {k: ranks.mean(torch.stack(v).mean()) if isinstance(v, list) else v for k, v in stats.items()}
+                stats.append(torch.stack([pg_loss, vf_loss, clipfrac, approx_kl, masked_mean(entropy, mask)]).detach()
+                             * weight)
+        means = ranks.mean(torch.cat([torch.stack(stats).mean(0), first_ratio_dev[None]]))  # one all-reduce
+        return dict(zip(names, means))
 
 
 def explained_variance(values, returns, mask) -> torch.Tensor:
@@ -1214,8 +1217,8 @@ def main(argv=None):
         result = train_stage(model, save, progress)
         if writes:
             save_checkpoint(os.path.join(args.out, f"{name}.pt"), model, args, result, made_from)
-        if writes and os.path.isfile(resume_path):  # the stage is done: its checkpoint replaces the one in progress
-            os.remove(resume_path)
+            if os.path.isfile(resume_path):  # the stage is done: its checkpoint replaces the one in progress
+                os.remove(resume_path)
         summary.update(result)
         return model.eval()
 
