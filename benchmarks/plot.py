@@ -96,8 +96,9 @@ def pg_pendulum():
     fig, ax = plt.subplots(figsize=(8, 4.5))
     curves(ax, "pg_pendulum/actor_critic-s*.csv", "actor_critic.py (A2C)", COLORS["ours"], "step", "val_return")
     curves(ax, "pg_pendulum/reinforce-s*.csv", "reinforce.py", COLORS["third"], "step", "val_return")
-    ax.axhline(-1200, color="grey", ls=":", lw=0.8)
-    ax.text(0, -1180, "random policy", color="grey", fontsize=8)
+    floor = json.load(open(os.path.join(RESULTS, "pg_pendulum", "random_policy.json")))["return_mean"]
+    ax.axhline(floor, color="grey", ls=":", lw=0.8)
+    ax.text(3e6, floor + 20, "uniformly random actions", color="grey", fontsize=8, ha="right")
     ax.set(xlabel="environment steps", ylabel="greedy return (validation, 20 episodes)", title="Pendulum-v1")
     ax.legend(loc="lower right")
     save(fig, "pg_pendulum.png")
