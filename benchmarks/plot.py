@@ -171,12 +171,13 @@ def rlhf_ppo():
     save(fig, "rlhf_ppo.png")
 
 
-def alphago_7x7():
-    path = os.path.join(RESULTS, "alphago_7x7_cpu", "metrics.jsonl")
+def alphago(board: int, komi: float, gnugo_level: int):
+    name = f"alphago_{board}x{board}"
+    path = os.path.join(RESULTS, f"{name}_cpu", "metrics.jsonl")
     if not os.path.isfile(path):
-        return print("skipped alphago_7x7.png: no benchmarks/results/alphago_7x7_cpu/ (alphago_7x7_cpu.sh)")
+        return print(f"skipped {name}.png: no benchmarks/results/{name}_cpu/ (bash benchmarks/{name}_cpu.sh)")
     names = {"random": "uniform random moves", "policy": "the RL policy alone", "uct": "pure UCT (random playouts)",
-             "gnugo": "GNU Go level 10"}
+             "gnugo": f"GNU Go level {gnugo_level}"}
     plays = [r for r in map(json.loads, open(path)) if r["stage"] == "play"]
     labels, rates, errors = [], [], []
     for r in plays:
@@ -192,10 +193,13 @@ def alphago_7x7():
     ax.axvline(50, color="grey", ls="--", lw=0.8)
     ax.set_yticks(y, labels, fontsize=8)
     ax.set(xlim=(0, 105), xlabel="win rate of alphago_mcts.py (%), +- one binomial standard error")
-    ax.set_title("AlphaGo on 7x7, komi 9, seed 1 (400 simulations a move unless noted)", fontsize=10)
-    save(fig, "alphago_7x7.png")
+    ax.set_title(f"AlphaGo on {board}x{board}, komi {komi:g}, seed 1 (400 simulations a move unless noted)",
+                 fontsize=10)
+    save(fig, f"{name}.png")
 
 
 if __name__ == "__main__":
-    for figure in (dqn_cartpole, pg_cartpole, pg_pendulum, seqgan_nll, scst_dev_per, rlhf_ppo, alphago_7x7):
+    for figure in (dqn_cartpole, pg_cartpole, pg_pendulum, seqgan_nll, scst_dev_per, rlhf_ppo):
         figure()
+    alphago(7, komi=9, gnugo_level=10)
+    alphago(9, komi=7.5, gnugo_level=1)
