@@ -1142,7 +1142,8 @@ def match(args: Args, ours: SearchPlayer, opponent: Player, name: str, rng: rand
               "sims": ours.simulations,
               "search_s": round(ours.search_s, 2), "sims_per_s": round(ours.simulations / max(ours.search_s, 1e-9)),
               "s": round(time.time() - t0, 1)}
-    log(metrics, {"stage": "play", **result})
+    level = {"gnugo_level": args.gnugo_level} if name == "gnugo" else {}  # which GNU Go the record is against
+    log(metrics, {"stage": "play", **result, **level})
     return result
 
 

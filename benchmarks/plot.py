@@ -172,18 +172,19 @@ def rlhf_ppo():
 
 
 def alphago(board: int, komi: float, gnugo_level: int):
+    """Win rates against each opponent; gnugo_level names GNU Go in records that do not say its level."""
     name = f"alphago_{board}x{board}"
     path = os.path.join(RESULTS, f"{name}_cpu", "metrics.jsonl")
     if not os.path.isfile(path):
         return print(f"skipped {name}.png: no benchmarks/results/{name}_cpu/ (bash benchmarks/{name}_cpu.sh)")
-    names = {"random": "uniform random moves", "policy": "the RL policy alone", "uct": "pure UCT (random playouts)",
-             "gnugo": f"GNU Go level {gnugo_level}"}
+    names = {"random": "uniform random moves", "policy": "the RL policy alone", "uct": "pure UCT (random playouts)"}
     plays = [r for r in map(json.loads, open(path)) if r["stage"] == "play"]
     labels, rates, errors = [], [], []
     for r in plays:
         setting = f"{r['sims_per_move']:,} sims, " if r.get("sims_per_move", 400) != 400 else ""
         setting += "value net only, " if r.get("mix") == 0 else ""
-        labels.append(f"{names.get(r['opponent'], r['opponent'])}\n({setting}{r['games']} games)")
+        opponent = names.get(r["opponent"], f"GNU Go level {r.get('gnugo_level', gnugo_level)}")
+        labels.append(f"{opponent}\n({setting}{r['games']} games)")
         p = r["winrate"]
         rates.append(100 * p)
         errors.append(100 * (p * (1 - p) / r["games"]) ** 0.5)  # binomial standard error

@@ -126,6 +126,16 @@ def test_expert_games_pass_only_to_end_the_game():
                 assert moves[i + 1:] == [25] or (i > 0 and moves[i - 1] == 25 and i == len(moves) - 1), moves
 
 
+@pytest.mark.skipif(not ag.gnugo_path(), reason="GNU Go is not installed")
+def test_a_match_against_gnugo_records_its_level():
+    args = ag.parse_args(["--board-size", "5", "--komi", "24.5", "--games", "2", "--sims", "8", "--gnugo-level", "3"])
+    rng, metrics = random.Random(0), io.StringIO()
+    result = ag.match(args, ag.opponent_player("uct", args, {}, "cpu", rng), ag.opponent_player("gnugo", args, {},
+                      "cpu", rng), "gnugo", rng, metrics)
+    record = json.loads(metrics.getvalue())
+    assert record["gnugo_level"] == 3 and record["opponent"] == "gnugo" and record["winrate"] == result["winrate"]
+
+
 def test_puct_against_a_hand_computation():
     node = ag.Node(ag.Position(5, 0.5))
     node.expand(np.ones(26))
