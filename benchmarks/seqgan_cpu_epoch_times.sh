@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 out=${OUT:-runs/bench-seqgan-cpu-epoch-times}
 results=benchmarks/results/seqgan_cpu_epoch_times.txt
 mkdir -p "$out"
-echo "# bash benchmarks/seqgan_cpu_epoch_times.sh, $(date +%F), one CPU thread, seed 1" > "$results"
+echo "# bash benchmarks/seqgan_cpu_epoch_times.sh, $(date +%F), one thread of a $(nproc)-core $(lscpu | sed -n \
+  's/^Model name: *//p'), seed 1" > "$results"
 common="--device cpu ${ORACLE:+--oracle $ORACLE} --eval-samples 2000 --eval-every 1 --log-every 1 --no-controls"
 python seqgan.py $common --mle-epochs 2 --d-pretrain 0 --adv-epochs 0 --out "$out/mle" | tail -1 \
   | sed "s/^/2 MLE epochs: /" | tee -a "$results"
