@@ -13,7 +13,8 @@ python seqgan.py --device cpu ${ORACLE:+--oracle "$ORACLE"} --mle-epochs 30 --lo
   --d-pretrain 5 --d-epochs 1 --adv-epochs 30 --d-steps 1 --rollouts 8 --eval-every 5 --eval-samples 2000 \
   --seed 1 --out "$out/s1" | tee "$out/s1.log" | tail -1
 # the summary and the curves, for docs/seqgan.md and benchmarks/plot.py
-{ echo "# bash benchmarks/seqgan_cpu_reduced.sh with the paper's oracle, $(date +%F), one CPU thread, seed 1"
+{ echo "# bash benchmarks/seqgan_cpu_reduced.sh with the paper's oracle, $(date +%F), one thread of a $(nproc)-core" \
+    "$(lscpu | sed -n 's/^Model name: *//p'), seed 1"
   echo "# summary:"; tail -1 "$out/s1.log"
   echo "# NLL-oracle by stage and adversarial epoch (metrics.jsonl):"; cat "$out/s1/metrics.jsonl"
 } > benchmarks/results/seqgan_cpu_reduced.txt
