@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 out=${OUT:-runs/bench-pg-ablations}
 results=benchmarks/results/pg_ablations.txt
 mkdir -p "$out"
-echo "# bash benchmarks/pg_ablations.sh, $(date +%F), torch on one CPU thread" > "$results"
+echo "# bash benchmarks/pg_ablations.sh, $(date +%F), one thread of a $(nproc)-core $(lscpu | sed -n \
+  's/^Model name: *//p')" > "$results"
 progress() {  # the mean training return of each progress line of a run, in order
   python -c 'import json, sys
 print(sys.argv[2], "training returns", [r["return"] for r in map(json.loads, open(sys.argv[1])) if "sps" in r])' "$@"
