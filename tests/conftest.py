@@ -1,4 +1,6 @@
-"""Shared test helper: run a script of the repo as a user would, on the CPU, and read its summary line."""
+"""Shared test helpers: run a script of the repo as a user would, on the CPU, and read its summary line; check that
+bad input stops it with a usage error."""
+import importlib
 import json
 import os
 import random
@@ -26,6 +28,23 @@ def run_script(tmp_path):
         last = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
         summary = json.loads(last) if last.startswith("{") else None
         return summary, proc
+
+    return run
+
+
+@pytest.fixture
+def usage_error(tmp_path, monkeypatch, capsys):
+    """usage_error("dqn.py", *flags) -> what it wrote on stderr. Runs the script's main(flags) in this process (a new
+    interpreter would spend seconds importing torch), in tmp_path, and asserts that it stopped with argparse's exit
+    status 2: an exception instead, a traceback on the command line, fails the test."""
+
+    def run(script: str, *flags) -> str:
+        monkeypatch.chdir(tmp_path)
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as stop:
+            importlib.import_module(script.removesuffix(".py")).main([str(f) for f in flags])
+        assert stop.value.code == 2, stop.value.code
+        return capsys.readouterr().err
 
     return run
 

@@ -336,15 +336,15 @@ def test_stages_run_one_by_one_log_each_record_once(run_script, tmp_path):
     (("--opponents", "random,kata"), "unknown"),
     (("--mix", 2), "--mix must be in [0, 1]"),
 ])
-def test_bad_flags_are_usage_errors(run_script, flags, message):
-    _, proc = run_script("alphago_mcts.py", *SMOKE, *flags, returncode=2)
-    assert message in proc.stderr
+def test_bad_flags_are_usage_errors(usage_error, flags, message):
+    err = usage_error("alphago_mcts.py", *SMOKE, *flags)
+    assert message in err
 
 
-def test_an_untagged_checkpoint_is_a_clear_error(run_script, tmp_path):
+def test_an_untagged_checkpoint_is_a_clear_error(usage_error, tmp_path):
     torch.save({"sl": ag.ConvNet(5, 8, 2, False).state_dict(), "stages": ["sl"]}, tmp_path / "old.pt")
-    _, proc = run_script("alphago_mcts.py", *SMOKE, "--eval-only", "--load", tmp_path / "old.pt", returncode=2)
-    assert "a checkpoint of another program, not of alphago_mcts.py" in proc.stderr
+    err = usage_error("alphago_mcts.py", *SMOKE, "--eval-only", "--load", tmp_path / "old.pt")
+    assert "a checkpoint of another program, not of alphago_mcts.py" in err
 
 
 @pytest.mark.skipif(not ag.gnugo_path(), reason="GNU Go is not installed")

@@ -287,38 +287,38 @@ def test_stage_by_stage_resume_and_eval_only_equal_one_whole_run(run_script, tmp
     (("--beta", -1), "--beta must be 0 or more"),
     (("--temperature", "nan"), "must be a finite number"),
 ])
-def test_bad_input_is_a_usage_error(run_script, tmp_path, flags, message):
+def test_bad_input_is_a_usage_error(usage_error, tmp_path, flags, message):
     data = write_corpus(tmp_path / "text.txt")
-    _, proc = run_script("rlhf_ppo.py", *SMOKE, "--data", data, *flags, returncode=2)
-    assert message in proc.stderr
+    err = usage_error("rlhf_ppo.py", *SMOKE, "--data", data, *flags)
+    assert message in err
 
 
-def test_empty_text_is_a_usage_error(run_script, tmp_path):
+def test_empty_text_is_a_usage_error(usage_error, tmp_path):
     (tmp_path / "empty.txt").write_text("")
-    _, proc = run_script("rlhf_ppo.py", *SMOKE, "--data", tmp_path / "empty.txt", returncode=2)
-    assert "fewer than 100 lines" in proc.stderr
+    err = usage_error("rlhf_ppo.py", *SMOKE, "--data", tmp_path / "empty.txt")
+    assert "fewer than 100 lines" in err
 
 
-def test_text_without_usable_prompts_is_a_usage_error(run_script, tmp_path):
+def test_text_without_usable_prompts_is_a_usage_error(usage_error, tmp_path):
     data = write_corpus(tmp_path / "text.txt")
     (tmp_path / "binary.txt").write_bytes(bytes(range(256)) * 40)
     # the held-out last tenth: only speaker tags and short lines, no prompt to evaluate on
     (tmp_path / "no_eval.txt").write_text(data.read_text() + "KING:\nAy.\n" * 100)
     for file, message in (("binary.txt", "not a readable UTF-8 text file"), ("no_eval.txt", "and 0 held-out ones")):
-        _, proc = run_script("rlhf_ppo.py", *SMOKE, "--data", tmp_path / file, "--out", tmp_path / "o", returncode=2)
-        assert message in proc.stderr and "Traceback" not in proc.stderr
+        err = usage_error("rlhf_ppo.py", *SMOKE, "--data", tmp_path / file, "--out", tmp_path / "o")
+        assert message in err
         assert not (tmp_path / "o" / "pretrain.pt").exists()  # refused before any training
 
 
-def test_a_stage_checkpoint_made_from_other_flags_or_text_is_not_reused(run_script, tmp_path):
+def test_a_stage_checkpoint_made_from_other_flags_or_text_is_not_reused(usage_error, run_script, tmp_path):
     data = write_corpus(tmp_path / "text.txt")
     run_script("rlhf_ppo.py", *SMOKE, "--data", data, "--out", tmp_path / "run", "--stage", "pretrain")
-    _, proc = run_script("rlhf_ppo.py", *SMOKE, "--data", data, "--out", tmp_path / "run", "--stage", "sft",
-                         "--pretrain-iters", 10, returncode=2)
-    assert "pretrain.pt was made from other input: pretrain_iters 20 (this run: 10)" in proc.stderr
+    err = usage_error("rlhf_ppo.py", *SMOKE, "--data", data, "--out", tmp_path / "run", "--stage", "sft",
+                      "--pretrain-iters", 10)
+    assert "pretrain.pt was made from other input: pretrain_iters 20 (this run: 10)" in err
     other = write_corpus(tmp_path / "other.txt", lines=500)
-    _, proc = run_script("rlhf_ppo.py", *SMOKE, "--data", other, "--out", tmp_path / "run", returncode=2)
-    assert "data_sha1" in proc.stderr and "Traceback" not in proc.stderr
+    err = usage_error("rlhf_ppo.py", *SMOKE, "--data", other, "--out", tmp_path / "run")
+    assert "data_sha1" in err
 
 
 def test_killed_inside_any_stage_and_rerun_ends_as_a_run_never_stopped(resumes_exactly, tmp_path):
@@ -466,12 +466,12 @@ def test_init_from_a_gpt2_folder_runs_every_stage_and_exports_the_policy(run_scr
     assert torch.allclose(logits, hf_logits(tmp_path / "run" / "policy_gpt2", idx), atol=1e-4)
 
 
-def test_init_from_something_else_is_a_usage_error(run_script, tmp_path):
+def test_init_from_something_else_is_a_usage_error(usage_error, tmp_path):
     data = write_corpus(tmp_path / "text.txt")
-    _, proc = run_script("rlhf_ppo.py", *SMOKE, "--data", data, "--init-from", "gpt3", returncode=2)
-    assert "not one of gpt2, gpt2-medium" in proc.stderr
+    err = usage_error("rlhf_ppo.py", *SMOKE, "--data", data, "--init-from", "gpt3")
+    assert "not one of gpt2, gpt2-medium" in err
     folder = write_gpt2(tmp_path / "gpt2", data)
     config = json.loads((folder / "config.json").read_text())
     (folder / "config.json").write_text(json.dumps({**config, "activation_function": "relu"}))
-    _, proc = run_script("rlhf_ppo.py", *SMOKE, "--data", data, "--init-from", folder, returncode=2)
-    assert "not a GPT-2 this script reproduces" in proc.stderr and "Traceback" not in proc.stderr
+    err = usage_error("rlhf_ppo.py", *SMOKE, "--data", data, "--init-from", folder)
+    assert "not a GPT-2 this script reproduces" in err
