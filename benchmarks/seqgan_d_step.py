@@ -10,6 +10,7 @@ over the earlier revision. Needs the git history (a clone, not an archive).
 import argparse
 import importlib.util
 import os
+import platform
 import statistics
 import subprocess
 import sys
@@ -33,6 +34,16 @@ def module_at(rev: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def processor(device) -> str:
+    """The GPU's name, or the CPU's model name as /proc/cpuinfo gives it."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        return next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or "unknown CPU"
 
 
 def main():
@@ -75,7 +86,7 @@ def main():
             if round_:
                 times.append(1000 * (time.perf_counter() - t) / flags.steps)
     base = statistics.median(runs[f"{flags.before}, fp32"][-1])
-    print(f"device {device.type}, torch {torch.__version__}, minibatch {a.batch_size}, median of {flags.rounds} rounds")
+    print(f"device {device.type} ({processor(device)}), torch {torch.__version__}, minibatch {a.batch_size}, median of {flags.rounds} rounds")
     print("| seqgan.py | precision | ms per D step | speed-up |")
     print("|---|---|---:|---:|")
     for name, (_, _, _, _, times) in runs.items():
