@@ -13,7 +13,8 @@ python seqgan.py --device cpu --data "$out/lines.txt" --bpe-vocab 2000 --mle-epo
   --d-filter-scale 0.125 --d-pretrain 5 --d-epochs 1 --adv-epochs 30 --d-steps 1 --rollouts 8 --eval-every 5 \
   --eval-samples 1000 --seed 1 --out "$out/s1" | tee "$out/s1.log" | tail -1
 # the summary and the curves, for docs/seqgan.md
-{ echo "# DATA=.../tinyshakespeare.txt bash benchmarks/seqgan_cpu_real.sh, $(date +%F), one CPU thread, seed 1"
+{ echo "# DATA=.../tinyshakespeare.txt bash benchmarks/seqgan_cpu_real.sh, $(date +%F), one thread of a" \
+    "$(nproc)-core $(lscpu | sed -n 's/^Model name: *//p'), seed 1"
   echo "# summary:"; tail -1 "$out/s1.log"
   echo "# BLEU-4 by stage and epoch (metrics.jsonl):"; cat "$out/s1/metrics.jsonl"
 } > benchmarks/results/seqgan_cpu_real.txt
