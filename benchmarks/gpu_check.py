@@ -1,7 +1,8 @@
 """One command that runs every script on this machine's accelerator and prints one table: whether it finished, its
 throughput, peak memory, wall time and headline metric. On a CUDA machine each script runs twice, at its tiniest
 settings and at a short real setting, with --compile; elsewhere (CI) only the tiniest settings run, on the CPU, so
-that this command is never broken. About 6 minutes on one H100; a run over its time limit is stopped and reported.
+that this command is never broken. The short settings are sized for minutes on one GPU (not yet run on one);
+a run over its time limit (--timeout) is stopped and reported.
 Usage: python benchmarks/gpu_check.py [--tiny] [--only dqn,scst] [--timeout 120]   (offline: DATA=... for rlhf_ppo)"""
 import argparse
 import json
