@@ -2,22 +2,24 @@
 # seqgan.py on real text on the CPU (docs/seqgan.md): the lines of tinyshakespeare without its
 # speaker tags ("ANTONIO:" lines, which BLEU against all held-out lines would reward a collapsed generator for),
 # BPE of 2,000 ranks, 20 tokens a line; the reduced schedule of seqgan_cpu_reduced.sh; BLEU-4 and distinct-4 on
-# 1,000 samples. Seed 1. DATA=path/to/tinyshakespeare.txt (nanoGPT's input.txt).
+# 1,000 samples. Seeds 1, 2 and 3 one after another (SEEDS=2 runs one; two such commands, each with its own OUT,
+# can share two cores); each seed's summary and curves in benchmarks/results/seqgan_cpu_real_s<seed>.txt.
+# DATA=path/to/tinyshakespeare.txt (nanoGPT's input.txt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-runs/bench-seqgan-cpu-real}
 mkdir -p "$out"
 grep -v -e ':$' -e '^$' "$DATA" > "$out/lines.txt"
-echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-python seqgan.py --device cpu --data "$out/lines.txt" --bpe-vocab 2000 --mle-epochs 30 --log-every 5 \
-  --d-filter-scale 0.125 --d-pretrain 5 --d-epochs 1 --adv-epochs 30 --d-steps 1 --rollouts 8 --eval-every 5 \
-  --eval-samples 1000 --seed 1 --out "$out/s1" | tee "$out/s1.log" | tail -1
-# the summary and the curves, for docs/seqgan.md
-{ echo "# DATA=.../tinyshakespeare.txt bash benchmarks/seqgan_cpu_real.sh, $(date +%F), one thread of a" \
-    "$(nproc)-core $(lscpu | sed -n 's/^Model name: *//p'), seed 1"
-  echo "# summary:"; tail -1 "$out/s1.log"
-  echo "# BLEU-4 by stage and epoch (metrics.jsonl):"; cat "$out/s1/metrics.jsonl"
-} > benchmarks/results/seqgan_cpu_real.txt
+for seed in ${SEEDS:-1 2 3}; do
+  python seqgan.py --device cpu --data "$out/lines.txt" --bpe-vocab 2000 --mle-epochs 30 --log-every 5 \
+    --d-filter-scale 0.125 --d-pretrain 5 --d-epochs 1 --adv-epochs 30 --d-steps 1 --rollouts 8 --eval-every 5 \
+    --eval-samples 1000 --seed "$seed" --out "$out/s$seed" | tee "$out/s$seed.log" | tail -1
+  { echo "# DATA=.../tinyshakespeare.txt SEEDS=$seed bash benchmarks/seqgan_cpu_real.sh, $(date +%F), one thread" \
+      "of a $(nproc)-core $(lscpu | sed -n 's/^Model name: *//p')"
+    echo "# summary:"; tail -1 "$out/s$seed.log"
+    echo "# BLEU-4 by stage and epoch (metrics.jsonl):"; cat "$out/s$seed/metrics.jsonl"
+  } > "benchmarks/results/seqgan_cpu_real_s$seed.txt"
+done
 # With WITH_TAGS=1, the same run on the whole file, speaker tags included (docs/seqgan.md: BLEU rises by collapsing
 # onto them; measured before seqgan.py drew the extra distinct-4 samples, so a rerun differs in detail).
 if [ -n "${WITH_TAGS:-}" ]; then
