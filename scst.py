@@ -681,9 +681,9 @@ def main(argv=None):
         save_checkpoint(os.path.join(out, "model_xe.pt"), model, phones, args)
     elif not args.load:  # stage 2 was under way: its starting point is stage 1's result
         model.load_state_dict(load_checkpoint(os.path.join(out, "model_xe.pt"), "--out")["model"])
-    xe_test = evaluate(model, test, data, device, args)
-    summary.update(xe_test_per=round(xe_test["per"], 4), xe_test_wer=round(xe_test["wer"], 4))
-    if not args.eval_only:
+    if not args.eval_only:  # --eval-only: the loaded model's PER alone, as test_per
+        xe_test = evaluate(model, test, data, device, args)
+        summary.update(xe_test_per=round(xe_test["per"], 4), xe_test_wer=round(xe_test["wer"], 4))
         if args.scst_steps:
             scst_progress = progress if progress and progress["stage"] == "scst" else None
             state, summary["words_per_s"] = train_scst(args, model, data, device, metrics, save, scst_progress)

@@ -658,7 +658,7 @@ def main(argv=None):
             curves["mle_pretraining"] = train_mle(args, gen, real, score, metrics, save, at("mle_pretraining"))
         train_discriminator(args, disc, d_optimizer, gen, real, args.d_pretrain, save, at("d_pretraining"))
         save_checkpoint(os.path.join(out, "model_mle.pt"), gen, disc, args)
-    if f"{score.name}_mle" not in summary:
+    if not args.eval_only and f"{score.name}_mle" not in summary:  # --eval-only: the loaded G, under score.name
         summary[f"{score.name}_mle"] = round(score.of(gen), 4)
         if args.data:
             summary["distinct4_mle"] = diversity(gen)

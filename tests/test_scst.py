@@ -183,7 +183,7 @@ def test_smoke_both_baselines_reload_and_predict(run_script, tmp_path):
     trained = {f: (tmp_path / "a" / f).read_bytes() for f in ("model.pt", "summary.json", "metrics.jsonl")}
     evaluated, _ = run_script("scst.py", "--data", "rev.dict", *SMALL, "--load", "a/model_xe.pt", "--eval-only",
                               "--out", "a")
-    assert evaluated["test_per"] == s1["xe_test_per"]  # the XE weights were evaluated ...
+    assert evaluated["test_per"] == s1["xe_test_per"] and "xe_test_per" not in evaluated  # the XE weights alone ...
     assert all((tmp_path / "a" / f).read_bytes() == data for f, data in trained.items())  # ... and nothing replaced
     assert json.loads((tmp_path / "a" / "eval.json").read_text()) == evaluated
 

@@ -135,6 +135,7 @@ def test_smoke_and_reload(run_script, tmp_path):
     s3, _ = run_script("seqgan.py", *SMALL, "--hidden", 64, "--d-emb", 7, "--load", "a/model.pt", "--eval-only",
                        "--out", "a")
     assert "nll_oracle_mle_control" not in s3 and s3["nll_oracle_real"] == s1["nll_oracle_real"]
+    assert "nll_oracle_mle" not in s3 and "nll_oracle" in s3  # the loaded G is no MLE model: one score, its own
     assert json.loads((tmp_path / "a" / "summary.json").read_text()) == s1  # the evaluation went to eval.json
 
 
