@@ -3,14 +3,16 @@
 # speaker tags ("ANTONIO:" lines, which BLEU against all held-out lines would reward a collapsed generator for),
 # BPE of 2,000 ranks, 20 tokens a line; the reduced schedule of seqgan_cpu_reduced.sh; BLEU-4 and distinct-4 on
 # 1,000 samples. Seeds 1, 2 and 3 one after another (SEEDS=2 runs one; two such commands, each with its own OUT,
-# can share two cores); each seed's summary and curves in benchmarks/results/seqgan_cpu_real_s<seed>.txt.
+# can share two cores; SEEDS= none); each seed's summary and curves in benchmarks/results/seqgan_cpu_real_s<seed>.txt.
+# Then, where seed 1's run is in OUT, the noise of sampling alone: its MLE and SeqGAN generators each scored on six
+# fresh sets of samples (--eval-only, seeds 11-16), in benchmarks/results/seqgan_cpu_real_sampling.txt.
 # DATA=path/to/tinyshakespeare.txt (nanoGPT's input.txt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-runs/bench-seqgan-cpu-real}
 mkdir -p "$out"
 grep -v -e ':$' -e '^$' "$DATA" > "$out/lines.txt"
-for seed in ${SEEDS:-1 2 3}; do
+for seed in ${SEEDS-1 2 3}; do
   python seqgan.py --device cpu --data "$out/lines.txt" --bpe-vocab 2000 --mle-epochs 30 --log-every 5 \
     --d-filter-scale 0.125 --d-pretrain 5 --d-epochs 1 --adv-epochs 30 --d-steps 1 --rollouts 8 --eval-every 5 \
     --eval-samples 1000 --seed "$seed" --out "$out/s$seed" | tee "$out/s$seed.log" | tail -1
@@ -20,8 +22,18 @@ for seed in ${SEEDS:-1 2 3}; do
     echo "# BLEU-4 by stage and epoch (metrics.jsonl):"; cat "$out/s$seed/metrics.jsonl"
   } > "benchmarks/results/seqgan_cpu_real_s$seed.txt"
 done
-# With WITH_TAGS=1, the same run on the whole file, speaker tags included (docs/seqgan.md: BLEU rises by collapsing
-# onto them; measured before seqgan.py drew the extra distinct-4 samples, so a rerun differs in detail).
+if [ -f "$out/s1/model.pt" ]; then
+  { echo "# DATA=.../tinyshakespeare.txt bash benchmarks/seqgan_cpu_real.sh, $(date +%F): seed 1's generators after" \
+      "MLE (model_mle.pt) and after SeqGAN (model.pt), each evaluated with --eval-only --seed 11..16"
+    for model in model_mle model; do
+      for seed in 11 12 13 14 15 16; do
+        echo "$model seed $seed: $(python seqgan.py --device cpu --data "$out/lines.txt" --bpe-vocab 2000 --eval-only \
+          --load "$out/s1/$model.pt" --eval-samples 1000 --seed "$seed" --out "$out/eval-$model-$seed" | tail -1)"
+      done
+    done
+  } > benchmarks/results/seqgan_cpu_real_sampling.txt
+fi
+# With WITH_TAGS=1, also seed 1 on the whole file, speaker tags included (docs/seqgan.md says why they are cut).
 if [ -n "${WITH_TAGS:-}" ]; then
   python seqgan.py --device cpu --data "$DATA" --bpe-vocab 2000 --mle-epochs 30 --log-every 5 --d-filter-scale 0.125 \
     --d-pretrain 5 --d-epochs 1 --adv-epochs 30 --d-steps 1 --rollouts 8 --eval-every 5 --eval-samples 1000 --seed 1 \
