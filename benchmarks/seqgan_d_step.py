@@ -86,7 +86,8 @@ def main():
             if round_:
                 times.append(1000 * (time.perf_counter() - t) / flags.steps)
     base = statistics.median(runs[f"{flags.before}, fp32"][-1])
-    print(f"device {device.type} ({processor(device)}), torch {torch.__version__}, minibatch {a.batch_size}, median of {flags.rounds} rounds")
+    print(f"device {device.type} ({processor(device)}), torch {torch.__version__}, minibatch {a.batch_size}, "
+          f"median of {flags.rounds} rounds")
     print("| seqgan.py | precision | ms per D step | speed-up |")
     print("|---|---|---:|---:|")
     for name, (_, _, _, _, times) in runs.items():
