@@ -259,12 +259,12 @@ def pad_responses(responses: list, length: int, eos: int, pad: int, device):
 
 # --- model: a nanoGPT-style decoder with a KV cache ---------------------------------------------
 class Block(nn.Module):
-    def __init__(self, n_embd: int, n_head: int, dropout: float):
+    def __init__(self, n_embd: int, n_head: int, dropout: float, gelu: str):
         super().__init__()
         self.n_head, self.dropout = n_head, dropout
         self.ln_1, self.ln_2 = nn.LayerNorm(n_embd), nn.LayerNorm(n_embd)
         self.c_attn, self.c_proj = nn.Linear(n_embd, 3 * n_embd), nn.Linear(n_embd, n_embd)
-        self.mlp = nn.Sequential(nn.Linear(n_embd, 4 * n_embd), nn.GELU(approximate="tanh"),
+        self.mlp = nn.Sequential(nn.Linear(n_embd, 4 * n_embd), nn.GELU(approximate=gelu),
                                  nn.Linear(4 * n_embd, n_embd),
                                  nn.Dropout(dropout))
 
@@ -290,7 +290,8 @@ class GPT(nn.Module):
         super().__init__()
         self.vocab = args.vocab_size + 2  # + EOS, PAD
         self.wte, self.wpe = nn.Embedding(self.vocab, args.n_embd), nn.Embedding(args.block_size, args.n_embd)
-        self.blocks = nn.ModuleList(Block(args.n_embd, args.n_head, dropout) for _ in range(args.n_layer))
+        gelu = "tanh" if args.init_from else "none"  # GPT-2's own tanh GELU for its weights; exact is cheaper
+        self.blocks = nn.ModuleList(Block(args.n_embd, args.n_head, dropout, gelu) for _ in range(args.n_layer))
         self.ln_f, self.drop = nn.LayerNorm(args.n_embd), nn.Dropout(dropout)
         self.value_head = nn.Linear(args.n_embd, 1) if scalar_head else None
         self.bf16 = bool(args.bf16)  # mixed precision: the blocks under bf16 autocast
@@ -1027,7 +1028,7 @@ STAGE_FLAGS = {  # the flags each stage's result depends on, beyond those of the
     "ppo": ("ppo_steps", "rollout_batch", "minibatch", "ppo_epochs", "ppo_lr", "beta", "kl_target", "clip", "vf_clip",
             "vf_coef", "gamma", "lam", "missing_eos_penalty"),
 }
-CHECKPOINT_FORMAT = 2  # version of the dict save_checkpoint writes; load_checkpoint refuses any other
+CHECKPOINT_FORMAT = 3  # version of the dict save_checkpoint writes; load_checkpoint refuses any other
 
 
 def depends(args: Args, stage: str, data_sha1: str) -> dict:

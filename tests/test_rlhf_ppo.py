@@ -420,7 +420,7 @@ def hf_logits(folder, idx):
 
 def test_gpt2_loads_with_hugging_face_logits_and_exports_back(tmp_path):
     folder = write_gpt2(tmp_path / "gpt2", write_corpus(tmp_path / "text.txt"))
-    args = rlhf_ppo.gpt2_args(rlhf_ppo.Args(prompt_len=8, response_len=8), str(folder))
+    args = rlhf_ppo.gpt2_args(rlhf_ppo.Args(prompt_len=8, response_len=8, init_from=str(folder)), str(folder))
     vocab = len(json.loads((folder / "vocab.json").read_text()))  # <|endoftext|> included
     assert (args.vocab_size + 1, args.n_layer, args.n_embd, args.block_size) == (vocab, 2, 32, 80) and vocab > 300
     ours = rlhf_ppo.GPT(args).eval()
