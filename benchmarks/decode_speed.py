@@ -4,7 +4,7 @@ short configuration at the default model sizes. The two versions take turns, rou
 the ratio now/before of each round are printed, and the lines go to --results when given. Needs the git history.
 
     head -c 250000 tinyshakespeare.txt > ts.txt
-    python benchmarks/decode_speed.py --data ts.txt [--before REV] [--rounds 3] [--device cpu]
+    python benchmarks/decode_speed.py --data ts.txt [--before REV] [--rounds 3] [--scripts rlhf_ppo,scst]
 """
 import argparse
 import json
@@ -36,12 +36,14 @@ def main():
     parser.add_argument("--before", default="6c17d04", help="the git revision to compare with")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--scripts", default="rlhf_ppo,scst", help="which of the two to time")
     parser.add_argument("--results", help="also write the table here")
     flags = parser.parse_args()
+    scripts = {script: SPEEDS[script] for script in flags.scripts.split(",")}
     work = tempfile.mkdtemp()
     before_dir = os.path.join(work, "before")
     os.makedirs(before_dir)
-    for script in SPEEDS:
+    for script in scripts:
         source = subprocess.run(["git", "show", f"{flags.before}:{script}.py"], cwd=ROOT, capture_output=True,
                                 text=True, check=True).stdout
         with open(os.path.join(before_dir, f"{script}.py"), "w") as f:
@@ -49,18 +51,18 @@ def main():
     config = {"rlhf_ppo": f"{RLHF} --data {os.path.abspath(flags.data)}", "scst": SCST}
     speeds = {}  # (script, key, version) -> one figure per round
     for round_ in range(flags.rounds):
-        for script in SPEEDS:
+        for script in scripts:
             for version, script_dir in (("before", before_dir), ("now", ROOT)):
                 out = os.path.join(work, f"{script}-{version}-{round_}")
                 line = summary(script_dir, script, f"{config[script]} --device {flags.device}", out)
-                for key in SPEEDS[script]:
+                for key in scripts[script]:
                     speeds.setdefault((script, key, version), []).append(line[key])
                 print(f"round {round_ + 1} {script} {version}: " +
-                      ", ".join(f"{key} {line[key]}" for key in SPEEDS[script]), flush=True)
+                      ", ".join(f"{key} {line[key]}" for key in scripts[script]), flush=True)
     lines = [f"device {flags.device}, one thread, median of {flags.rounds} rounds, before = {flags.before}, rlhf_ppo "
              f"on {os.path.getsize(flags.data):,} bytes of {os.path.basename(flags.data)}",
              "| script | speed | before | now | now / before (each round) |", "|---|---|---:|---:|---|"]
-    for script, keys in SPEEDS.items():
+    for script, keys in scripts.items():
         for key in keys:
             before, now = speeds[script, key, "before"], speeds[script, key, "now"]
             ratios = " ".join(f"{n / b:.2f}" for b, n in zip(before, now))
