@@ -27,6 +27,7 @@ tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
 tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<pad>")
 # GPT-2's default 1024 positions make it the compared 0.48M-parameter model; the compute is that of a 64-token one
 config = GPT2Config(vocab_size=VOCAB, n_positions=1024, n_embd=WIDTH, n_layer=LAYERS, n_head=HEADS,
+                    activation_function="gelu",  # exact GELU, as rlhf_ppo.py's own model (not --init-from)
                     bos_token_id=VOCAB - 2, eos_token_id=VOCAB - 2, pad_token_id=VOCAB - 1, num_labels=1)
 policy, ref = GPT2LMHeadModel(config), GPT2LMHeadModel(config)
 reward, value = GPT2ForSequenceClassification(config), GPT2ForSequenceClassification(config)
