@@ -16,7 +16,8 @@ for stage in pretrain sft rm; do
   [ -f "$out/base/$stage.pt" ] || python rlhf_ppo.py $flags --stage $stage --out "$out/base" > "$out/base-$stage.log"
 done
 results=benchmarks/results/rlhf_ddp_cpu.txt
-echo "# PPO tokens/s, rlhf_ppo.py defaults, 20 steps of 64 x 32 tokens; $(nproc) cores, torch $(python -c \
+echo "# PPO tokens/s, rlhf_ppo.py defaults, 20 steps of 64 x 32 tokens; $(nproc) cores \
+($(sed -n 's/^model name\t: //p' /proc/cpuinfo | head -1)), torch $(python -c \
 'import torch; print(torch.__version__)')" | tee "$results"
 speed() { tail -1 "$1" | python -c "import json, sys; print(json.loads(sys.stdin.read())['tokens_per_s'])"; }
 for round in $(seq 1 "${ROUNDS:-3}"); do
