@@ -265,8 +265,7 @@ class Block(nn.Module):
         self.ln_1, self.ln_2 = nn.LayerNorm(n_embd), nn.LayerNorm(n_embd)
         self.c_attn, self.c_proj = nn.Linear(n_embd, 3 * n_embd), nn.Linear(n_embd, n_embd)
         self.mlp = nn.Sequential(nn.Linear(n_embd, 4 * n_embd), nn.GELU(approximate=gelu),
-                                 nn.Linear(4 * n_embd, n_embd),
-                                 nn.Dropout(dropout))
+                                 nn.Linear(4 * n_embd, n_embd), nn.Dropout(dropout))
 
     def attention(self, x, mask, kv, query_at):
         B, T, C = x.shape

@@ -15,8 +15,9 @@ FLAGS=(--data "$DATA" --vocab-size 4096 --n-embd 64 --n-layer 3 --n-head 4 --blo
        --response-len 32 --temperature 0.7 --device cpu --out "$OUT"
        --pretrain-iters 0 --sft-epochs 0 --rm-epochs 0 --rm-prompts 16)  # random weights: no training before PPO
 results=benchmarks/results/rlhf_ppo_vs_trl.txt
-echo "# $(date -u +%F), $(nproc --all) cores ($(sed -n 's/^model name\t: //p' /proc/cpuinfo | head -1)), TRL $("$TRL_PYTHON" -c 'import trl; print(trl.__version__)'), torch \
-$(python -c 'import torch; print(torch.__version__)'), $STEPS steps" | tee "$results"
+echo "# $(date -u +%F), $(nproc --all) cores ($(sed -n 's/^model name\t: //p' /proc/cpuinfo | head -1)), \
+TRL $("$TRL_PYTHON" -c 'import trl; print(trl.__version__)'), \
+torch $(python -c 'import torch; print(torch.__version__)'), $STEPS steps" | tee "$results"
 for stage in pretrain sft rm; do
   python rlhf_ppo.py "${FLAGS[@]}" --stage $stage | tail -1
 done
