@@ -126,6 +126,7 @@ def test_learns_cartpole(run_script):
     assert summary["eval_return_mean"] >= 150
 
 
+@pytest.mark.slow
 def test_killed_anywhere_and_rerun_ends_as_a_run_never_stopped(resumes_exactly):
     resumes_exactly("actor_critic.py", "--device", "cpu", "--total-steps", 60_000, "--eval-every", 6_000,
                     "--eval-episodes", 3, "--log-every", 3_000, "--checkpoint-every", 3_000, kills=4)

@@ -388,5 +388,6 @@ def test_a_whole_game_over_gtp_against_gnugo(tmp_path):
     assert ours.wait(timeout=30) == 0
 
 
+@pytest.mark.slow
 def test_killed_in_any_stage_and_rerun_ends_as_a_run_never_stopped(resumes_exactly):
     resumes_exactly("alphago_mcts.py", *SMOKE, "--expert-games", 20, "--rl-iters", 6, "--checkpoint-every", 2, kills=5)

@@ -1,7 +1,8 @@
 """--compile on the CPU, each script once at its tiniest: Dynamo must really build graphs (no silent fall back to
 eager, no graph break), and the compiled run must end with the eager run's summary. Inductor draws dropout masks
 from its own random stream; with fallback_random it draws them from torch's generator, as eager does, so the two
-runs see the same random numbers and any difference would be a change of behaviour."""
+runs see the same random numbers and any difference would be a change of behaviour. The two cheapest scripts run
+by default; the five whose compiling takes 20-50 s each on two cores are marked slow."""
 import importlib
 import json
 
@@ -38,7 +39,10 @@ def run(name: str, flags: list, out) -> dict:
     return json.loads((out / "summary.json").read_text())
 
 
-@pytest.mark.parametrize("name", ["dqn", "reinforce", "actor_critic", "scst", "seqgan", "rlhf_ppo", "alphago_mcts"])
+SLOW = [pytest.param(name, marks=pytest.mark.slow) for name in ("dqn", "scst", "seqgan", "rlhf_ppo", "alphago_mcts")]
+
+
+@pytest.mark.parametrize("name", ["reinforce", "actor_critic", *SLOW])
 def test_compile_builds_graphs_and_ends_as_eager(name, tmp_path):
     flags = tiny_flags(name, tmp_path)
     eager = run(name, flags, tmp_path / "eager")

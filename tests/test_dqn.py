@@ -189,6 +189,7 @@ def test_learns_cartpole(run_script):
     assert summary["eval_return_mean"] >= 100
 
 
+@pytest.mark.slow
 def test_killed_anywhere_and_rerun_ends_as_a_run_never_stopped(resumes_exactly, tmp_path):
     resumes_exactly("dqn.py", "--device", "cpu", "--total-steps", 12_000, "--learning-starts", 500, "--eval-every",
                     1_000, "--eval-episodes", 3, "--log-every", 500, "--checkpoint-every", 1_000, kills=4)

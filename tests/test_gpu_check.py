@@ -3,9 +3,12 @@ on the CPU, so that it is never broken when a GPU is at hand."""
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT
 
 
+@pytest.mark.slow
 def test_gpu_check_runs_every_script_and_prints_its_table():
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--tiny"], capture_output=True,
                           text=True, timeout=600)

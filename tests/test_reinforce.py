@@ -135,6 +135,7 @@ def test_learns_cartpole(run_script):
     assert summary["eval_return_mean"] >= 150
 
 
-def test_killed_anywhere_and_rerun_ends_as_a_run_never_stopped(resumes_exactly):
-    resumes_exactly("reinforce.py", "--device", "cpu", "--total-steps", 40_000, "--eval-every", 4_000,
-                    "--eval-episodes", 3, "--log-every", 2_000, "--checkpoint-every", 2_000, kills=4)
+@pytest.mark.parametrize("steps, kills", [(8_000, 1), pytest.param(40_000, 4, marks=pytest.mark.slow)])
+def test_killed_anywhere_and_rerun_ends_as_a_run_never_stopped(resumes_exactly, steps, kills):
+    resumes_exactly("reinforce.py", "--device", "cpu", "--total-steps", steps, "--eval-every", steps // 10,
+                    "--eval-episodes", 3, "--log-every", steps // 20, "--checkpoint-every", steps // 20, kills=kills)

@@ -150,6 +150,7 @@ def test_kv_cache_decoding_matches_the_full_forward():
     assert (response < EOS + 1).all()  # PAD is never sampled
 
 
+@pytest.mark.slow
 def test_the_compiled_decoder_has_two_static_shapes_and_samples_as_eager():
     """--compile's decoder: one graph for the prompt, one for a token, whatever the position (a position that
     recompiled would be a graph per token, and no CUDA graph could be replayed); the same tokens as eager."""
@@ -321,6 +322,7 @@ def test_a_stage_checkpoint_made_from_other_flags_or_text_is_not_reused(usage_er
     assert "data_sha1" in err
 
 
+@pytest.mark.slow
 def test_killed_inside_any_stage_and_rerun_ends_as_a_run_never_stopped(resumes_exactly, tmp_path):
     data = write_corpus(tmp_path / "text.txt")
     resumes_exactly("rlhf_ppo.py", *SMOKE, "--data", data, "--pretrain-iters", 60, "--sft-epochs", 3, "--ppo-steps", 6,
@@ -343,6 +345,7 @@ if os.environ.get("RANK", "0") != "0":  # a torchrun worker other than rank 0: l
 """
 
 
+@pytest.mark.slow
 def test_two_ranks_under_torchrun_train_as_one_process_and_rank_0_alone_writes(run_script, tmp_path):
     """Each rank computes its half of every global batch (gloo on the CPU): the logged losses and statistics of every
     stage, the reward model's pairs and the evaluation equal one process's to the 4 decimals logged, and every
@@ -369,6 +372,7 @@ def test_two_ranks_under_torchrun_train_as_one_process_and_rank_0_alone_writes(r
     assert "--minibatch 1 is not a multiple of 2 ranks" in proc.stderr
 
 
+@pytest.mark.slow
 def test_a_killed_two_rank_run_resumes_as_one_never_stopped(resumes_exactly, tmp_path):
     data = write_corpus(tmp_path / "text.txt")
     resumes_exactly("rlhf_ppo.py", *SMOKE, "--data", data, "--pretrain-iters", 60, "--sft-epochs", 3, "--ppo-steps", 6,

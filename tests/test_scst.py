@@ -283,6 +283,7 @@ def test_the_grus_run_in_fp32_under_autocast():
     assert seen == [False, False]
 
 
+@pytest.mark.slow
 def test_killed_in_either_stage_and_rerun_ends_as_a_run_never_stopped(resumes_exactly, tmp_path):
     write_reversal_dictionary(tmp_path / "rev.dict", n=1500)
     resumes_exactly("scst.py", "--data", "rev.dict", *SMALL, "--xe-epochs", 4, "--scst-steps", 30,

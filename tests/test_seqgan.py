@@ -217,6 +217,7 @@ def test_data_that_is_not_enough_text_is_a_usage_error(usage_error, tmp_path):
         assert message in err
 
 
+@pytest.mark.slow
 def test_killed_in_any_phase_and_rerun_ends_as_a_run_never_stopped(resumes_exactly, tmp_path):
     resumes_exactly("seqgan.py", *SMALL, "--mle-epochs", 4, "--d-pretrain", 3, "--adv-epochs", 4, kills=6)
     assert json.loads((tmp_path / "killed" / "curves.json").read_text()) == \
