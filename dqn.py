@@ -6,16 +6,22 @@ Paper: Mnih et al., "Human-level control through deep reinforcement learning", N
 Double DQN: van Hasselt, Guez, Silver, "Deep Reinforcement Learning with Double Q-learning", AAAI 2016.
 Run: python dqn.py --device cuda   Docs: docs/dqn.md
 Reading order: train() is Algorithm 1 (act epsilon-greedily, store, learn from a minibatch, update the target net);
-td_target and td_loss are its math; ReplayMemory and QNetwork what it uses; main wires them and evaluates."""
+td_target and td_loss are its math; ReplayMemory and QNetwork what it uses; main wires them and evaluates. The
+plumbing block at the end (flags, run folder, checkpoints, JSON) is the same in every script of this repo: skip it."""
 import argparse
 import copy
 import dataclasses
+import errno
+import io
 import json
 import math
 import os
 import random
+import sys
 import time
+import typing
 from dataclasses import dataclass
+from typing import Annotated
 
 import gymnasium as gym
 import numpy as np
@@ -24,48 +30,43 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
-# --- config -------------------------------------------------------------------------------------
-def arg(default, help: str, **options):
-    """A field of Args and a flag of the command line: its default, its help text, argparse options."""
-    return dataclasses.field(default=default, metadata={"help": help, **options})
-
-
+# --- config ---------------------------------------------------------------------------------------
 @dataclass
 class Args:
-    env_id: str = arg("CartPole-v1", "gymnasium id (or module:id): vector Box observations and Discrete actions, "
-                      "or ALE/<Game>-v5 for Atari")
-    num_envs: int = arg(8, "environments stepped together (one batched forward per step)")
-    total_steps: int = arg(50_000, "budget in environment steps, summed over the environments")
-    buffer_size: int = arg(50_000, "replay memory capacity in transitions, preallocated on the device")
-    batch_size: int = arg(128, "transitions per gradient step")
-    lr: float = arg(2e-3, "Adam learning rate")
-    gamma: float = arg(0.99, "discount factor")
-    learning_starts: int = arg(1_000, "environment steps of pure exploration before the first update")
-    train_every: int = arg(4, "environment steps between updates (4 with 8 envs: two updates per vector step)")
-    gradient_steps: int = arg(1, "gradient steps per update, taken together (8 every 16 steps learns MountainCar)")
-    target_every: int = arg(200, "C: environment steps between target-network updates")
-    tau: float = arg(1.0, "target update theta' <- tau*theta + (1-tau)*theta'; 1.0 is the paper's hard copy")
-    eps_start: float = arg(1.0, "epsilon of the epsilon-greedy policy at step 0")
-    eps_end: float = arg(0.04, "epsilon after the linear decay")
-    eps_fraction: float = arg(0.1, "fraction of total-steps over which epsilon decays linearly")
-    loss: str = arg("huber", "TD loss: huber (the paper's error clipping) or mse", choices=("huber", "mse"))
-    double_q: bool = arg(False, "Double DQN target: the online net picks a', the target net values it")
-    hidden: int = arg(64, "width of the two hidden layers of the MLP Q-network (ignored for Atari)")
-    eval_every: int = arg(5_000, "environment steps between greedy validations that keep the best weights (0: off)")
-    eval_episodes: int = arg(20, "greedy episodes (epsilon 0) of each validation and of the final evaluation")
-    log_every: int = arg(5_000, "environment steps between progress lines")
-    checkpoint_every: int = arg(200_000, "environment steps between resumable checkpoints; the environments restart "
-                                "from a seeded reset after each")
-    seed: int = arg(1, "seeds python, numpy, torch and the environments")
-    device: str = arg("auto", "auto: cuda when available", choices=("auto", "cpu", "cuda", "mps"))
-    compile: bool = arg(False, "torch.compile the TD loss (worth it on CUDA)")
-    out: str = arg("", "output folder (default runs/dqn-<seed>-<time>)")
-    load: str = arg("", "checkpoint to start from; its env-id and network size are used")
-    eval_only: bool = arg(False, "only evaluate the loaded model (writes eval.json, no model)")
+    env_id: Annotated[str, "gymnasium id (or module:id): vector Box observations and Discrete actions, or "
+                           "ALE/<Game>-v5 for Atari"] = "CartPole-v1"
+    num_envs: Annotated[int, "environments stepped together (one batched forward per step)"] = 8
+    total_steps: Annotated[int, "budget in environment steps, summed over the environments"] = 50_000
+    buffer_size: Annotated[int, "replay memory capacity in transitions, preallocated on the device"] = 50_000
+    batch_size: Annotated[int, "transitions per gradient step"] = 128
+    lr: Annotated[float, "Adam learning rate"] = 2e-3
+    gamma: Annotated[float, "discount factor"] = 0.99
+    learning_starts: Annotated[int, "environment steps of pure exploration before the first update"] = 1_000
+    train_every: Annotated[int, "environment steps between updates (4 with 8 envs: two updates per vector step)"] = 4
+    gradient_steps: Annotated[int, "gradient steps per update, taken together "
+                                   "(8 every 16 steps learns MountainCar)"] = 1
+    target_every: Annotated[int, "C: environment steps between target-network updates"] = 200
+    tau: Annotated[float, "target update theta' <- tau*theta + (1-tau)*theta'; 1.0 is the paper's hard copy"] = 1.0
+    eps_start: Annotated[float, "epsilon of the epsilon-greedy policy at step 0"] = 1.0
+    eps_end: Annotated[float, "epsilon after the linear decay"] = 0.04
+    eps_fraction: Annotated[float, "fraction of total-steps over which epsilon decays linearly"] = 0.1
+    loss: Annotated[str, "TD loss: huber (the paper's error clipping) or mse", ("huber", "mse")] = "huber"
+    double_q: Annotated[bool, "Double DQN target: the online net picks a', the target net values it"] = False
+    hidden: Annotated[int, "width of the two hidden layers of the MLP Q-network (ignored for Atari)"] = 64
+    eval_every: Annotated[int, "environment steps between greedy validations that "
+                               "keep the best weights (0: off)"] = 5_000
+    eval_episodes: Annotated[int, "greedy episodes (epsilon 0) of each validation and of the final evaluation"] = 20
+    log_every: Annotated[int, "environment steps between progress lines"] = 5_000
+    checkpoint_every: Annotated[int, "environment steps between resumable checkpoints"] = 200_000
+    seed: Annotated[int, "seeds python, numpy, torch and the environments"] = 1
+    device: Annotated[str, "auto: cuda when available", ("auto", "cpu", "cuda", "mps")] = "auto"
+    compile: Annotated[bool, "torch.compile the TD loss (worth it on CUDA)"] = False
+    out: Annotated[str, "output folder (default runs/dqn-<seed>-<time>)"] = ""
+    load: Annotated[str, "checkpoint to start from; its env-id and network size are used"] = ""
+    eval_only: Annotated[bool, "only evaluate the loaded model (writes eval.json, no model)"] = False
 
 
-RULES = (  # (flags, test, what they must be), checked in this order before any work starts
-    (tuple(f.name for f in dataclasses.fields(Args) if f.type is float), math.isfinite, "a finite number"),
+RULES = (  # (flags, test, what each must be), checked in this order before any work starts
     (("num_envs", "total_steps", "buffer_size", "batch_size", "train_every", "gradient_steps", "target_every",
       "hidden", "eval_episodes", "log_every", "checkpoint_every"), lambda x: x >= 1, "at least 1"),
     (("learning_starts", "eval_every"), lambda x: x >= 0, "0 or more"),
@@ -73,36 +74,10 @@ RULES = (  # (flags, test, what they must be), checked in this order before any 
     (("gamma", "eps_start", "eps_end"), lambda x: 0 <= x <= 1, "in [0, 1]"),
     (("tau", "eps_fraction"), lambda x: 0 < x <= 1, "in (0, 1]"),
 )
-
-
-def make_parser() -> argparse.ArgumentParser:
-    """Every field of Args a flag (total_steps: --total-steps), built from the dataclass alone."""
-    parser = argparse.ArgumentParser(description=" ".join(__doc__.split()).split(". ")[0],  # its first sentence
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    for f in dataclasses.fields(Args):
-        kind = {"action": argparse.BooleanOptionalAction} if f.type is bool else {"type": f.type}
-        parser.add_argument("--" + f.name.replace("_", "-"), default=f.default, **kind, **f.metadata)
-    return parser
-
-
-def usage_error(message: str):
-    """Bad input (a flag, a file, an environment): the usage line and one line of error, exit status 2."""
-    make_parser().error(message)
-
-
-def parse_args(argv=None) -> Args:
-    """The flags, checked against RULES and against each other; files and environments are checked in main."""
-    args = Args(**vars(make_parser().parse_args(argv)))
-    for names, ok, must in RULES:
-        for name in names:
-            if not ok(getattr(args, name)):
-                usage_error(f"--{name.replace('_', '-')} must be {must}, got {getattr(args, name)}")
-    if args.eval_only and not args.load:
-        usage_error("--eval-only needs --load CKPT")
-    present = {"cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
-    if not present.get(args.device, True):
-        usage_error(f"--device {args.device}: no such device on this machine; use --device cpu or auto")
-    return args
+CHECKS = (  # (a test that is true of bad input, the error it gives): flags checked together
+    (lambda a: a.eval_only and not a.load, "--eval-only needs --load CKPT"),
+)
+CHECKPOINT_FORMAT = 2  # version of the checkpoint dict (main's `save`, and model.pt); load_checkpoint refuses others
 
 
 # --- environment --------------------------------------------------------------------------------
@@ -128,10 +103,44 @@ def env_spaces(env_id: str) -> tuple:
     obs_space, act_space = envs.single_observation_space, envs.single_action_space
     envs.close()
     vector_obs = isinstance(obs_space, gym.spaces.Box) and (len(obs_space.shape) == 1 or env_id.startswith("ALE/"))
-    if not isinstance(act_space, gym.spaces.Discrete) or not vector_obs:
+    if not isinstance(act_space, gym.spaces.Discrete) or act_space.start != 0 or not vector_obs:
         usage_error(f"--env-id {env_id} has {act_space} actions and {obs_space} observations; dqn.py needs Discrete "
-                    "actions and a 1-D Box of observations, or an Atari game (ALE/<Game>-v5)")
+                    "actions numbered from 0 and a 1-D Box of observations, or an Atari game (ALE/<Game>-v5)")
     return obs_space.shape, int(act_space.n)
+
+
+def env_state(env) -> dict:
+    """What the environments need to go on exactly where they stand: every array, number and random generator of
+    the vector env, of its sub-envs and of their wrappers (all of a classic-control env's state; an Atari game's
+    lives inside the emulator, which is not saved)."""
+    state = {}
+    for key, value in vars(env).items():
+        if isinstance(value, np.random.Generator):
+            state[key] = value.bit_generator.state
+        elif isinstance(value, np.ndarray):
+            state[key] = torch.from_numpy(value.copy())
+        elif isinstance(value, (bool, int, float, np.number)) or value is None:
+            state[key] = value.item() if isinstance(value, np.number) else value
+        elif isinstance(value, gym.Env):
+            state[key] = env_state(value)
+        elif isinstance(value, list) and value and all(isinstance(e, gym.Env) for e in value):
+            state[key] = [env_state(e) for e in value]
+    return state
+
+
+def set_env_state(env, state: dict):
+    """Puts back what env_state saved, into environments made and reset as the saved ones were."""
+    for key, value in state.items():
+        current = getattr(env, key)
+        if isinstance(current, np.random.Generator):
+            current.bit_generator.state = value
+        elif isinstance(value, list):
+            for e, s in zip(current, value):
+                set_env_state(e, s)
+        elif isinstance(value, dict):
+            set_env_state(current, value)
+        else:
+            setattr(env, key, value.numpy() if isinstance(value, torch.Tensor) else value)
 
 
 class ReplayMemory:
@@ -238,25 +247,10 @@ def step_envs(envs, memory: ReplayMemory, obs, actions, prev_done, clip_rewards:
     return next_obs, rewards, terminated | truncated
 
 
-# --- evaluation ---------------------------------------------------------------------------------
-@torch.no_grad()
-def evaluate(q_net: nn.Module, env_id: str, episodes: int, seed: int, device: torch.device) -> np.ndarray:
-    """Returns of `episodes` greedy (epsilon 0) episodes, all played at once in a vector env."""
-    envs = make_envs(env_id, episodes)
-    obs, _ = envs.reset(seed=seed)
-    returns, running = np.zeros(episodes), np.ones(episodes, dtype=bool)
-    while running.any():
-        actions = q_net(torch.as_tensor(obs, device=device)).argmax(1).cpu().numpy()
-        obs, rewards, terminated, truncated, _ = envs.step(actions)
-        returns += rewards * running
-        running &= ~(terminated | truncated)
-    envs.close()
-    return returns
-
-
 # --- training loop ------------------------------------------------------------------------------
 VALIDATION_SEED = 10_000  # validation episodes are seeded seed + 10_000 + ..., apart from the final evaluation
 FINAL_EVAL_SEED = 1_000_000  # the final evaluation's episodes: seed + 1_000_000 + i, never used to choose
+MEMORY_SAVED_UP_TO = 2 ** 30  # bytes: a larger replay memory (Atari's) is not checkpointed; a resume refills it
 
 
 def times_due(every: int, before: int, after: int) -> int:
@@ -265,16 +259,13 @@ def times_due(every: int, before: int, after: int) -> int:
     return after // every - before // every
 
 
-MEMORY_SAVED_UP_TO = 2 ** 30  # bytes: a larger replay memory (Atari's) is not checkpointed; a resume refills it
-
-
-def train(args: Args, q_net: nn.Module, optimizer, device: torch.device, out: str, start_step: int = 0,
-          resume: dict = None):
-    """Algorithm 1 of Mnih et al. (2015) with N vector envs, continued from `resume` (a checkpoint's progress)
-    when given. Returns the weights of the best validation (the final ones without validation) and the number
-    of environment steps taken."""
+def train(args: Args, q_net: nn.Module, optimizer, device: torch.device, metrics, save, start_step: int = 0,
+          progress: dict = None):
+    """Algorithm 1 of Mnih et al. (2015) with N vector envs, continued from `progress` (what `save` was handed at
+    the checkpoint) when given. Returns the weights of the best validation (the final ones without validation)
+    and the number of environment steps taken."""
     envs = make_envs(args.env_id, args.num_envs)
-    n, cuda = args.num_envs, device.type == "cuda"
+    n, atari = args.num_envs, args.env_id.startswith("ALE/")
     target_net = copy.deepcopy(q_net).requires_grad_(False)
     obs_space = envs.single_observation_space
     memory = ReplayMemory(args.buffer_size, obs_space.shape,
@@ -287,32 +278,34 @@ def train(args: Args, q_net: nn.Module, optimizer, device: torch.device, out: st
     recent_returns, logged_loss, logged_q = [], torch.zeros((), device=device), 0.0  # this log interval's
     best_return, best_state = -float("inf"), q_net.state_dict()  # the live weights until a validation
     obs, _ = envs.reset(seed=args.seed)
-    if resume:  # where the checkpoint left off: the same numbers from here on as a run never stopped
-        first, num_updates, num_validations = resume["step"], resume["num_updates"], resume["num_validations"]
-        recent_returns, logged_loss, logged_q = resume["recent_returns"], resume["logged_loss"].to(device), resume["q"]
-        best_return, best_state = resume["best_return"], resume["best_state"] or best_state
-        target_net.load_state_dict(resume["target_net"])
-        if resume["memory"]:
-            memory.load_state_dict(resume["memory"])
-        else:  # not saved (too large): learning pauses while learning_starts steps refill it
-            learn_from = first + args.learning_starts
-        torch.set_rng_state(resume["rng"])
-        if cuda:
-            torch.cuda.set_rng_state_all(resume["cuda_rng"])
-        obs, _ = envs.reset(seed=args.seed + first - start_step)
-        print(f"resumed at step {first} from {os.path.join(out, 'resume.pt')}", flush=True)
     prev_done = np.zeros(n, dtype=bool)  # NEXT_STEP autoreset: the next step of these envs is a reset
     episode_return, episode_len = np.zeros(n), np.zeros(n, dtype=np.int64)
-    metrics = open(os.path.join(out, "metrics.jsonl"), "a" if resume else "w", buffering=1)
-    if resume:  # the records up to the checkpoint, each once (a record a kill cut short goes too)
-        metrics.truncate(resume["metrics_bytes"])
+    if progress:  # where the checkpoint left off: the same numbers from here on as a run never stopped
+        first, num_updates, num_validations = progress["step"], progress["num_updates"], progress["num_validations"]
+        recent_returns, logged_loss, logged_q = progress["recent_returns"], progress["logged_loss"].to(device), \
+            progress["q"]
+        best_return, best_state = progress["best_return"], progress["best_state"] or best_state
+        target_net.load_state_dict(progress["target_net"])
+        if progress["memory"]:
+            memory.load_state_dict(progress["memory"])
+        else:  # not saved (too large): learning pauses while learning_starts steps refill it
+            learn_from = first + args.learning_starts
+        set_rng_state(progress["rng"])
+        restarted = progress["envs"] is None  # an Atari game: its emulator's state is not saved
+        if restarted:
+            obs, _ = envs.reset(seed=args.seed + first - start_step)
+        else:
+            set_env_state(envs, progress["envs"])
+            obs, prev_done = progress["obs"].numpy(), progress["prev_done"].numpy()
+            episode_return, episode_len = progress["episode_return"].numpy(), progress["episode_len"].numpy()
+        print(f"resumed at step {first}" + (", the environments restarted" if restarted else ""), flush=True)
     start = time.time()
     for step in range(first, end_step, n):  # step counts environment steps
         epsilon = epsilon_at(step - start_step, args.eps_start, args.eps_end, args.eps_fraction * args.total_steps)
         with torch.no_grad():
             actions = epsilon_greedy(q_net(torch.as_tensor(obs).to(device, non_blocking=True)), epsilon)
         actions = actions.cpu().numpy()  # the one host-device sync of a step: the envs need the actions
-        next_obs, rewards, done = step_envs(envs, memory, obs, actions, prev_done, args.env_id.startswith("ALE/"))
+        next_obs, rewards, done = step_envs(envs, memory, obs, actions, prev_done, atari)
         episode_return += rewards
         episode_len += ~prev_done
         for i in np.flatnonzero(done):  # log every finished training episode
@@ -356,70 +349,32 @@ def train(args: Args, q_net: nn.Module, optimizer, device: torch.device, out: st
             recent_returns, logged_loss, num_updates = [], torch.zeros((), device=device), 0
         if times_due(args.checkpoint_every, since - n, since) or step + n == end_step:
             memory_bytes = 2 * memory.obs.numel() * memory.obs.element_size()
-            progress = {"step": step + n, "num_updates": num_updates, "num_validations": num_validations,
-                        "recent_returns": recent_returns, "logged_loss": logged_loss, "q": float(logged_q),
-                        "best_return": float(best_return), "best_state": best_state if num_validations else None,
-                        "target_net": target_net.state_dict(), "metrics_bytes": metrics.tell(),
-                        "rng": torch.get_rng_state(), "cuda_rng": torch.cuda.get_rng_state_all() if cuda else [],
-                        "memory": memory.state_dict() if memory_bytes <= MEMORY_SAVED_UP_TO else None}
-            save_checkpoint(os.path.join(out, "resume.pt"), q_net, optimizer, step + n, args, progress)
-            obs, _ = envs.reset(seed=args.seed + since)  # a state a resumed run can rebuild: a seeded restart
-            prev_done[:], episode_return[:], episode_len[:] = False, 0.0, 0
+            save({"step": step + n, "num_updates": num_updates, "num_validations": num_validations,
+                  "recent_returns": recent_returns, "logged_loss": logged_loss, "q": float(logged_q),
+                  "best_return": float(best_return), "best_state": best_state if num_validations else None,
+                  "target_net": target_net.state_dict(), "rng": rng_state(),
+                  "memory": memory.state_dict() if memory_bytes <= MEMORY_SAVED_UP_TO else None,
+                  "envs": None if atari else env_state(envs), "obs": torch.from_numpy(np.asarray(obs)),
+                  "prev_done": torch.from_numpy(prev_done), "episode_return": torch.from_numpy(episode_return),
+                  "episode_len": torch.from_numpy(episode_len)})
     envs.close()
-    metrics.close()
     return best_state, end_step - start_step
 
 
-CHECKPOINT_FORMAT = 1  # version of the dict save_checkpoint writes; load_checkpoint refuses any other
-
-
-def save_checkpoint(path: str, q_net, optimizer, step: int, args: Args, progress: dict = None):
-    """One torch.save of a dict, written to a temporary file and moved into place, so that a kill while saving
-    leaves the previous checkpoint whole. `progress` is what a resumed run needs beyond the weights."""
-    torch.save({"script": "dqn.py", "format": CHECKPOINT_FORMAT, "q_net": q_net.state_dict(),
-                "optimizer": optimizer.state_dict(), "step": step, "args": dataclasses.asdict(args),
-                "progress": progress}, path + ".tmp")
-    os.replace(path + ".tmp", path)
-
-
-def load_checkpoint(path: str, flag: str = "--load") -> dict:
-    """A checkpoint that dqn.py wrote in this format, on the CPU; any other file is a usage error that says why."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # missing, empty, truncated, not torch's format, or pickled objects
-        usage_error(f"{flag} {path}: not a readable checkpoint ({type(e).__name__}: {str(e).split('. ')[0]})")
-    script = ckpt.get("script") if isinstance(ckpt, dict) else None
-    if script != "dqn.py":
-        usage_error(f"{flag} {path}: a checkpoint of {script or 'another program'}, not of dqn.py")
-    if ckpt["format"] != CHECKPOINT_FORMAT:
-        usage_error(f"{flag} {path}: checkpoint format {ckpt['format']}; this dqn.py reads {CHECKPOINT_FORMAT}")
-    return ckpt
-
-
-def resume_checkpoint(out: str, args: Args) -> dict:
-    """The checkpoint of an interrupted run in `out`, or None; a usage error if it was made with other flags."""
-    path = os.path.join(out, "resume.pt")
-    if not os.path.isfile(path):
-        return None
-    ckpt = load_checkpoint(path, "--out")
-    ours = dataclasses.asdict(args)
-    differ = [k for k, v in ckpt["args"].items() if k not in ("device", "compile") and ours.get(k) != v]
-    if differ:
-        said = ", ".join(f"--{k.replace('_', '-')} {ckpt['args'][k]} (this run: {ours.get(k)})" for k in differ)
-        usage_error(f"--out {out} holds a run made with other flags: {said}; use the same flags or another --out")
-    return ckpt
-
-
-def to_json(record: dict) -> str:
-    """Strict JSON: every non-finite number, which json.dumps writes as NaN or Infinity, becomes null."""
-    return json.dumps(json.loads(json.dumps(record), parse_constant=lambda _: None))
-
-
-def write_json(path: str, record: dict):
-    """A JSON file written to a temporary file and moved into place, so it is whole or absent."""
-    with open(path + ".tmp", "w") as f:
-        f.write(to_json(record))
-    os.replace(path + ".tmp", path)
+# --- evaluation ---------------------------------------------------------------------------------
+@torch.no_grad()
+def evaluate(q_net: nn.Module, env_id: str, episodes: int, seed: int, device: torch.device) -> np.ndarray:
+    """Returns of `episodes` greedy (epsilon 0) episodes, all played at once in a vector env."""
+    envs = make_envs(env_id, episodes)
+    obs, _ = envs.reset(seed=seed)
+    returns, running = np.zeros(episodes), np.ones(episodes, dtype=bool)
+    while running.any():
+        actions = q_net(torch.as_tensor(obs, device=device)).argmax(1).cpu().numpy()
+        obs, rewards, terminated, truncated, _ = envs.step(actions)
+        returns += rewards * running
+        running &= ~(terminated | truncated)
+    envs.close()
+    return returns
 
 
 # --- main ---------------------------------------------------------------------------------------
@@ -430,45 +385,269 @@ def main(argv=None):
         args = dataclasses.replace(args, **{k: ckpt["args"][k] for k in ("env_id", "hidden")})
     obs_shape, num_actions = env_spaces(args.env_id)
     t0 = time.time()
+    device = start_device(args)
+    with torch.device("meta"):  # sizes only, nothing allocated: the networks, their gradients and Adam's moments
+        weights = 5 * 4 * sum(p.numel() for p in QNetwork(obs_shape, num_actions, args.hidden).parameters())
+    frames = 0 if args.eval_only else 2 * args.buffer_size * math.prod(obs_shape) * (1 if len(obs_shape) == 3 else 4)
+    check_fits(weights + frames, f"--buffer-size {args.buffer_size} and --hidden {args.hidden}", device)
+    out, resume = start_run(args)
+
+    q_net = QNetwork(obs_shape, num_actions, args.hidden).to(device)
+    optimizer = torch.optim.Adam(q_net.parameters(), lr=args.lr, fused=device.type in ("cuda", "cpu"))
+    for source, path in ((ckpt, args.load), (resume, out)):  # --load's weights, then the interrupted run's
+        if source:
+            load_state(q_net, source["q_net"], path)
+            load_state(optimizer, source["optimizer"], path)
+    step, env_steps, train_s = ckpt["step"] if ckpt else 0, 0, 0.0
+    if not args.eval_only:
+        metrics = open_records(out, resume)
+
+        def save(progress: dict):  # the resumable state at a checkpoint: what train() goes on from
+            save_checkpoint(os.path.join(out, "resume.pt"), {
+                "q_net": q_net.state_dict(), "optimizer": optimizer.state_dict(), "args": dataclasses.asdict(args),
+                "progress": progress, "records": metrics.tell()})
+
+        t_train = time.time()
+        best_state, env_steps = train(args, q_net, optimizer, device, metrics, save, step,
+                                      resume and resume["progress"])
+        train_s = time.time() - t_train
+        metrics.close()
+        q_net.load_state_dict(best_state)
+        save_checkpoint(os.path.join(out, "model.pt"), {
+            "q_net": q_net.state_dict(), "optimizer": optimizer.state_dict(), "step": step + env_steps,
+            "args": dataclasses.asdict(args)})
+
+    returns = evaluate(q_net, args.env_id, args.eval_episodes, args.seed + FINAL_EVAL_SEED, device)
+    finish_run(out, args, {
+        "eval_return_mean": round(float(returns.mean()), 2), "eval_return_std": round(float(returns.std()), 2),
+        "env_id": args.env_id, "env_steps": env_steps, "wall_s": round(time.time() - t0, 2),
+        "sps": int(env_steps / train_s) if train_s else 0, "device": device.type, "seed": args.seed})
+
+
+# === plumbing: the same in every script ===========================================================================
+# What every script carries alike, to be read once: the command line built from Args and checked (RULES, CHECKS),
+# the device and the seeds, the run folder (made, locked, a finished run kept), checkpoints written whole and read
+# back checked, random states, strict JSON, metrics records kept once across resumes, and one line instead of a
+# traceback when Ctrl-C or a full disk stops a run. It reads Args, RULES, CHECKS and CHECKPOINT_FORMAT from above.
+SCRIPT = "dqn.py"
+NOT_COMPARED = ("device", "compile", "out")  # flags a run may change when it resumes or reruns in the same folder
+
+
+def make_parser() -> argparse.ArgumentParser:
+    """Every field of Args a flag (total_steps: --total-steps), from the dataclass alone, so that the file also works
+    pasted into a notebook: a field is Annotated[type, help] or Annotated[type, help, choices]."""
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split()).split(". ")[0],  # its first sentence
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    for f in dataclasses.fields(Args):
+        kind, help, *choices = typing.get_args(f.type)
+        flag = {"action": argparse.BooleanOptionalAction} if kind is bool else {"type": kind}
+        choice = {"choices": choices[0]} if choices else {}
+        parser.add_argument("--" + f.name.replace("_", "-"), default=f.default, help=help, **flag, **choice)
+    return parser
+
+
+def usage_error(message: str):
+    """Bad input (a flag, a file, a folder): argparse's usage line and one line naming the problem, exit status 2."""
+    make_parser().error(message)
+
+
+def parse_args(argv=None) -> Args:
+    """The flags, checked before any work: every float finite, a seed that numpy takes, each flag's range (RULES),
+    flags together (CHECKS), the device present. Files, data and environments are checked in main."""
+    args = Args(**vars(make_parser().parse_args(argv)))
+    floats = tuple(f.name for f in dataclasses.fields(Args) if typing.get_args(f.type)[0] is float)
+    for names, ok, must in ((floats, math.isfinite, "a finite number"),
+                            (("seed",), lambda x: 0 <= x < 2 ** 32, "in [0, 2^32)"), *RULES):
+        for name in names:
+            if not ok(getattr(args, name)):
+                usage_error(f"--{name.replace('_', '-')} must be {must}, got {getattr(args, name)}")
+    for bad, message in CHECKS:
+        if bad(args):
+            usage_error(message.format(**vars(args)))
+    present = {"cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if not present.get(args.device, True):
+        usage_error(f"--device {args.device}: no such device on this machine; use --device cpu or auto")
+    return args
+
+
+def start_device(args: Args) -> torch.device:
+    """The device (auto: cuda when there is one), one CPU thread (small networks: more threads only fight over
+    the cores), TF32 on CUDA, and python, numpy and torch seeded."""
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     if device.type == "cpu":
-        torch.set_num_threads(1)  # a small net: more threads only fight over the cores
+        torch.set_num_threads(1)
     else:
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
-    out = args.out or os.path.join("runs", f"dqn-{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
+    return device
+
+
+def check_fits(nbytes: int, what: str, device: torch.device):
+    """A usage error before any work when `what` needs more bytes than the device has."""
+    if device.type == "cuda":
+        total = torch.cuda.mem_get_info(device)[1]
+    else:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if nbytes > total:
+        usage_error(f"{what} needs {nbytes / 2 ** 30:,.1f} GiB; this {device.type} has {total / 2 ** 30:,.1f} GiB")
+
+
+def start_run(args: Args) -> tuple:
+    """(the run folder, the checkpoint to resume from or None). The folder (--out, default
+    runs/<script>-<seed>-<time>) is made and locked for this process. A finished run in it (summary.json, no
+    resume.pt) made with the same flags is not redone: its summary is printed and the process ends; a run made with
+    other flags is a usage error that names them. An evaluation (--eval-only) only adds its eval.json."""
+    out = args.out or os.path.join("runs", f"{SCRIPT[:-3]}-{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if getattr(start_run, "lock", None):  # a run before this one in the same process: its folder is free now
+        start_run.lock.close()
     try:
         os.makedirs(out, exist_ok=True)
+        lock = open(os.path.join(out, ".lock"), "a+")
     except OSError as e:  # a file of that name, or a folder that cannot be written
-        usage_error(f"--out {out}: cannot make this folder ({e.strerror})")
+        usage_error(f"--out {out}: cannot make or write this folder ({e.strerror})")
+    try:
+        import fcntl  # POSIX; a run on Windows goes without the lock
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except ImportError:
+        pass
+    except OSError:
+        lock.seek(0)
+        usage_error(f"--out {out} is in use by another run (pid {lock.read().strip()}); wait or use another --out")
+    lock.truncate(0)
+    lock.write(f"{os.getpid()}\n")
+    lock.flush()
+    start_run.lock = lock  # held until the process ends (or the next run of this process)
+    sys.excepthook = lambda kind, error, trace: stopped(out, kind, error, trace)
+    if args.eval_only:
+        return out, None
+    if not args.out:
+        print(f"run folder {out}: if stopped, the same command with --out {out} resumes it", flush=True)
+    made, ours = read_json(os.path.join(out, "args.json")), dataclasses.asdict(args)
+    resume_path, summary_path = os.path.join(out, "resume.pt"), os.path.join(out, "summary.json")
+    if made is not None:
+        differ = [k for k in made if k not in NOT_COMPARED and ours.get(k) != made[k]]
+        if differ:
+            said = ", ".join(f"--{k.replace('_', '-')} {made[k]} (this run: {ours.get(k)})" for k in differ)
+            usage_error(f"--out {out} holds a run made with other flags: {said}; use the same flags or another --out")
+    if os.path.exists(summary_path) and not os.path.exists(resume_path):
+        if made is None:
+            usage_error(f"--out {out} holds a finished run of unknown flags; use another --out")
+        print(f"--out {out} holds this run, finished; its summary:", flush=True)
+        print(to_json(read_json(summary_path)), flush=True)
+        sys.exit(0)
+    write_json(os.path.join(out, "args.json"), ours)
+    return out, load_checkpoint(resume_path, "--out") if os.path.exists(resume_path) else None
 
-    resume = None if args.eval_only else resume_checkpoint(out, args)
-    q_net = QNetwork(obs_shape, num_actions, args.hidden).to(device)
-    optimizer = torch.optim.Adam(q_net.parameters(), lr=args.lr, fused=device.type in ("cuda", "cpu"))
-    for source in (ckpt, resume):  # --load's weights, then those of the interrupted run in --out
-        if source:
-            q_net.load_state_dict(source["q_net"])
-            optimizer.load_state_dict(source["optimizer"])
-    step, env_steps, train_s = ckpt["step"] if ckpt else 0, 0, 0.0
-    if not args.eval_only:
-        t_train = time.time()
-        best_state, env_steps = train(args, q_net, optimizer, device, out, step, resume and resume["progress"])
-        train_s = time.time() - t_train
-        q_net.load_state_dict(best_state)
-        save_checkpoint(os.path.join(out, "model.pt"), q_net, optimizer, step + env_steps, args)
 
-    returns = evaluate(q_net, args.env_id, args.eval_episodes, args.seed + FINAL_EVAL_SEED, device)
-    wall = time.time() - t0
-    summary = {"eval_return_mean": round(float(returns.mean()), 2), "eval_return_std": round(float(returns.std()), 2),
-               "env_id": args.env_id, "env_steps": env_steps, "wall_s": round(wall, 2),
-               "sps": int(env_steps / train_s) if train_s else 0,
-               "device": device.type, "seed": args.seed}
+def stopped(out: str, kind, error, trace):
+    """Ctrl-C and a full disk end a run with one line and no traceback; any other error is shown whole."""
+    sys.stdout.flush()
+    if issubclass(kind, KeyboardInterrupt):
+        print(f"\ninterrupted; the same command with --out {out} resumes from the last checkpoint", file=sys.stderr)
+        os._exit(130)
+    if issubclass(kind, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        print(f"{SCRIPT}: {error.strerror}: could not write {error.filename}", file=sys.stderr)
+        os._exit(1)
+    sys.__excepthook__(kind, error, trace)
+
+
+def open_records(out: str, resume: dict):
+    """metrics.jsonl, one JSON record a line, each record once: a new run starts it afresh, a resumed one cuts it
+    back to the checkpoint's records (a record a kill cut short goes too)."""
+    metrics = open(os.path.join(out, "metrics.jsonl"), "a" if resume else "w", buffering=1)
+    if resume:
+        metrics.truncate(min(resume["records"], metrics.tell()))  # a shorter file is cut, never padded
+    return metrics
+
+
+def save_checkpoint(path: str, checkpoint: dict):
+    """One torch.save of {script, format, **checkpoint}, made in memory and written whole (write_file)."""
+    buffer = io.BytesIO()
+    torch.save({"script": SCRIPT, "format": CHECKPOINT_FORMAT, **checkpoint}, buffer)
+    write_file(path, buffer.getbuffer())
+
+
+def load_checkpoint(path: str, flag: str = "--load") -> dict:
+    """A checkpoint that this script wrote in this format, on the CPU; any other file is a usage error saying why."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # missing, a folder, empty, truncated, not torch's format, or pickled objects
+        usage_error(f"{flag} {path}: not a readable checkpoint ({type(e).__name__}: {str(e).split('. ')[0]})")
+    script = ckpt.get("script") if isinstance(ckpt, dict) else None
+    if script != SCRIPT:
+        usage_error(f"{flag} {path}: a checkpoint of {script or 'another program'}, not of {SCRIPT}")
+    if ckpt.get("format") != CHECKPOINT_FORMAT:
+        usage_error(f"{flag} {path}: checkpoint format {ckpt.get('format')}; this {SCRIPT} reads {CHECKPOINT_FORMAT}")
+    return ckpt
+
+
+def load_state(target, state: dict, path: str):
+    """target.load_state_dict(state) for a module or an optimizer; a usage error when the sizes do not fit."""
+    try:
+        target.load_state_dict(state)
+    except (RuntimeError, KeyError, ValueError, TypeError) as e:
+        usage_error(f"{path}: its {type(target).__name__} does not fit ({str(e).strip().splitlines()[0][:200]})")
+
+
+def rng_state(*generators) -> dict:
+    """The random states a resumed run restores: torch's (CPU, and CUDA when present) and those of the generators
+    the script also draws from (python's random module, numpy and torch Generators)."""
+    return {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "generators": [g.bit_generator.state if isinstance(g, np.random.Generator)
+                           else g.getstate() if hasattr(g, "getstate") else g.get_state() for g in generators]}
+
+
+def set_rng_state(state: dict, *generators):
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    for g, s in zip(generators, state["generators"], strict=True):
+        if isinstance(g, np.random.Generator):
+            g.bit_generator.state = s
+        elif hasattr(g, "setstate"):
+            g.setstate(s)
+        else:
+            g.set_state(s)
+
+
+def to_json(record: dict) -> str:
+    """Strict JSON: every non-finite number, which json.dumps writes as NaN or Infinity, becomes null."""
+    return json.dumps(json.loads(json.dumps(record), parse_constant=lambda _: None))
+
+
+def read_json(path: str):
+    """The JSON object in a file, or None when there is none."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def write_json(path: str, record: dict):
+    write_file(path, to_json(record).encode())
+
+
+def write_file(path: str, data):
+    """Bytes written to a temporary file that is then moved into place: the file is whole or as it was before,
+    whenever the process is killed. A full disk raises OSError naming the file and the bytes."""
+    try:
+        with open(path + ".tmp", "wb") as f:
+            f.write(data)
+        os.replace(path + ".tmp", path)
+    except OSError as e:
+        raise OSError(e.errno, f"{e.strerror} ({len(data):,} bytes)", path) from None
+
+
+def finish_run(out: str, args: Args, summary: dict):
+    """The summary written (eval.json for --eval-only, else summary.json) and printed as the last line; a finished
+    training run leaves nothing to resume."""
     write_json(os.path.join(out, "eval.json" if args.eval_only else "summary.json"), summary)
-    if not args.eval_only and os.path.isfile(os.path.join(out, "resume.pt")):  # done: nothing is left to resume
+    if not args.eval_only and os.path.exists(os.path.join(out, "resume.pt")):
         os.remove(os.path.join(out, "resume.pt"))
-    print(to_json(summary))
+    print(to_json(summary), flush=True)
 
 
 if __name__ == "__main__":
