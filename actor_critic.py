@@ -58,7 +58,7 @@ class Args:
     log_every: Annotated[int, "environment steps between progress lines"] = 20_000
     checkpoint_every: Annotated[int, "environment steps between resumable checkpoints"] = 5_000_000
     seed: Annotated[int, "seeds python, numpy, torch and the environments"] = 1
-    device: Annotated[str, "auto: cuda when available", ("auto", "cpu", "cuda", "mps")] = "auto"
+    device: Annotated[str, "auto: cuda when available", {"choices": ("auto", "cpu", "cuda", "mps")}] = "auto"
     compile: Annotated[bool, "torch.compile the loss (worth it on CUDA)"] = False
     out: Annotated[str, "output folder (default runs/actor_critic-<seed>-<time>)"] = ""
     load: Annotated[str, "checkpoint to start from; its env-id and network size are used"] = ""
@@ -424,19 +424,18 @@ def main(argv=None):
 # back checked, random states, strict JSON, metrics records kept once across resumes, and one line instead of a
 # traceback when Ctrl-C or a full disk stops a run. It reads Args, RULES, CHECKS and CHECKPOINT_FORMAT from above.
 SCRIPT = "actor_critic.py"
-NOT_COMPARED = ("device", "compile", "out")  # flags a run may change when it resumes or reruns in the same folder
+NOT_COMPARED = ("device", "compile", "bf16", "out")  # flags a rerun in the same folder may change
 
 
 def make_parser() -> argparse.ArgumentParser:
     """Every field of Args a flag (total_steps: --total-steps), from the dataclass alone, so that the file also works
-    pasted into a notebook: a field is Annotated[type, help] or Annotated[type, help, choices]."""
+    pasted into a notebook: a field is Annotated[type, help] or Annotated[type, help, {more argparse options}]."""
     parser = argparse.ArgumentParser(description=" ".join(__doc__.split()).split(". ")[0],  # its first sentence
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for f in dataclasses.fields(Args):
-        kind, help, *choices = typing.get_args(f.type)
-        flag = {"action": argparse.BooleanOptionalAction} if kind is bool else {"type": kind}
-        choice = {"choices": choices[0]} if choices else {}
-        parser.add_argument("--" + f.name.replace("_", "-"), default=f.default, help=help, **flag, **choice)
+        kind, help, *options = typing.get_args(f.type)
+        flag = {"action": argparse.BooleanOptionalAction} if kind is bool else {"type": str if kind is tuple else kind}
+        parser.add_argument("--" + f.name.replace("_", "-"), default=f.default, help=help, **flag, **dict(*options))
     return parser
 
 
@@ -518,7 +517,7 @@ def start_run(args: Args) -> tuple:
         return out, None
     if not args.out:
         print(f"run folder {out}: if stopped, the same command with --out {out} resumes it", flush=True)
-    made, ours = read_json(os.path.join(out, "args.json")), dataclasses.asdict(args)
+    made, ours = read_json(os.path.join(out, "args.json")), json.loads(to_json(dataclasses.asdict(args)))
     resume_path, summary_path = os.path.join(out, "resume.pt"), os.path.join(out, "summary.json")
     if made is not None:
         differ = [k for k in made if k not in NOT_COMPARED and ours.get(k) != made[k]]

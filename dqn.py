@@ -50,7 +50,8 @@ class Args:
     eps_start: Annotated[float, "epsilon of the epsilon-greedy policy at step 0"] = 1.0
     eps_end: Annotated[float, "epsilon after the linear decay"] = 0.04
     eps_fraction: Annotated[float, "fraction of total-steps over which epsilon decays linearly"] = 0.1
-    loss: Annotated[str, "TD loss: huber (the paper's error clipping) or mse", ("huber", "mse")] = "huber"
+    loss: Annotated[str, "TD loss: huber (the paper's error clipping) or mse",
+                    {"choices": ("huber", "mse")}] = "huber"
     double_q: Annotated[bool, "Double DQN target: the online net picks a', the target net values it"] = False
     hidden: Annotated[int, "width of the two hidden layers of the MLP Q-network (ignored for Atari)"] = 64
     eval_every: Annotated[int, "environment steps between greedy validations that "
@@ -59,7 +60,7 @@ class Args:
     log_every: Annotated[int, "environment steps between progress lines"] = 5_000
     checkpoint_every: Annotated[int, "environment steps between resumable checkpoints"] = 200_000
     seed: Annotated[int, "seeds python, numpy, torch and the environments"] = 1
-    device: Annotated[str, "auto: cuda when available", ("auto", "cpu", "cuda", "mps")] = "auto"
+    device: Annotated[str, "auto: cuda when available", {"choices": ("auto", "cpu", "cuda", "mps")}] = "auto"
     compile: Annotated[bool, "torch.compile the TD loss (worth it on CUDA)"] = False
     out: Annotated[str, "output folder (default runs/dqn-<seed>-<time>)"] = ""
     load: Annotated[str, "checkpoint to start from; its env-id and network size are used"] = ""
@@ -430,19 +431,18 @@ def main(argv=None):
 # back checked, random states, strict JSON, metrics records kept once across resumes, and one line instead of a
 # traceback when Ctrl-C or a full disk stops a run. It reads Args, RULES, CHECKS and CHECKPOINT_FORMAT from above.
 SCRIPT = "dqn.py"
-NOT_COMPARED = ("device", "compile", "out")  # flags a run may change when it resumes or reruns in the same folder
+NOT_COMPARED = ("device", "compile", "bf16", "out")  # flags a rerun in the same folder may change
 
 
 def make_parser() -> argparse.ArgumentParser:
     """Every field of Args a flag (total_steps: --total-steps), from the dataclass alone, so that the file also works
-    pasted into a notebook: a field is Annotated[type, help] or Annotated[type, help, choices]."""
+    pasted into a notebook: a field is Annotated[type, help] or Annotated[type, help, {more argparse options}]."""
     parser = argparse.ArgumentParser(description=" ".join(__doc__.split()).split(". ")[0],  # its first sentence
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for f in dataclasses.fields(Args):
-        kind, help, *choices = typing.get_args(f.type)
-        flag = {"action": argparse.BooleanOptionalAction} if kind is bool else {"type": kind}
-        choice = {"choices": choices[0]} if choices else {}
-        parser.add_argument("--" + f.name.replace("_", "-"), default=f.default, help=help, **flag, **choice)
+        kind, help, *options = typing.get_args(f.type)
+        flag = {"action": argparse.BooleanOptionalAction} if kind is bool else {"type": str if kind is tuple else kind}
+        parser.add_argument("--" + f.name.replace("_", "-"), default=f.default, help=help, **flag, **dict(*options))
     return parser
 
 
@@ -524,7 +524,7 @@ def start_run(args: Args) -> tuple:
         return out, None
     if not args.out:
         print(f"run folder {out}: if stopped, the same command with --out {out} resumes it", flush=True)
-    made, ours = read_json(os.path.join(out, "args.json")), dataclasses.asdict(args)
+    made, ours = read_json(os.path.join(out, "args.json")), json.loads(to_json(dataclasses.asdict(args)))
     resume_path, summary_path = os.path.join(out, "resume.pt"), os.path.join(out, "summary.json")
     if made is not None:
         differ = [k for k in made if k not in NOT_COMPARED and ours.get(k) != made[k]]

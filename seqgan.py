@@ -11,13 +11,17 @@ adversarial training and the two controls.  Docs and results: docs/seqgan.md"""
 import argparse
 import copy
 import dataclasses
+import errno
+import io
 import json
 import math
 import os
 import random
+import sys
 import time
+import typing
 from dataclasses import dataclass
-from typing import Callable, NamedTuple
+from typing import Annotated, Callable, NamedTuple
 
 import numpy as np
 import torch
@@ -25,49 +29,45 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
-# --- config -------------------------------------------------------------------------------------
-def arg(default, help: str, **options):
-    """A field of Args and a flag of the command line: its default, its help text, argparse options."""
-    return dataclasses.field(default=default, metadata={"help": help, **options})
-
-
+# --- config ---------------------------------------------------------------------------------------
 @dataclass
 class Args:
-    oracle: str = arg("", ".npz of the paper's oracle LSTM (emb, Wi, Ui, bi, ..., Wo, bo); default: drawn from the "
-                          "seed")
-    data: str = arg("", "real-data mode: a text file, one sequence per line (every 10th line held out for BLEU)")
-    bpe_vocab: int = arg(2_000, "real-data mode: the first N merge ranks of tiktoken's cl100k_base form the "
-                                "vocabulary")
-    vocab_size: int = arg(5_000, "tokens (the oracle's vocabulary)")
-    seq_len: int = arg(20, "tokens per sequence")
-    emb: int = arg(32, "embedding width of the oracle and the generator")
-    hidden: int = arg(32, "LSTM width of the oracle and the generator")
-    num_train: int = arg(10_000, "oracle sequences in the training set (the paper: 10,000; synthetic mode)")
-    batch_size: int = arg(64, "sequences per gradient step, for G and D")
-    mle_epochs: int = arg(120, "budget of the MLE pretraining of G (the official code: 120)")
-    g_lr: float = arg(0.01, "Adam learning rate of the generator (MLE and policy gradient)")
-    d_emb: int = arg(64, "embedding width of the discriminator")
-    d_filter_scale: float = arg(1.0, "multiplies the paper's filter counts (100-200 per width, 1,720 in all)")
-    d_dropout: float = arg(0.25, "dropout before D's output layer (the official keep probability 0.75)")
-    d_l2: float = arg(0.2, "L2 penalty on D's output layer")
-    d_lr: float = arg(1e-4, "Adam learning rate of the discriminator")
-    d_pretrain: int = arg(50, "D pretraining: rounds of fresh negatives (3 epochs each in the official code)")
-    d_epochs: int = arg(3, "epochs over positives + fresh negatives per D round")
-    adv_epochs: int = arg(200, "adversarial budget: epochs of 1 g-step + d_steps D rounds (the official code: 200)")
-    d_steps: int = arg(5, "D rounds per adversarial epoch")
-    rollouts: int = arg(16, "N: Monte-Carlo rollouts completing each prefix")
-    eval_every: int = arg(5, "adversarial epochs between NLL-oracle measurements")
-    eval_samples: int = arg(10_000, "generated sequences scored by the oracle per measurement")
-    controls: bool = arg(True, "also run continued MLE and constant-reward policy gradient with the same budget")
-    log_every: int = arg(20, "MLE epochs between progress lines")
-    checkpoint_every: int = arg(1, "epochs (MLE, adversarial) or D rounds between resumable checkpoints")
-    seed: int = arg(1, "seeds python, numpy and torch (and the oracle drawn without --oracle)")
-    device: str = arg("auto", "auto: cuda when available", choices=("auto", "cpu", "cuda", "mps"))
-    compile: bool = arg(False, "torch.compile the discriminator (not faster on a CPU)")
-    bf16: bool = arg(None, "bf16 autocast of the discriminator, on CUDA and CPU alike; unset: on with CUDA")
-    out: str = arg("", "output folder (default runs/seqgan-<seed>-<time>)")
-    load: str = arg("", "checkpoint (model.pt or model_mle.pt) to start the adversarial phase from")
-    eval_only: bool = arg(False, "only measure the loaded generator's NLL-oracle (writes eval.json, no model)")
+    oracle: Annotated[str, ".npz of the paper's oracle LSTM (emb, Wi, Ui, bi, ..., Wo, bo); default: drawn from the "
+                           "seed"] = ""
+    data: Annotated[str, "real-data mode: a text file, one sequence per line (every 10th line held out for BLEU)"] = ""
+    bpe_vocab: Annotated[int, "real-data mode: the first N merge ranks of tiktoken's cl100k_base form the "
+                              "vocabulary"] = 2_000
+    vocab_size: Annotated[int, "tokens (the oracle's vocabulary)"] = 5_000
+    seq_len: Annotated[int, "tokens per sequence"] = 20
+    emb: Annotated[int, "embedding width of the oracle and the generator"] = 32
+    hidden: Annotated[int, "LSTM width of the oracle and the generator"] = 32
+    num_train: Annotated[int, "oracle sequences in the training set (the paper: 10,000; synthetic mode)"] = 10_000
+    batch_size: Annotated[int, "sequences per gradient step, for G and D"] = 64
+    mle_epochs: Annotated[int, "budget of the MLE pretraining of G (the official code: 120)"] = 120
+    g_lr: Annotated[float, "Adam learning rate of the generator (MLE and policy gradient)"] = 0.01
+    d_emb: Annotated[int, "embedding width of the discriminator"] = 64
+    d_filter_scale: Annotated[float, "multiplies the paper's filter counts (100-200 per width, 1,720 in all)"] = 1.0
+    d_dropout: Annotated[float, "dropout before D's output layer (the official keep probability 0.75)"] = 0.25
+    d_l2: Annotated[float, "L2 penalty on D's output layer"] = 0.2
+    d_lr: Annotated[float, "Adam learning rate of the discriminator"] = 1e-4
+    d_pretrain: Annotated[int, "D pretraining: rounds of fresh negatives (3 epochs each in the official code)"] = 50
+    d_epochs: Annotated[int, "epochs over positives + fresh negatives per D round"] = 3
+    adv_epochs: Annotated[int, "adversarial budget: epochs of 1 g-step + d_steps D rounds (the official code: "
+                               "200)"] = 200
+    d_steps: Annotated[int, "D rounds per adversarial epoch"] = 5
+    rollouts: Annotated[int, "N: Monte-Carlo rollouts completing each prefix"] = 16
+    eval_every: Annotated[int, "adversarial epochs between NLL-oracle measurements"] = 5
+    eval_samples: Annotated[int, "generated sequences scored by the oracle per measurement"] = 10_000
+    controls: Annotated[bool, "also run continued MLE and constant-reward policy gradient with the same budget"] = True
+    log_every: Annotated[int, "MLE epochs between progress lines"] = 20
+    checkpoint_every: Annotated[int, "epochs (MLE, adversarial) or D rounds between resumable checkpoints"] = 1
+    seed: Annotated[int, "seeds python, numpy and torch (and the oracle drawn without --oracle)"] = 1
+    device: Annotated[str, "auto: cuda when available", {"choices": ("auto", "cpu", "cuda", "mps")}] = "auto"
+    compile: Annotated[bool, "torch.compile the discriminator (not faster on a CPU)"] = False
+    bf16: Annotated[bool, "bf16 autocast of the discriminator, on CUDA and CPU alike; unset: on with CUDA"] = None
+    out: Annotated[str, "output folder (default runs/seqgan-<seed>-<time>)"] = ""
+    load: Annotated[str, "checkpoint (model.pt or model_mle.pt) to start the adversarial phase from"] = ""
+    eval_only: Annotated[bool, "only measure the loaded generator's NLL-oracle (writes eval.json, no model)"] = False
 
 
 PAPER_FILTERS = {1: 100, 2: 200, 3: 200, 4: 200, 5: 200, 6: 100, 7: 100, 8: 100, 9: 100, 10: 100, 15: 160, 20: 160}
@@ -77,8 +77,7 @@ ARCH = ("vocab_size", "emb", "hidden", "seq_len", "bpe_vocab", "d_emb", "d_filte
 START = 0  # the start token fed before the first position (the official code's START_TOKEN)
 
 
-RULES = (  # (flags, test, what they must be), checked in this order before any work starts
-    (tuple(f.name for f in dataclasses.fields(Args) if f.type is float), math.isfinite, "a finite number"),
+RULES = (  # (flags, test, what each must be), checked in this order before any work starts
     (("vocab_size", "emb", "hidden", "num_train", "batch_size", "d_emb", "d_epochs", "rollouts", "eval_every",
       "eval_samples", "log_every", "checkpoint_every"), lambda x: x >= 1, "at least 1"),
     (("seq_len",), lambda x: x >= 2, "at least 2 (the rollouts complete prefixes of 1 to seq_len - 1 tokens)"),
@@ -87,38 +86,11 @@ RULES = (  # (flags, test, what they must be), checked in this order before any 
     (("d_dropout",), lambda x: 0 <= x < 1, "in [0, 1)"),
     (("bpe_vocab",), lambda x: 256 <= x <= 100_000, "in [256, 100000] (the 256 byte tokens come first)"),
 )
-
-
-def make_parser() -> argparse.ArgumentParser:
-    """Every field of Args a flag (total_steps: --total-steps), built from the dataclass alone."""
-    parser = argparse.ArgumentParser(description=" ".join(__doc__.split()).split(". ")[0],  # its first sentence
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    for f in dataclasses.fields(Args):
-        kind = {"action": argparse.BooleanOptionalAction} if f.type is bool else {"type": f.type}
-        parser.add_argument("--" + f.name.replace("_", "-"), default=f.default, **kind, **f.metadata)
-    return parser
-
-
-def usage_error(message: str):
-    """Bad input (a flag, a file, a dataset): the usage line and one line of error, exit status 2."""
-    make_parser().error(message)
-
-
-def parse_args(argv=None) -> Args:
-    """The flags, checked against RULES and against each other; files are checked in main."""
-    args = Args(**vars(make_parser().parse_args(argv)))
-    for names, ok, must in RULES:
-        for name in names:
-            if not ok(getattr(args, name)):
-                usage_error(f"--{name.replace('_', '-')} must be {must}, got {getattr(args, name)}")
-    if args.eval_only and not args.load:
-        usage_error("--eval-only needs --load CKPT")
-    if args.data and args.oracle:
-        usage_error("--data and --oracle exclude each other")
-    present = {"cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
-    if not present.get(args.device, True):
-        usage_error(f"--device {args.device}: no such device on this machine; use --device cpu or auto")
-    return args
+CHECKS = (  # (a test that is true of bad input, the error it gives): flags checked together
+    (lambda a: a.eval_only and not a.load, "--eval-only needs --load CKPT"),
+    (lambda a: a.data and a.oracle, "--data and --oracle exclude each other"),
+)
+CHECKPOINT_FORMAT = 2  # version of the checkpoint dict (main's `save`, model_mle.pt and model.pt)
 
 
 # --- data ---------------------------------------------------------------------------------------
@@ -501,72 +473,29 @@ def log(metrics, line: dict):
     metrics.write(to_json(line) + "\n")
 
 
-CHECKPOINT_FORMAT = 1  # version of the dict save_checkpoint writes; load_checkpoint refuses any other
-
-
-def save_checkpoint(path: str, gen, disc, args: Args, progress: dict = None):
-    """One torch.save of a dict, written to a temporary file and moved into place, so that a kill while saving
-    leaves the previous checkpoint whole. `progress` is what a resumed run needs beyond the weights."""
-    torch.save({"script": "seqgan.py", "format": CHECKPOINT_FORMAT, "generator": gen.state_dict(),
-                "discriminator": disc.state_dict(), "args": dataclasses.asdict(args), "progress": progress},
-               path + ".tmp")
-    os.replace(path + ".tmp", path)
-
-
-def load_checkpoint(path: str, flag: str = "--load") -> dict:
-    """A checkpoint that seqgan.py wrote in this format, on the CPU; any other file is a usage error that says why."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # missing, empty, truncated, not torch's format, or pickled objects
-        usage_error(f"{flag} {path}: not a readable checkpoint ({type(e).__name__}: {str(e).split('. ')[0]})")
-    script = ckpt.get("script") if isinstance(ckpt, dict) else None
-    if script != "seqgan.py":
-        usage_error(f"{flag} {path}: a checkpoint of {script or 'another program'}, not of seqgan.py")
-    if ckpt["format"] != CHECKPOINT_FORMAT:
-        usage_error(f"{flag} {path}: checkpoint format {ckpt['format']}; this seqgan.py reads {CHECKPOINT_FORMAT}")
-    return ckpt
-
-
-def resume_checkpoint(out: str, args: Args) -> dict:
-    """The checkpoint of an interrupted run in `out`, or None; a usage error if it was made with other flags."""
-    path = os.path.join(out, "resume.pt")
-    if not os.path.isfile(path):
-        return None
-    ckpt = load_checkpoint(path, "--out")
-    ours = dataclasses.asdict(args)
-    differ = [k for k, v in ckpt["args"].items() if k not in ("device", "compile", "bf16") and ours.get(k) != v]
-    if differ:
-        said = ", ".join(f"--{k.replace('_', '-')} {ckpt['args'][k]} (this run: {ours.get(k)})" for k in differ)
-        usage_error(f"--out {out} holds a run made with other flags: {said}; use the same flags or another --out")
-    return ckpt
-
-
-def rng_state() -> dict:
-    """The random states a resumed run restores: python's and torch's (CPU, and CUDA when present)."""
-    return {"python": random.getstate(), "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
-
-
-def set_rng_state(state: dict):
-    random.setstate(state["python"])
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def to_json(record: dict) -> str:
-    """Strict JSON: every non-finite number, which json.dumps writes as NaN or Infinity, becomes null."""
-    return json.dumps(json.loads(json.dumps(record), parse_constant=lambda _: None))
-
-
-def write_json(path: str, record: dict):
-    """A JSON file written to a temporary file and moved into place, so it is whole or absent."""
-    with open(path + ".tmp", "w") as f:
-        f.write(to_json(record))
-    os.replace(path + ".tmp", path)
-
-
 # --- main ---------------------------------------------------------------------------------------
+def make_task(args: Args, device) -> tuple:
+    """(the real sequences, the quality Score, a diversity measure or None, the summary so far): the oracle's
+    samples scored by NLL-oracle, or with --data lines of text scored by BLEU-4 against the held-out lines."""
+    if not args.data:  # the synthetic benchmark
+        oracle = (oracle_from_arrays(read_oracle(args.oracle)) if args.oracle else
+                  random_oracle(args.vocab_size, args.emb, args.hidden, args.seed)).to(device).requires_grad_(False)
+        real = oracle.sample(args.num_train, args.seq_len)  # the training set: the oracle's own samples
+        score = Score("nll_oracle", lambda g: nll_oracle(oracle, g.sample(args.eval_samples, args.seq_len)))
+        return real, score, None, {"nll_oracle_real": round(nll_oracle(oracle, real), 4)}
+    enc = small_bpe(args.bpe_vocab)
+    real, held_out = load_lines(args.data, enc, args.seq_len, device)
+    bleu = Bleu4(held_out)
+
+    def bleu4(g):  # the mean BLEU-4 of G's samples against all the held-out lines
+        return float(np.mean([bleu(strip_padding(s)) for s in g.sample(args.eval_samples, args.seq_len).tolist()]))
+
+    def diversity(g):
+        return round(distinct_n([strip_padding(s) for s in g.sample(args.eval_samples, args.seq_len).tolist()]), 4)
+    diversity.decode = lambda seq: enc.decode([t - 1 for t in strip_padding(seq)])
+    return real, Score("bleu4", bleu4), diversity, {"train_lines": len(real), "held_out_lines": len(held_out)}
+
+
 def main(argv=None):
     args = parse_args(argv)
     ckpt = load_checkpoint(args.load) if args.load else None
@@ -577,90 +506,60 @@ def main(argv=None):
         args = dataclasses.replace(args, **{k: ckpt["args"][k] for k in ARCH})
     if args.data:
         args.vocab_size = args.bpe_vocab + 1  # + id 0: padding after a line's end, and the start token
-    oracle_arrays = read_oracle(args.oracle) if args.oracle else None
-    if oracle_arrays and (args.vocab_size, args.emb, args.hidden) != oracle_sizes(oracle_arrays):
+    sizes = oracle_sizes(read_oracle(args.oracle)) if args.oracle else None  # (vocab, emb, hidden)
+    if sizes and (args.vocab_size, args.emb, args.hidden) != sizes:
         if ckpt:
             usage_error(f"--load {args.load}: a generator of (vocab, emb, hidden) "
-                        f"{(args.vocab_size, args.emb, args.hidden)}; the oracle's are {oracle_sizes(oracle_arrays)}")
-        args.vocab_size, args.emb, args.hidden = oracle_sizes(oracle_arrays)
+                        f"{(args.vocab_size, args.emb, args.hidden)}; the oracle's are {sizes}")
+        args.vocab_size, args.emb, args.hidden = sizes
     t0 = time.time()
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    device = start_device(args)
     args = dataclasses.replace(args, bf16=device.type == "cuda" if args.bf16 is None else args.bf16)
-    if device.type == "cpu":
-        torch.set_num_threads(1)  # small models: more threads only fight over the cores
-    else:
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    out = args.out or os.path.join("runs", f"seqgan-{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
-    try:
-        os.makedirs(out, exist_ok=True)
-    except OSError as e:  # a file of that name, or a folder that cannot be written
-        usage_error(f"--out {out}: cannot make this folder ({e.strerror})")
-
-    if args.data:  # real text: BLEU-4 of samples against the held-out lines
-        enc = small_bpe(args.bpe_vocab)
-        real, held_out = load_lines(args.data, enc, args.seq_len, device)
-        bleu = Bleu4(held_out)
-
-        def bleu4(g):  # the mean BLEU-4 of G's samples against all the held-out lines
-            return float(np.mean([bleu(strip_padding(s)) for s in g.sample(args.eval_samples, args.seq_len).tolist()]))
-        score = Score("bleu4", bleu4)
-
-        def diversity(g):
-            return round(distinct_n([strip_padding(s) for s in g.sample(args.eval_samples, args.seq_len).tolist()]), 4)
-        summary = {"train_lines": len(real), "held_out_lines": len(held_out)}
-    else:  # the synthetic benchmark: NLL-oracle of samples
-        oracle = (oracle_from_arrays(oracle_arrays) if args.oracle else
-                  random_oracle(args.vocab_size, args.emb, args.hidden, args.seed)).to(device).requires_grad_(False)
-        real = oracle.sample(args.num_train, args.seq_len)  # the training set: the oracle's own samples
-
-        score = Score("nll_oracle", lambda g: nll_oracle(oracle, g.sample(args.eval_samples, args.seq_len)))
-        summary = {"nll_oracle_real": round(nll_oracle(oracle, real), 4)}
-    gen = init_generator(args.vocab_size, args.emb, args.hidden).to(device)
-    disc = Discriminator(args.vocab_size, args.d_emb, args.seq_len, args.d_filter_scale, args.d_dropout).to(device)
+    networks = lambda: (init_generator(args.vocab_size, args.emb, args.hidden),
+                        Discriminator(args.vocab_size, args.d_emb, args.seq_len, args.d_filter_scale, args.d_dropout))
+    with torch.device("meta"):  # sizes only, nothing allocated: weights, gradients and Adam's moments of G and D
+        sizes = 4 * 4 * sum(p.numel() for net in networks() for p in net.parameters())
+        check_fits(sizes, f"--vocab-size {args.vocab_size} --emb {args.emb} --hidden {args.hidden}", device)
+    real, score, diversity, summary = make_task(args, device)
+    out, resume = start_run(args)
+    gen, disc = (net.to(device) for net in networks())
     d_optimizer = adam(disc.parameters(), args.d_lr, device)
     if args.compile:  # its dropout then draws from inductor's random stream, not torch's: other draws, like a seed
         disc.compile()
-    curves, pretrained = {}, None
-    resumed = None if args.eval_only else resume_checkpoint(out, args)
-    progress = resumed and resumed["progress"]
+    curves, pretrained, progress = {}, None, resume and resume["progress"]
     if progress:  # the phases before the checkpoint's are done: their results come from it
-        gen.load_state_dict(resumed["generator"])
-        disc.load_state_dict(resumed["discriminator"])
+        load_state(gen, resume["generator"], out)
+        load_state(disc, resume["discriminator"], out)
         disc.eval()  # as train_discriminator leaves it between rounds
         d_optimizer.load_state_dict(progress["d_optimizer"])
         curves, summary, pretrained = progress["curves"], progress["summary"], progress["pretrained"]
         print(f"resumed at epoch {progress['epoch']} of {progress['phase']}", flush=True)
-    metrics = open(os.devnull if args.eval_only else os.path.join(out, "metrics.jsonl"), "a" if progress else "w",
-                   buffering=1)
-    if progress:  # the records up to the checkpoint, each once (a record a kill cut short goes too)
-        metrics.truncate(progress["metrics_bytes"])
+    metrics = open(os.devnull, "w") if args.eval_only else open_records(out, resume)
     done = lambda phase: progress and PHASES.index(phase) < PHASES.index(progress["phase"])
     at = lambda phase: progress if progress and progress["phase"] == phase else None
+    weights = lambda: {"generator": gen.state_dict(), "discriminator": disc.state_dict(),
+                       "args": dataclasses.asdict(args)}
 
     def save(phase: str, epoch: int, trained, g_optimizer, curve: list):  # a resumable checkpoint, now and then
         last = {"mle_pretraining": args.mle_epochs, "d_pretraining": args.d_pretrain}.get(phase, args.adv_epochs)
         if epoch % args.checkpoint_every and epoch != last:
             return
-        save_checkpoint(os.path.join(out, "resume.pt"), gen, disc, args, {
+        save_checkpoint(os.path.join(out, "resume.pt"), {**weights(), "records": metrics.tell(), "progress": {
             "phase": phase, "epoch": epoch, "control": trained.state_dict() if trained is not gen else None,
             "g_optimizer": g_optimizer.state_dict() if g_optimizer else None, "d_optimizer": d_optimizer.state_dict(),
-            "curve": curve, "curves": curves, "summary": summary, "pretrained": pretrained, "rng": rng_state(),
-            "metrics_bytes": metrics.tell()})
+            "curve": curve, "curves": curves, "summary": summary, "pretrained": pretrained, "rng": rng_state()}})
 
     if ckpt:
-        gen.load_state_dict(ckpt["generator"])
-        disc.load_state_dict(ckpt["discriminator"])
+        load_state(gen, ckpt["generator"], args.load)
+        load_state(disc, ckpt["discriminator"], args.load)
     elif not done("d_pretraining"):
         if not done("mle_pretraining"):
             curves["mle_pretraining"] = train_mle(args, gen, real, score, metrics, save, at("mle_pretraining"))
         train_discriminator(args, disc, d_optimizer, gen, real, args.d_pretrain, save, at("d_pretraining"))
-        save_checkpoint(os.path.join(out, "model_mle.pt"), gen, disc, args)
+        save_checkpoint(os.path.join(out, "model_mle.pt"), weights())
     if not args.eval_only and f"{score.name}_mle" not in summary:  # --eval-only: the loaded G, under score.name
         summary[f"{score.name}_mle"] = round(score.of(gen), 4)
-        if args.data:
+        if diversity:
             summary["distinct4_mle"] = diversity(gen)
     if not args.eval_only:
         if not done("seqgan"):
@@ -669,7 +568,7 @@ def main(argv=None):
             curves["seqgan"] = adversarial(args, gen, disc, d_optimizer, real, score, metrics, "seqgan", save,
                                            at("seqgan"))
             summary["adv_epoch_s"] = round((time.time() - start) / args.adv_epochs, 3) if args.adv_epochs else 0.0
-            save_checkpoint(os.path.join(out, "model.pt"), gen, disc, args)
+            save_checkpoint(os.path.join(out, "model.pt"), weights())
         for control in ("mle", "const") if args.controls else ():
             if not done(control):
                 baseline = init_generator(args.vocab_size, args.emb, args.hidden).to(device)
@@ -678,17 +577,238 @@ def main(argv=None):
                                               at(control))
                 summary[f"{score.name}_{control}_control"] = round(curves[control][-1][1], 4)
         write_json(os.path.join(out, "curves.json"), curves)
+    metrics.close()
     summary[score.name] = round(score.of(gen), 4)
-    if args.data:
+    if diversity:
         summary["distinct4"] = diversity(gen)
         for seq in gen.sample(5, args.seq_len).tolist():
-            print("sample:", enc.decode([t - 1 for t in strip_padding(seq)]))
-    summary.update(wall_s=round(time.time() - t0, 1), device=device.type, seed=args.seed)
-    metrics.close()
+            print("sample:", diversity.decode(seq))
+    finish_run(out, args, {**summary, "wall_s": round(time.time() - t0, 1), "device": device.type, "seed": args.seed})
+
+
+# === plumbing: the same in every script ===========================================================================
+# What every script carries alike, to be read once: the command line built from Args and checked (RULES, CHECKS),
+# the device and the seeds, the run folder (made, locked, a finished run kept), checkpoints written whole and read
+# back checked, random states, strict JSON, metrics records kept once across resumes, and one line instead of a
+# traceback when Ctrl-C or a full disk stops a run. It reads Args, RULES, CHECKS and CHECKPOINT_FORMAT from above.
+SCRIPT = "seqgan.py"
+NOT_COMPARED = ("device", "compile", "bf16", "out")  # flags a rerun in the same folder may change
+
+
+def make_parser() -> argparse.ArgumentParser:
+    """Every field of Args a flag (total_steps: --total-steps), from the dataclass alone, so that the file also works
+    pasted into a notebook: a field is Annotated[type, help] or Annotated[type, help, {more argparse options}]."""
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split()).split(". ")[0],  # its first sentence
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    for f in dataclasses.fields(Args):
+        kind, help, *options = typing.get_args(f.type)
+        flag = {"action": argparse.BooleanOptionalAction} if kind is bool else {"type": str if kind is tuple else kind}
+        parser.add_argument("--" + f.name.replace("_", "-"), default=f.default, help=help, **flag, **dict(*options))
+    return parser
+
+
+def usage_error(message: str):
+    """Bad input (a flag, a file, a folder): argparse's usage line and one line naming the problem, exit status 2."""
+    make_parser().error(message)
+
+
+def parse_args(argv=None) -> Args:
+    """The flags, checked before any work: every float finite, a seed that numpy takes, each flag's range (RULES),
+    flags together (CHECKS), the device present. Files, data and environments are checked in main."""
+    args = Args(**vars(make_parser().parse_args(argv)))
+    floats = tuple(f.name for f in dataclasses.fields(Args) if typing.get_args(f.type)[0] is float)
+    for names, ok, must in ((floats, math.isfinite, "a finite number"),
+                            (("seed",), lambda x: 0 <= x < 2 ** 32, "in [0, 2^32)"), *RULES):
+        for name in names:
+            if not ok(getattr(args, name)):
+                usage_error(f"--{name.replace('_', '-')} must be {must}, got {getattr(args, name)}")
+    for bad, message in CHECKS:
+        if bad(args):
+            usage_error(message.format(**vars(args)))
+    present = {"cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if not present.get(args.device, True):
+        usage_error(f"--device {args.device}: no such device on this machine; use --device cpu or auto")
+    return args
+
+
+def start_device(args: Args) -> torch.device:
+    """The device (auto: cuda when there is one), one CPU thread (small networks: more threads only fight over
+    the cores), TF32 on CUDA, and python, numpy and torch seeded."""
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    if device.type == "cpu":
+        torch.set_num_threads(1)
+    else:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    return device
+
+
+def check_fits(nbytes: int, what: str, device: torch.device):
+    """A usage error before any work when `what` needs more bytes than the device has."""
+    if device.type == "cuda":
+        total = torch.cuda.mem_get_info(device)[1]
+    else:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if nbytes > total:
+        usage_error(f"{what} needs {nbytes / 2 ** 30:,.1f} GiB; this {device.type} has {total / 2 ** 30:,.1f} GiB")
+
+
+def start_run(args: Args) -> tuple:
+    """(the run folder, the checkpoint to resume from or None). The folder (--out, default
+    runs/<script>-<seed>-<time>) is made and locked for this process. A finished run in it (summary.json, no
+    resume.pt) made with the same flags is not redone: its summary is printed and the process ends; a run made with
+    other flags is a usage error that names them. An evaluation (--eval-only) only adds its eval.json."""
+    out = args.out or os.path.join("runs", f"{SCRIPT[:-3]}-{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if getattr(start_run, "lock", None):  # a run before this one in the same process: its folder is free now
+        start_run.lock.close()
+    try:
+        os.makedirs(out, exist_ok=True)
+        lock = open(os.path.join(out, ".lock"), "a+")
+    except OSError as e:  # a file of that name, or a folder that cannot be written
+        usage_error(f"--out {out}: cannot make or write this folder ({e.strerror})")
+    try:
+        import fcntl  # POSIX; a run on Windows goes without the lock
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except ImportError:
+        pass
+    except OSError:
+        lock.seek(0)
+        usage_error(f"--out {out} is in use by another run (pid {lock.read().strip()}); wait or use another --out")
+    lock.truncate(0)
+    lock.write(f"{os.getpid()}\n")
+    lock.flush()
+    start_run.lock = lock  # held until the process ends (or the next run of this process)
+    sys.excepthook = lambda kind, error, trace: stopped(out, kind, error, trace)
+    if args.eval_only:
+        return out, None
+    if not args.out:
+        print(f"run folder {out}: if stopped, the same command with --out {out} resumes it", flush=True)
+    made, ours = read_json(os.path.join(out, "args.json")), json.loads(to_json(dataclasses.asdict(args)))
+    resume_path, summary_path = os.path.join(out, "resume.pt"), os.path.join(out, "summary.json")
+    if made is not None:
+        differ = [k for k in made if k not in NOT_COMPARED and ours.get(k) != made[k]]
+        if differ:
+            said = ", ".join(f"--{k.replace('_', '-')} {made[k]} (this run: {ours.get(k)})" for k in differ)
+            usage_error(f"--out {out} holds a run made with other flags: {said}; use the same flags or another --out")
+    if os.path.exists(summary_path) and not os.path.exists(resume_path):
+        if made is None:
+            usage_error(f"--out {out} holds a finished run of unknown flags; use another --out")
+        print(f"--out {out} holds this run, finished; its summary:", flush=True)
+        print(to_json(read_json(summary_path)), flush=True)
+        sys.exit(0)
+    write_json(os.path.join(out, "args.json"), ours)
+    return out, load_checkpoint(resume_path, "--out") if os.path.exists(resume_path) else None
+
+
+def stopped(out: str, kind, error, trace):
+    """Ctrl-C and a full disk end a run with one line and no traceback; any other error is shown whole."""
+    sys.stdout.flush()
+    if issubclass(kind, KeyboardInterrupt):
+        print(f"\ninterrupted; the same command with --out {out} resumes from the last checkpoint", file=sys.stderr)
+        os._exit(130)
+    if issubclass(kind, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        print(f"{SCRIPT}: {error.strerror}: could not write {error.filename}", file=sys.stderr)
+        os._exit(1)
+    sys.__excepthook__(kind, error, trace)
+
+
+def open_records(out: str, resume: dict):
+    """metrics.jsonl, one JSON record a line, each record once: a new run starts it afresh, a resumed one cuts it
+    back to the checkpoint's records (a record a kill cut short goes too)."""
+    metrics = open(os.path.join(out, "metrics.jsonl"), "a" if resume else "w", buffering=1)
+    if resume:
+        metrics.truncate(min(resume["records"], metrics.tell()))  # a shorter file is cut, never padded
+    return metrics
+
+
+def save_checkpoint(path: str, checkpoint: dict):
+    """One torch.save of {script, format, **checkpoint}, made in memory and written whole (write_file)."""
+    buffer = io.BytesIO()
+    torch.save({"script": SCRIPT, "format": CHECKPOINT_FORMAT, **checkpoint}, buffer)
+    write_file(path, buffer.getbuffer())
+
+
+def load_checkpoint(path: str, flag: str = "--load") -> dict:
+    """A checkpoint that this script wrote in this format, on the CPU; any other file is a usage error saying why."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # missing, a folder, empty, truncated, not torch's format, or pickled objects
+        usage_error(f"{flag} {path}: not a readable checkpoint ({type(e).__name__}: {str(e).split('. ')[0]})")
+    script = ckpt.get("script") if isinstance(ckpt, dict) else None
+    if script != SCRIPT:
+        usage_error(f"{flag} {path}: a checkpoint of {script or 'another program'}, not of {SCRIPT}")
+    if ckpt.get("format") != CHECKPOINT_FORMAT:
+        usage_error(f"{flag} {path}: checkpoint format {ckpt.get('format')}; this {SCRIPT} reads {CHECKPOINT_FORMAT}")
+    return ckpt
+
+
+def load_state(target, state: dict, path: str):
+    """target.load_state_dict(state) for a module or an optimizer; a usage error when the sizes do not fit."""
+    try:
+        target.load_state_dict(state)
+    except (RuntimeError, KeyError, ValueError, TypeError) as e:
+        usage_error(f"{path}: its {type(target).__name__} does not fit ({str(e).strip().splitlines()[0][:200]})")
+
+
+def rng_state(*generators) -> dict:
+    """The random states a resumed run restores: torch's (CPU, and CUDA when present) and those of the generators
+    the script also draws from (python's random module, numpy and torch Generators)."""
+    return {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "generators": [g.bit_generator.state if isinstance(g, np.random.Generator)
+                           else g.getstate() if hasattr(g, "getstate") else g.get_state() for g in generators]}
+
+
+def set_rng_state(state: dict, *generators):
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    for g, s in zip(generators, state["generators"], strict=True):
+        if isinstance(g, np.random.Generator):
+            g.bit_generator.state = s
+        elif hasattr(g, "setstate"):
+            g.setstate(s)
+        else:
+            g.set_state(s)
+
+
+def to_json(record: dict) -> str:
+    """Strict JSON: every non-finite number, which json.dumps writes as NaN or Infinity, becomes null."""
+    return json.dumps(json.loads(json.dumps(record), parse_constant=lambda _: None))
+
+
+def read_json(path: str):
+    """The JSON object in a file, or None when there is none."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def write_json(path: str, record: dict):
+    write_file(path, to_json(record).encode())
+
+
+def write_file(path: str, data):
+    """Bytes written to a temporary file that is then moved into place: the file is whole or as it was before,
+    whenever the process is killed. A full disk raises OSError naming the file and the bytes."""
+    try:
+        with open(path + ".tmp", "wb") as f:
+            f.write(data)
+        os.replace(path + ".tmp", path)
+    except OSError as e:
+        raise OSError(e.errno, f"{e.strerror} ({len(data):,} bytes)", path) from None
+
+
+def finish_run(out: str, args: Args, summary: dict):
+    """The summary written (eval.json for --eval-only, else summary.json) and printed as the last line; a finished
+    training run leaves nothing to resume."""
     write_json(os.path.join(out, "eval.json" if args.eval_only else "summary.json"), summary)
-    if not args.eval_only and os.path.isfile(os.path.join(out, "resume.pt")):  # done: nothing is left to resume
+    if not args.eval_only and os.path.exists(os.path.join(out, "resume.pt")):
         os.remove(os.path.join(out, "resume.pt"))
-    print(to_json(summary))
+    print(to_json(summary), flush=True)
 
 
 if __name__ == "__main__":

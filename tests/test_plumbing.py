@@ -15,17 +15,27 @@ import numpy as np
 import pytest
 import torch
 
+import test_scst
+import test_seqgan
 from conftest import ROOT, records, timeless
 
 SCRIPTS = ["dqn", "reinforce", "actor_critic", "scst", "seqgan", "rlhf_ppo", "alphago_mcts"]
-WITH_BLOCK = ["dqn", "reinforce", "actor_critic"]  # the scripts whose plumbing has moved into the block
+WITH_BLOCK = ["dqn", "reinforce", "actor_critic", "scst", "seqgan"]  # the scripts whose plumbing is the block
 MARK = "# === plumbing: the same in every script ==="
 TINY = {  # a run of a few seconds, with checkpoints, validations and log lines on the way
     "dqn": ("--total-steps", 2_000, "--learning-starts", 200, "--eval-every", 500, "--eval-episodes", 2),
     "reinforce": ("--num-envs", 4, "--total-steps", 2_000, "--eval-every", 500, "--eval-episodes", 2),
     "actor_critic": ("--num-envs", 4, "--num-steps", 8, "--total-steps", 2_000, "--eval-every", 512,
                      "--eval-episodes", 2),
+    "scst": (*test_scst.SMALL[2:], "--xe-epochs", 1, "--scst-steps", 4, "--data", "rev.dict"),
+    "seqgan": test_seqgan.SMALL[2:],
 }
+
+
+@pytest.fixture(autouse=True)
+def dictionary(tmp_path):
+    """The data file scst's tiny runs read, in the folder they run in."""
+    test_scst.write_reversal_dictionary(tmp_path / "rev.dict", n=600)
 
 
 def block(name: str) -> str:
@@ -132,19 +142,23 @@ def test_odd_inputs_are_usage_errors_not_tracebacks(name, tmp_path, usage_error)
     flags = ("--device", "cpu", *TINY[name])
     for seed in (-1, 2 ** 32):
         assert f"--seed must be in [0, 2^32), got {seed}" in usage_error(f"{name}.py", *flags, "--seed", seed)
-    err = usage_error(f"{name}.py", *flags, "--env-id", "OneBasedTest-v0", "--out", "a")
-    assert "Discrete(3, start=1)" in err and "numbered from 0" in err
     assert "--hidden 200000" in usage_error(f"{name}.py", *flags, "--hidden", 200_000, "--out", "b")
     (tmp_path / "c" / "resume.pt").mkdir(parents=True)  # a folder where the checkpoint would be
     assert "--out c/resume.pt: not a readable checkpoint" in usage_error(f"{name}.py", *flags, "--out", "c")
     main_of(name, tmp_path, out="d")
     ckpt = torch.load(tmp_path / "d" / "model.pt", weights_only=True)
     torch.save({k: v for k, v in ckpt.items() if k != "format"}, tmp_path / "formatless.pt")
-    assert "checkpoint format None" in usage_error(f"{name}.py", "--eval-only", "--load", "formatless.pt")
+    assert "checkpoint format None" in usage_error(f"{name}.py", *flags, "--eval-only", "--load", "formatless.pt")
     weights = next(k for k in ckpt if isinstance(ckpt[k], dict) and any(torch.is_tensor(v) for v in ckpt[k].values()))
     ckpt[weights] = {k: torch.zeros(3, *v.shape) for k, v in ckpt[weights].items()}
     torch.save(ckpt, tmp_path / "sizes.pt")
-    assert "sizes.pt: its " in usage_error(f"{name}.py", "--eval-only", "--load", "sizes.pt")
+    assert "sizes.pt: its " in usage_error(f"{name}.py", *flags, "--eval-only", "--load", "sizes.pt")
+
+
+@pytest.mark.parametrize("name", ["dqn", "reinforce", "actor_critic"])
+def test_actions_not_numbered_from_0_are_a_usage_error(name, usage_error):
+    err = usage_error(f"{name}.py", "--device", "cpu", "--env-id", "OneBasedTest-v0", "--out", "a")
+    assert "Discrete(3, start=1)" in err and "numbered from 0" in err
 
 
 def test_a_replay_memory_that_cannot_fit_is_refused_before_any_work(usage_error, tmp_path):

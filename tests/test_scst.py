@@ -200,18 +200,16 @@ def test_help(run_script):
     (("--baseline", "mean", "--num-samples", 1), "--num-samples 2 or more"),
     (("--xe-epochs", -1), "--xe-epochs must be 0 or more"),
     (("--hidden", 0), "--hidden must be at least 1"),
-    (("--load", "a.pt", "--predict", ""), "--predict ''"),
+    (("--load", "a.pt", "--predict", ""), "--predict must be words of one or more of the letters"),
 ])
 def test_bad_input(usage_error, flags, message):
     err = usage_error("scst.py", *flags)
     assert message in err
 
 
-def test_predict_rejects_letters_outside_the_alphabet(usage_error, run_script, tmp_path):
-    write_reversal_dictionary(tmp_path / "rev.dict", n=600)
-    run_script("scst.py", "--data", "rev.dict", *SMALL, "--xe-epochs", 1, "--scst-steps", 0, "--out", "a")
+def test_predict_rejects_letters_outside_the_alphabet(usage_error):
     err = usage_error("scst.py", "--load", "a/model.pt", "--predict", "caf\u00e9", "x1")
-    assert "'caf\u00e9': a word is one or more of the letters" in err
+    assert "--predict must be words of one or more of the letters" in err and "'caf\u00e9'" in err
 
 
 def test_scst_learns_reversal(run_script, tmp_path):
@@ -228,9 +226,16 @@ def test_scst_learns_reversal(run_script, tmp_path):
 def test_data_that_is_no_dictionary_is_a_usage_error(usage_error, tmp_path):
     (tmp_path / "binary.dict").write_bytes(bytes(range(256)) * 4)
     (tmp_path / "prose.txt").write_text("HELLO  HH AH L OW\nThis line is prose, not an entry.\n")
-    for file, message in (("binary.dict", "a binary file"), ("prose.txt", "prose.txt, line 2")):
-        err = usage_error("scst.py", "--data", file, *SMALL)
-        assert message in err
+    (tmp_path / "latin1.dict").write_bytes("CAF\u00c9  K AE F EY\n".encode("latin-1"))
+    for file, message in (("binary.dict", "a binary file"), ("prose.txt", "prose.txt, line 2"),
+                          ("latin1.dict", "not UTF-8 (byte 3)")):
+        err = usage_error("scst.py", "--data", file, *SMALL, "--out", "run")
+        assert message in err and not (tmp_path / "run").exists()
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_word(tmp_path):
+    (tmp_path / "bom.dict").write_bytes("\ufeffABLE  EY B AH L\nBAKER  B EY K ER\n".encode("utf-8"))
+    assert set(scst.read_dictionary(str(tmp_path / "bom.dict"))) == {"able", "baker"}
 
 
 def test_pad_and_bos_are_never_generated():
