@@ -431,7 +431,7 @@ def main(argv=None):
 # back checked, random states, strict JSON, metrics records kept once across resumes, and one line instead of a
 # traceback when Ctrl-C or a full disk stops a run. It reads Args, RULES, CHECKS and CHECKPOINT_FORMAT from above.
 SCRIPT = "dqn.py"
-NOT_COMPARED = ("device", "compile", "bf16", "out")  # flags a rerun in the same folder may change
+NOT_COMPARED = ("device", "compile", "bf16", "out", "stage", "prompt")  # what a rerun in the same folder may change
 
 
 def make_parser() -> argparse.ArgumentParser:

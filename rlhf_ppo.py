@@ -12,7 +12,9 @@ global batch over torchrun's processes; load_gpt2 and save_gpt2 read and write O
 Docs and results: docs/rlhf_ppo.md"""
 import argparse
 import dataclasses
+import errno
 import hashlib
+import io
 import json
 import math
 import os
@@ -20,9 +22,10 @@ import random
 import shutil
 import sys
 import time
+import typing
 import urllib.request
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Annotated, NamedTuple
 
 import numpy as np
 import torch
@@ -32,65 +35,63 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 
-# --- config -------------------------------------------------------------------------------------
-def arg(default, help: str, **options):
-    """A field of Args and a flag of the command line: its default, its help text, argparse options."""
-    return dataclasses.field(default=default, metadata={"help": help, **options})
-
-
+# --- config ---------------------------------------------------------------------------------------
 @dataclass
 class Args:
-    stage: str = arg("all", "the stage to run; `all` reuses the stage checkpoints found in --out",
-                     choices=("all", "pretrain", "sft", "rm", "ppo", "eval"))
-    data: str = arg("", "UTF-8 text (default: tinyshakespeare, downloaded once into ~/.cache/rlhf_ppo)")
-    init_from: str = arg("", "start from OpenAI's GPT-2 instead of pretraining: gpt2, gpt2-medium, gpt2-large or "
-                         "gpt2-xl (downloaded once), or a folder in its Hugging Face format; sets the model's size")
-    vocab_size: int = arg(4_096, "the first N merge ranks of tiktoken's cl100k_base; EOS and PAD come on top")
-    n_layer: int = arg(4, "transformer blocks")
-    n_head: int = arg(4, "attention heads")
-    n_embd: int = arg(128, "model width")
-    block_size: int = arg(64, "context in tokens: prompt_len + response_len must fit")
-    prompt_len: int = arg(16, "prompt tokens at most (left-padded to this)")
-    response_len: int = arg(32, "response tokens at most (EOS included)")
-    dropout: float = arg(0.1, "in pretraining and SFT only; off for the reward model and PPO")
-    pretrain_iters: int = arg(1_000, "budget of language-model pretraining (batches of batch_size x block_size)")
-    batch_size: int = arg(32, "sequences per step in pretraining, SFT and reward modelling")
-    lr: float = arg(1e-3, "pretraining peak learning rate (warmup, then cosine to a tenth)")
-    sft_epochs: int = arg(3, "epochs over the demonstrations")
-    sft_lr: float = arg(3e-4, "AdamW learning rate of SFT")
-    rm_prompts: int = arg(4_000, "prompts whose K samples the labeler ranks for the reward model")
-    k: int = arg(4, "K: SFT samples per prompt, ranked (C(K,2) comparisons each)")
-    label_noise: float = arg(0.1, "temperature of the labeler's Bradley-Terry (Plackett-Luce) noise on VADER scores")
-    rm_epochs: int = arg(1, "epochs over the rankings (InstructGPT: one, the RM overfits beyond)")
-    rm_lr: float = arg(1e-4, "AdamW learning rate of the reward model")
-    ppo_steps: int = arg(200, "PPO budget: rollout batches")
-    rollout_batch: int = arg(64, "prompts per PPO step")
-    minibatch: int = arg(16, "sequences per PPO gradient step")
-    ppo_epochs: int = arg(4, "passes over each rollout batch")
-    ppo_lr: float = arg(3e-5, "AdamW learning rate of policy and critic")
-    beta: float = arg(0.1, "KL penalty coefficient (the start value when kl_target > 0)")
-    kl_target: float = arg(0.0, "adaptive beta (Ziegler et al.): target KL to the reference in nats per sequence; 0: "
-                                "fixed")
-    clip: float = arg(0.2, "PPO ratio clip epsilon")
-    vf_clip: float = arg(0.2, "value clip, around the rollout's values")
-    vf_coef: float = arg(0.1, "weight of the value loss")
-    gamma: float = arg(1.0, "discount over response tokens")
-    lam: float = arg(0.95, "GAE lambda")
-    temperature: float = arg(0.7, "sampling temperature, also applied to the log-probs PPO trains on")
-    missing_eos_penalty: float = arg(1.0, "subtracted from the RM score of a response that never ends")
-    eval_prompts: int = arg(500, "held-out prompts for the final evaluation")
-    prompt: str = arg("", "also continue this line with the SFT and PPO policies at the end")
-    log_every: int = arg(10, "PPO steps between progress lines (pretraining: 25x this many iterations)")
-    checkpoint_every: float = arg(300.0, "seconds between resumable checkpoints inside a stage (0: at every step)")
-    seed: int = arg(1, "seeds python, numpy and torch")
-    device: str = arg("auto", "auto: cuda when available", choices=("auto", "cpu", "cuda", "mps"))
-    compile: bool = arg(False, "torch.compile the full-sequence forward (worth it on CUDA)")
-    bf16: bool = arg(None, "bf16 autocast of the transformer blocks, on CUDA and CPU alike (heads and losses in "
-                     "fp32); unset: on with CUDA")
-    out: str = arg("", "output folder with the stage checkpoints (default runs/rlhf_ppo-<seed>-<time>)")
-    load: str = arg("", "a run folder whose stage checkpoints are reused (after those in --out)")
-    eval_only: bool = arg(False, "only evaluate the checkpoints of --load (or --out): same as --stage eval; writes "
-                        "eval.json")
+    stage: Annotated[str, "the stage to run; `all` reuses the stage checkpoints found in --out",
+                     {"choices": ("all", "pretrain", "sft", "rm", "ppo", "eval")}] = "all"
+    data: Annotated[str, "UTF-8 text (default: tinyshakespeare, downloaded once into ~/.cache/rlhf_ppo)"] = ""
+    init_from: Annotated[str, "start from OpenAI's GPT-2 instead of pretraining: gpt2, gpt2-medium, gpt2-large or "
+                              "gpt2-xl (downloaded once), or a folder in its Hugging Face format; sets the model's "
+                              "size"] = ""
+    vocab_size: Annotated[int, "the first N merge ranks of tiktoken's cl100k_base; EOS and PAD come on top"] = 4_096
+    n_layer: Annotated[int, "transformer blocks"] = 4
+    n_head: Annotated[int, "attention heads"] = 4
+    n_embd: Annotated[int, "model width"] = 128
+    block_size: Annotated[int, "context in tokens: prompt_len + response_len must fit"] = 64
+    prompt_len: Annotated[int, "prompt tokens at most (left-padded to this)"] = 16
+    response_len: Annotated[int, "response tokens at most (EOS included)"] = 32
+    dropout: Annotated[float, "in pretraining and SFT only; off for the reward model and PPO"] = 0.1
+    pretrain_iters: Annotated[int, "budget of language-model pretraining (batches of batch_size x block_size)"] = 1_000
+    batch_size: Annotated[int, "sequences per step in pretraining, SFT and reward modelling"] = 32
+    lr: Annotated[float, "pretraining peak learning rate (warmup, then cosine to a tenth)"] = 1e-3
+    sft_epochs: Annotated[int, "epochs over the demonstrations"] = 3
+    sft_lr: Annotated[float, "AdamW learning rate of SFT"] = 3e-4
+    rm_prompts: Annotated[int, "prompts whose K samples the labeler ranks for the reward model"] = 4_000
+    k: Annotated[int, "K: SFT samples per prompt, ranked (C(K,2) comparisons each)"] = 4
+    label_noise: Annotated[float, "temperature of the labeler's Bradley-Terry "
+                                  "(Plackett-Luce) noise on VADER scores"] = 0.1
+    rm_epochs: Annotated[int, "epochs over the rankings (InstructGPT: one, the RM overfits beyond)"] = 1
+    rm_lr: Annotated[float, "AdamW learning rate of the reward model"] = 1e-4
+    ppo_steps: Annotated[int, "PPO budget: rollout batches"] = 200
+    rollout_batch: Annotated[int, "prompts per PPO step"] = 64
+    minibatch: Annotated[int, "sequences per PPO gradient step"] = 16
+    ppo_epochs: Annotated[int, "passes over each rollout batch"] = 4
+    ppo_lr: Annotated[float, "AdamW learning rate of policy and critic"] = 3e-5
+    beta: Annotated[float, "KL penalty coefficient (the start value when kl_target > 0)"] = 0.1
+    kl_target: Annotated[float, "adaptive beta (Ziegler et al.): target KL to the reference in nats per sequence; 0: "
+                                "fixed"] = 0.0
+    clip: Annotated[float, "PPO ratio clip epsilon"] = 0.2
+    vf_clip: Annotated[float, "value clip, around the rollout's values"] = 0.2
+    vf_coef: Annotated[float, "weight of the value loss"] = 0.1
+    gamma: Annotated[float, "discount over response tokens"] = 1.0
+    lam: Annotated[float, "GAE lambda"] = 0.95
+    temperature: Annotated[float, "sampling temperature, also applied to the log-probs PPO trains on"] = 0.7
+    missing_eos_penalty: Annotated[float, "subtracted from the RM score of a response that never ends"] = 1.0
+    eval_prompts: Annotated[int, "held-out prompts for the final evaluation"] = 500
+    prompt: Annotated[str, "also continue this line with the SFT and PPO policies at the end"] = ""
+    log_every: Annotated[int, "PPO steps between progress lines (pretraining: 25x this many iterations)"] = 10
+    checkpoint_every: Annotated[float, "seconds between resumable checkpoints inside a stage (0: at every "
+                                       "step)"] = 300.0
+    seed: Annotated[int, "seeds python, numpy and torch"] = 1
+    device: Annotated[str, "auto: cuda when available", {"choices": ("auto", "cpu", "cuda", "mps")}] = "auto"
+    compile: Annotated[bool, "torch.compile the full-sequence forward (worth it on CUDA)"] = False
+    bf16: Annotated[bool, "bf16 autocast of the transformer blocks, on CUDA and CPU alike (heads and losses in fp32); "
+                          "unset: on with CUDA"] = None
+    out: Annotated[str, "output folder with the stage checkpoints (default runs/rlhf_ppo-<seed>-<time>)"] = ""
+    load: Annotated[str, "a run folder whose stage checkpoints are reused (after those in --out)"] = ""
+    eval_only: Annotated[bool, "only evaluate the checkpoints of --load (or --out): same as --stage eval; writes "
+                               "eval.json"] = False
 
     @property
     def eos(self) -> int:  # the two special tokens come after the BPE ranks: EOS ends a response ...
@@ -107,8 +108,7 @@ DATA_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tiny
 POSITIVE = 0.05  # VADER's own threshold: compound >= 0.05 is positive sentiment
 
 
-RULES = (  # (flags, test, what they must be), checked in this order before any work starts
-    (tuple(f.name for f in dataclasses.fields(Args) if f.type is float), math.isfinite, "a finite number"),
+RULES = (  # (flags, test, what each must be), checked in this order before any work starts
     (("n_layer", "n_head", "n_embd", "block_size", "prompt_len", "response_len", "batch_size", "rm_prompts",
       "rollout_batch", "minibatch", "ppo_epochs", "eval_prompts", "log_every"), lambda x: x >= 1, "at least 1"),
     (("pretrain_iters", "sft_epochs", "rm_epochs", "ppo_steps", "beta", "kl_target", "clip", "vf_clip", "vf_coef",
@@ -120,67 +120,17 @@ RULES = (  # (flags, test, what they must be), checked in this order before any 
     (("k",), lambda x: x >= 2, "at least 2 (a ranking compares two samples or more)"),
     (("vocab_size",), lambda x: 256 <= x <= 100_000, "in [256, 100000] (the 256 byte tokens come first)"),
 )
+CHECKS = (  # (a test that is true of bad input, the error it gives): flags checked together
+    (lambda a: a.n_embd % a.n_head, "--n-embd {n_embd} is not a multiple of --n-head {n_head}"),
+    (lambda a: a.prompt_len + a.response_len > a.block_size,
+     "prompt ({prompt_len}) + response ({response_len}) tokens exceed the context --block-size {block_size}"),
+    (lambda a: a.rollout_batch % a.minibatch, "--rollout-batch {rollout_batch} is not a multiple of --minibatch "
+                                              "{minibatch}"),
+)
+CHECKPOINT_FORMAT = 4  # version of the checkpoint dicts (a stage's <stage>.pt, resume.pt)
 
 
-def make_parser() -> argparse.ArgumentParser:
-    """Every field of Args a flag (total_steps: --total-steps), built from the dataclass alone."""
-    parser = argparse.ArgumentParser(description=" ".join(__doc__.split()).split(". ")[0],  # its first sentence
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    for f in dataclasses.fields(Args):
-        kind = {"action": argparse.BooleanOptionalAction} if f.type is bool else {"type": f.type}
-        parser.add_argument("--" + f.name.replace("_", "-"), default=f.default, **kind, **f.metadata)
-    return parser
-
-
-def usage_error(message: str):
-    """Bad input (a flag, a file, a dataset): the usage line and one line of error, exit status 2."""
-    make_parser().error(message)
-
-
-def parse_args(argv=None) -> Args:
-    """The flags, checked against RULES and against each other; files are checked in main."""
-    args = Args(**vars(make_parser().parse_args(argv)))
-    for names, ok, must in RULES:
-        for name in names:
-            if not ok(getattr(args, name)):
-                usage_error(f"--{name.replace('_', '-')} must be {must}, got {getattr(args, name)}")
-    if args.eval_only:
-        args.stage = "eval"
-    if args.n_embd % args.n_head:
-        usage_error(f"--n-embd {args.n_embd} is not a multiple of --n-head {args.n_head}")
-    if args.prompt_len + args.response_len > args.block_size:
-        usage_error(f"prompt ({args.prompt_len}) + response ({args.response_len}) tokens exceed the context "
-                    f"--block-size {args.block_size}")
-    if args.rollout_batch % args.minibatch:
-        usage_error(f"--rollout-batch {args.rollout_batch} is not a multiple of --minibatch {args.minibatch}")
-    present = {"cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
-    if not present.get(args.device, True):
-        usage_error(f"--device {args.device}: no such device on this machine; use --device cpu or auto")
-    return args
-
-
-def find_checkpoint(args: Args, stage: str) -> str:
-    """The stage checkpoint in --out, else in --load, else ''."""
-    for folder in (args.out, args.load):
-        if folder and os.path.isfile(os.path.join(folder, f"{stage}.pt")):
-            return os.path.join(folder, f"{stage}.pt")
-    return ""
-
-
-def plan_stages(args: Args, resume_path: str) -> tuple:
-    """(the stages this run needs, {stage: checkpoint reused instead of training it}, the checkpoint of a killed
-    run in a stage to be trained now, or None). --stage X trains X from the checkpoints of the stages before it;
-    `all` trains every stage, reusing those already in --out or --load (so a rerun resumes)."""
-    stages = STAGES if args.stage == "all" else (args.stage,)
-    needed = [s for s in STAGES[:-1] if s in stages or any(s in NEEDS[t] for t in stages)]
-    reuse = {s: find_checkpoint(args, s) for s in needed if s not in stages or args.stage == "all"}
-    reuse = {s: path for s, path in reuse.items() if path}
-    resumed = load_checkpoint(resume_path) if os.path.isfile(resume_path) else None
-    if resumed and (resumed["progress"]["stage"] not in needed or resumed["progress"]["stage"] in reuse):
-        resumed = None
-    return needed, reuse, resumed
-
-
+# --- data: tokenizer, prompts, the simulated labeler --------------------------------------------
 def download_default() -> str:
     """tinyshakespeare, fetched once and cached, as nanoGPT does."""
     path = os.path.join(os.path.expanduser("~"), ".cache", "rlhf_ppo", "tinyshakespeare.txt")
@@ -194,7 +144,6 @@ def download_default() -> str:
     return path
 
 
-# --- data: tokenizer, prompts, the simulated labeler --------------------------------------------
 def small_bpe(vocab: int):
     """tiktoken's cl100k_base cut to its first `vocab` merge ranks: still a valid BPE, since every merge is built
     from lower-ranked tokens and ranks 0-255 are the single bytes. EOS = vocab, PAD = vocab + 1. Offline, the ranks
@@ -646,6 +595,45 @@ def step_random(args: Args, ranks: Ranks, stage: str, step: int, device) -> torc
     return torch.Generator(device).manual_seed(seeded(args.seed, STAGES.index(stage), step))
 
 
+def start_ranks(args: Args) -> tuple:
+    """(Ranks, device). Launched by torchrun (RANK, WORLD_SIZE, LOCAL_RANK set): one process per GPU, the GPU
+    LOCAL_RANK of its node, over nccl; or processes on a CPU, over gloo. RANK is the rank among all nodes: only rank 0
+    writes files and prints, the others' stdout goes to /dev/null."""
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    if "RANK" not in os.environ:
+        return Ranks(), device
+    missing = [v for v in ("WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT") if v not in os.environ]
+    if missing:
+        usage_error(f"RANK is set but not {', '.join(missing)}: start several processes with torchrun")
+    if device.type == "mps":
+        usage_error("--device mps: one process only; under torchrun use --device cuda or cpu")
+    rank, world, local = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"])
+    if device.type == "cuda":
+        device = torch.device("cuda", local)
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if rank > 0:
+        sys.stdout = open(os.devnull, "w")
+    return Ranks(rank, world), device
+
+
+def start_ranks_run(args: Args, ranks: Ranks) -> tuple:
+    """(the run folder, the checkpoint to resume from or None): rank 0 makes, locks and checks the folder
+    (start_run) and names it to the other ranks, which read from it and write nothing."""
+    if ranks.world == 1:
+        return start_run(args)
+    out, resume = start_run(args) if ranks.rank == 0 else (None, None)
+    named = [out]
+    try:
+        dist.broadcast_object_list(named)
+    except RuntimeError:  # rank 0 has stopped (a usage error, or a finished run), and says why
+        sys.exit(0)
+    resume_path = os.path.join(named[0], "resume.pt")
+    if ranks.rank and not args.eval_only and os.path.isfile(resume_path):
+        resume = load_checkpoint(resume_path, "--out")
+    return named[0], resume
+
+
 # --- training stages ----------------------------------------------------------------------------
 def make_optimizer(params, lr: float, device, weight_decay: float = 0.0):
     return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=device.type in ("cuda", "cpu"))
@@ -1018,7 +1006,7 @@ def show_samples(name: str, prompts: list, texts: list, enc, n: int = 6):
         print(f"{name}: {enc.decode(p)!r} -> {t!r}")
 
 
-# --- main ---------------------------------------------------------------------------------------
+# --- main: InstructGPT's pipeline, stage by stage --------------------------------------------------------------
 STAGE_FLAGS = {  # the flags each stage's result depends on, beyond those of the stages it starts from (NEEDS)
     "pretrain": ("init_from", "vocab_size", "n_layer", "n_head", "n_embd", "block_size", "dropout", "pretrain_iters",
                  "batch_size", "lr", "seed"),
@@ -1027,72 +1015,154 @@ STAGE_FLAGS = {  # the flags each stage's result depends on, beyond those of the
     "ppo": ("ppo_steps", "rollout_batch", "minibatch", "ppo_epochs", "ppo_lr", "beta", "kl_target", "clip", "vf_clip",
             "vf_coef", "gamma", "lam", "missing_eos_penalty"),
 }
-CHECKPOINT_FORMAT = 3  # version of the dict save_checkpoint writes; load_checkpoint refuses any other
 
 
-def depends(args: Args, stage: str, data_sha1: str) -> dict:
+class Run(NamedTuple):
+    """What every stage of one run reads: the flags, where it runs, the text and its prompts, the labeler."""
+    args: Args
+    device: torch.device
+    ranks: Ranks
+    out: str
+    text: str
+    enc: object  # the BPE
+    labeler: Labeler
+    train_pairs: list  # (prompt ids, continuation ids, continuation text) of the text's first nine tenths
+    val_pairs: list  # of its last tenth
+    eval_prompts: list
+    gpt2: str  # the GPT-2 folder of --init-from, or ""
+    metrics: object  # metrics.jsonl, or /dev/null on every rank but 0
+
+
+def depends(run: Run, stage: str) -> dict:
     """What a stage's checkpoint was made from: its flags, those of the stages before it, and the text."""
-    flags = {k: getattr(args, k) for k in STAGE_FLAGS[stage]}
+    flags = {k: getattr(run.args, k) for k in STAGE_FLAGS[stage]}
     for need in NEEDS[stage]:
-        flags.update(depends(args, need, data_sha1))
-    return {**flags, "data_sha1": data_sha1}
+        flags.update(depends(run, need))
+    return {**flags, "data_sha1": hashlib.sha1(run.text.encode()).hexdigest()}
 
 
-def save_checkpoint(path: str, model: GPT, args: Args, metrics: dict, made_from: dict, progress: dict = None):
-    """One torch.save of a dict, written to a temporary file and moved into place, so that a kill while saving
-    leaves the previous checkpoint whole. `progress`: what resuming a stage needs beyond the model's weights."""
-    torch.save({"script": "rlhf_ppo.py", "format": CHECKPOINT_FORMAT, "model": model.state_dict(),
-                "args": dataclasses.asdict(args), "metrics": metrics, "made_from": made_from, "progress": progress},
-               path + ".tmp")
-    os.replace(path + ".tmp", path)
-
-
-def load_checkpoint(path: str, model: GPT = None, made_from: dict = None) -> dict:
-    """A stage checkpoint, loaded into model when given. A usage error, saying why, for a file that is not a
-    checkpoint of this script, or one made from other flags or other text than made_from."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # empty, truncated, not torch's format, or pickled objects
-        usage_error(f"{path}: not a readable checkpoint ({type(e).__name__}: {str(e).split('. ')[0]})")
-    script = ckpt.get("script") if isinstance(ckpt, dict) else None
-    if script != "rlhf_ppo.py":
-        usage_error(f"{path}: a checkpoint of {script or 'another program'}, not of rlhf_ppo.py")
-    if ckpt["format"] != CHECKPOINT_FORMAT:
-        usage_error(f"{path}: checkpoint format {ckpt['format']}; this rlhf_ppo.py reads {CHECKPOINT_FORMAT}")
-    differ = [k for k in made_from or {} if ckpt["made_from"].get(k) != made_from[k]]
+def stage_checkpoint(run: Run, stage: str, path: str) -> dict:
+    """A stage checkpoint; a usage error when it was made from other flags or other text than this run's."""
+    ckpt, made_from = load_checkpoint(path, "--out" if os.path.dirname(path) == run.out else "--load"), \
+        depends(run, stage)
+    differ = [k for k in made_from if ckpt["made_from"].get(k) != made_from[k]]
     if differ:
         said = ", ".join(f"{k} {ckpt['made_from'].get(k)} (this run: {made_from[k]})" for k in differ)
         usage_error(f"{path} was made from other input: {said}; pass the same flags and --data, or another --out")
-    if model is not None:
-        model.load_state_dict(ckpt["model"])
     return ckpt
 
 
-def to_json(record: dict) -> str:
-    """Strict JSON: every non-finite number, which json.dumps writes as NaN or Infinity, becomes null."""
-    return json.dumps(json.loads(json.dumps(record), parse_constant=lambda _: None))
+def plan_stages(args: Args, out: str) -> tuple:
+    """(the stages this run needs, {stage: checkpoint path reused instead of training it}). --stage X trains X from
+    the checkpoints of the stages before it (in --out, else in --load); `all` trains every stage whose checkpoint
+    --out (or --load) lacks, so that a rerun resumes. A stage whose checkpoint --out holds is never trained again."""
+    stages = STAGES if args.stage == "all" else (args.stage,)
+    needed = [s for s in STAGES[:-1] if s in stages or any(s in NEEDS[t] for t in stages)]
+    folders = {s: (out,) if s in stages and args.stage != "all" else (out, args.load) for s in needed}
+    reuse = {s: os.path.join(f, f"{s}.pt") for s in needed for f in reversed(folders[s])
+             if f and os.path.isfile(os.path.join(f, f"{s}.pt"))}  # the first folder wins
+    return needed, reuse
 
 
-def write_json(path: str, record: dict):
-    """A JSON file written to a temporary file and moved into place, so it is whole or absent."""
-    with open(path + ".tmp", "w") as f:
-        f.write(to_json(record))
-    os.replace(path + ".tmp", path)
+def run_stage(run: Run, name: str, train_stage, start_from: GPT, reused: dict, resume: dict, summary: dict) -> GPT:
+    """The model of one stage: loaded when a checkpoint of it is reused (`reused`); else trained by
+    train_stage(run, model, save, progress) from start_from's weights (or from where a killed run was) and saved
+    as <name>.pt. Its results go to the summary."""
+    args, writes = run.args, run.ranks.rank == 0
+    torch.manual_seed(args.seed + 1000 * STAGES.index(name))  # each stage reproducible alone: resumption is exact
+    model = GPT(args, scalar_head=name == "rm", dropout=args.dropout if name in ("pretrain", "sft") else 0.0)
+    model, progress, last_save = model.to(run.device), None, time.time()
+    if name == "pretrain" and run.gpt2:  # OpenAI's GPT-2 instead of pretraining
+        load_gpt2(model, run.gpt2)
+        print(f"pretrain: GPT-2 from {run.gpt2}", flush=True)
+        return model.eval()
+    if name in reused:
+        load_state(model, reused[name]["model"], reused[name]["path"])
+        summary.update(reused[name]["metrics"])
+        print(f"{name}: loaded {reused[name]['path']}", flush=True)
+        return model.eval()
+    if resume and resume["progress"]["stage"] == name:  # go on where the killed run was
+        load_state(model, resume["model"], run.out)
+        progress = resume["progress"]
+        print(f"{name}: resumed at {progress['counter']} {progress[progress['counter']]}", flush=True)
+    elif start_from is not None:  # the RM starts from the SFT model without its LM head: a new scalar head
+        missing = model.load_state_dict(start_from.state_dict(), strict=False).missing_keys
+        assert all(k.startswith("value_head.") for k in missing), missing
+
+    def checkpoint(progress: dict = None, result: dict = None) -> dict:
+        return {"model": model.state_dict(), "args": dataclasses.asdict(args), "metrics": result or {},
+                "made_from": depends(run, name), "progress": progress, "records": run.metrics.tell()}
+
+    def save(progress_now):  # a resumable checkpoint of this stage, every checkpoint_every seconds
+        nonlocal last_save
+        if writes and time.time() - last_save >= args.checkpoint_every:
+            save_checkpoint(os.path.join(run.out, "resume.pt"), checkpoint({"stage": name, **progress_now()}))
+            last_save = time.time()
+
+    result = train_stage(run, model, save, progress)
+    if writes:
+        save_checkpoint(os.path.join(run.out, f"{name}.pt"), checkpoint(result=result))
+        if os.path.exists(os.path.join(run.out, "resume.pt")):  # done: its checkpoint replaces the one in progress
+            os.remove(os.path.join(run.out, "resume.pt"))
+    summary.update(result)
+    return model.eval()
 
 
-def keep_records(path: str, stages: set, resumed: dict = None):
-    """Cuts metrics.jsonl back to the records of `stages`, whose checkpoints this run reuses, and those of the
-    stage a resumed run goes on with up to its checkpoint: every record once."""
-    def kept_record(r: dict) -> bool:
-        return r["stage"] in stages or bool(resumed) and r["stage"] == resumed["stage"] and \
-            r[resumed["counter"]] <= resumed[resumed["counter"]]
+def train_base(run: Run, model: GPT, save, progress) -> dict:
+    """Stage 0: next-token prediction on the text's first 90 %."""
+    tokens = torch.tensor(run.enc.encode_ordinary(run.text), device=run.device)
+    split = int(0.9 * len(tokens))
+    return pretrain(run.args, model, tokens[:split], tokens[split:], run.device, run.metrics, save, progress,
+                    run.ranks)
 
-    if os.path.isfile(path):
-        with open(path) as f:
-            kept = [line for line in f if line.endswith("\n") and kept_record(json.loads(line))]
-        with open(path + ".tmp", "w") as f:
-            f.writelines(kept)
-        os.replace(path + ".tmp", path)
+
+def train_sft(run: Run, model: GPT, save, progress) -> dict:
+    """Stage 1: supervised fine-tuning on demonstrations, the text's continuations that the labeler likes."""
+    gold = run.labeler.gold([rest for _, _, rest in run.train_pairs])
+    demos = [pair for pair, g in zip(run.train_pairs, gold.tolist()) if g >= POSITIVE]
+    result = sft(run.args, model, demos, run.enc, run.device, run.metrics, save, progress, run.ranks)
+    return {**result, "gold_demos": round(gold[gold >= POSITIVE].mean().item(), 4)}
+
+
+def train_rm(run: Run, rm: GPT, sft_policy: GPT) -> dict:
+    """Stage 2: a reward model from the labeler's rankings of K samples of the SFT policy per prompt."""
+    args = run.args
+    prompts = [p for p, _, _ in run.train_pairs[:args.rm_prompts]]
+    held = [p for p, _, _ in run.val_pairs[args.eval_prompts:args.eval_prompts + max(50, args.rm_prompts // 10)]]
+    t = time.time()
+    generator = step_random(args, run.ranks, "rm", 0, run.device)
+    labels = torch.Generator().manual_seed(args.seed)  # the labeler's noise
+    rank = lambda ps: ranked_samples(args, sft_policy, ps, run.labeler, run.enc, run.device, generator, labels,
+                                     run.ranks)
+    train, held_out = rank(prompts), rank(held or run.eval_prompts)
+    result = {"rm_sampling_s": round(time.time() - t, 1)}
+    result.update(train_reward_model(args, rm, train, held_out, run.device, run.metrics, run.ranks))
+    log(run.metrics, {"stage": "rm", **result})
+    return result
+
+
+def train_policy(run: Run, policy: GPT, sft_policy: GPT, rm: GPT, save, progress) -> dict:
+    """Stage 3: PPO against the reward model, the policy from SFT, the critic from the reward model."""
+    critic = GPT(run.args, scalar_head=True).to(run.device)
+    critic.load_state_dict(rm.state_dict())
+    ppo = PPO(run.args, policy, sft_policy, critic, rm, [p for p, _, _ in run.train_pairs], run.device, run.ranks)
+    return train_ppo(run.args, ppo, run.labeler, run.enc, run.metrics, save, progress)
+
+
+def evaluate_policies(run: Run, models: dict) -> dict:
+    """The SFT and PPO policies on the held-out prompts (evaluate), six samples each shown, and --prompt's."""
+    args, summary, t = run.args, {}, time.time()
+    for name in ("sft", "ppo"):
+        result, texts = evaluate(args, models[name], models["sft"], models["rm"], run.eval_prompts, run.labeler,
+                                 run.enc, run.device, run.ranks)
+        summary.update({f"{k}_{name}": v for k, v in result.items()})
+        show_samples(name, run.eval_prompts, texts, run.enc)
+        if args.prompt:
+            p = [run.enc.encode_ordinary(args.prompt)] * 4
+            samples = sample_responses(models[name], p, torch.rand(4, args.response_len, device=run.device), args,
+                                       run.device)
+            show_samples(name, p, decode(run.enc, samples.response, samples.mask), run.enc)
+    return {**summary, "eval_s": round(time.time() - t, 1)}
 
 
 def read_text(path: str) -> str:
@@ -1107,183 +1177,307 @@ def read_text(path: str) -> str:
     return text
 
 
-def start_ranks(args: Args) -> tuple:
-    """(Ranks, device). Launched by torchrun (RANK, WORLD_SIZE, LOCAL_RANK set): one process per GPU, the GPU
-    LOCAL_RANK of its node, over nccl; or processes on a CPU, over gloo. RANK is the rank among all nodes: only rank 0
-    writes files and prints, the others' stdout goes to /dev/null."""
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
-    if "RANK" not in os.environ:
-        return Ranks(), device
-    if device.type == "mps":
-        usage_error("--device mps: one process only; under torchrun use --device cuda or cpu")
-    rank, world, local = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"])
-    if device.type == "cuda":
-        device = torch.device("cuda", local)
-        torch.cuda.set_device(device)
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    if rank > 0:
-        sys.stdout = open(os.devnull, "w")
-    return Ranks(rank, world), device
-
-
-def main(argv=None):
-    args = parse_args(argv)
-    ranks, device = start_ranks(args)
-    for flag in ("batch_size", "minibatch"):  # global sizes, split evenly over the ranks
-        if getattr(args, flag) % ranks.world:
-            usage_error(f"--{flag.replace('_', '-')} {getattr(args, flag)} is not a multiple of {ranks.world} ranks")
-    args.out = args.out or os.path.join("runs", f"rlhf_ppo-{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
+def prepare(args: Args) -> tuple:
+    """(args with GPT-2's sizes under --init-from, the text, the BPE, the GPT-2 folder or "", the train and
+    held-out prompt pairs), every input checked before any work."""
+    for need in NEEDS[args.stage] if args.stage != "all" else ():
+        if not any(os.path.isfile(os.path.join(f, f"{need}.pt")) for f in (args.out, args.load) if f) and \
+                not (need == "pretrain" and args.init_from):
+            usage_error(f"--stage {args.stage} needs {need}.pt in --out or --load; run --stage {need} first")
     if args.load and not os.path.isdir(args.load):
         usage_error(f"--load {args.load}: no such folder")
-    if args.stage != "all":
-        for need in NEEDS[args.stage]:
-            if not find_checkpoint(args, need) and not (need == "pretrain" and args.init_from):
-                usage_error(f"--stage {args.stage} needs {need}.pt in --out or --load; run --stage {need} first")
     text = read_text(args.data or download_default())
     gpt2 = gpt2_folder(args.init_from) if args.init_from else ""
     args = gpt2_args(args, gpt2) if gpt2 else args
-    enc, labeler = gpt2_bpe(gpt2, args.vocab_size) if gpt2 else small_bpe(args.vocab_size), Labeler(args.label_noise)
+    enc = gpt2_bpe(gpt2, args.vocab_size) if gpt2 else small_bpe(args.vocab_size)
     if args.prompt and len(enc.encode_ordinary(args.prompt)) > args.prompt_len:
         usage_error(f"--prompt is longer than --prompt-len {args.prompt_len} tokens")
-    t0 = time.time()
-    args = dataclasses.replace(args, bf16=device.type == "cuda" if args.bf16 is None else args.bf16)
-    if device.type == "cpu":
-        torch.set_num_threads(1)  # small models: more threads only fight over the cores
-    else:
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    try:
-        os.makedirs(args.out, exist_ok=True)
-    except OSError as e:  # a file of that name, or a folder that cannot be written
-        usage_error(f"--out {args.out}: cannot make this folder ({e.strerror})")
-
-    lines = text.split("\n")
+    lines, rng = text.split("\n"), random.Random(args.seed)
     cut = int(0.9 * len(lines))  # the last tenth of the text is held out: eval prompts, RM held-out pairs
-    rng = random.Random(args.seed)
     train_pairs, val_pairs = prompt_pairs(lines[:cut], enc, args, rng), prompt_pairs(lines[cut:], enc, args, rng)
     if len(train_pairs) < args.rollout_batch or not val_pairs:
         usage_error(f"--data {args.data}: {len(train_pairs)} training prompts and {len(val_pairs)} held-out ones (last "
                     f"tenth of the text) fit --prompt-len and --response-len; {args.rollout_batch} and 1 are needed")
     rng.shuffle(train_pairs)
     rng.shuffle(val_pairs)
-    eval_prompts = [p for p, _, _ in val_pairs[:args.eval_prompts]]
-    summary = {"train_prompts": len(train_pairs), "eval_prompts": len(eval_prompts)}
+    return args, text, enc, gpt2, train_pairs, val_pairs
 
-    resume_path = os.path.join(args.out, "resume.pt")  # the stage a killed run was in
-    needed, reuse, resumed = plan_stages(args, resume_path)
-    data_sha1 = hashlib.sha1(text.encode()).hexdigest()
-    writes = ranks.rank == 0  # files: rank 0 alone
-    if writes:
-        keep_records(os.path.join(args.out, "metrics.jsonl"), {s for s in STAGES[:-1] if s not in needed or
-                                                              s in reuse and os.path.isfile(f"{args.out}/{s}.pt")},
-                     resumed and resumed["progress"])
-    metrics = open(os.path.join(args.out, "metrics.jsonl") if writes and not args.eval_only else os.devnull, "a",
-                   buffering=1)
+
+def main(argv=None):
+    args = parse_args(argv)
+    args = dataclasses.replace(args, stage="eval" if args.eval_only else args.stage,
+                               eval_only=args.eval_only or args.stage == "eval")
+    ranks, device = start_ranks(args)
+    for flag in ("batch_size", "minibatch"):  # global sizes, split evenly over the ranks
+        if getattr(args, flag) % ranks.world:
+            usage_error(f"--{flag.replace('_', '-')} {getattr(args, flag)} is not a multiple of {ranks.world} ranks")
+    args, text, enc, gpt2, train_pairs, val_pairs = prepare(args)
+    t0 = time.time()
+    start_device(args)
+    args = dataclasses.replace(args, bf16=device.type == "cuda" if args.bf16 is None else args.bf16)
+    with torch.device("meta"):  # sizes only: PPO holds four models (policy, reference, critic, reward model)
+        sizes = 4 * 4 * 4 * sum(p.numel() for p in GPT(args, scalar_head=False).parameters())  # weights, grads, AdamW
+        check_fits(sizes, f"--n-layer {args.n_layer} --n-embd {args.n_embd} --vocab-size {args.vocab_size}", device)
+    out, resume = start_ranks_run(args, ranks)
+    needed, reuse = plan_stages(args, out)
+    if resume and (resume["progress"]["stage"] not in needed or resume["progress"]["stage"] in reuse):
+        resume = None  # a killed run of a stage this run does not train
+    run = Run(args, device, ranks, out, text, enc, Labeler(args.label_noise), train_pairs, val_pairs,
+              [p for p, _, _ in val_pairs[:args.eval_prompts]], gpt2, None)
+    reused = {s: {**stage_checkpoint(run, s, path), "path": path} for s, path in reuse.items()}
+    kept = [c["records"] for s, c in reused.items() if os.path.dirname(c["path"]) == out] + [0]
+    metrics = open(os.devnull, "w") if ranks.rank or args.eval_only else \
+        open_records(out, resume or {"records": max(kept)})  # the records of the stages kept, each once
+    run = run._replace(metrics=metrics)
     if ranks.world > 1:
         dist.barrier()  # every rank has read what it resumes from before rank 0 writes
-
-    def stage(name: str, train_stage, start_from: GPT = None) -> GPT:
-        """The model of one stage: None when this run needs no such stage; loaded when a checkpoint of it is
-        reused; else trained by train_stage(model, save, progress) from start_from's weights (or from where a
-        killed run was) and saved as <name>.pt. Its results go to the summary."""
-        if name not in needed:
-            return None
-        torch.manual_seed(args.seed + 1000 * STAGES.index(name))  # each stage reproducible alone: resumption is exact
-        model = GPT(args, scalar_head=name == "rm", dropout=args.dropout if name in ("pretrain", "sft") else 0.0)
-        model, made_from, progress, last_save = model.to(device), depends(args, name, data_sha1), None, time.time()
-        if name == "pretrain" and gpt2:  # OpenAI's GPT-2 instead of pretraining
-            load_gpt2(model, gpt2)
-            print(f"pretrain: GPT-2 from {gpt2}", flush=True)
-            return model.eval()
-        if name in reuse:
-            summary.update(load_checkpoint(reuse[name], model, made_from)["metrics"])
-            print(f"{name}: loaded {reuse[name]}", flush=True)
-            return model.eval()
-        if resumed and resumed["progress"]["stage"] == name:  # go on where the killed run was
-            progress = load_checkpoint(resume_path, model, made_from)["progress"]
-            print(f"{name}: resumed at {progress['counter']} {progress[progress['counter']]}", flush=True)
-        elif start_from is not None:  # the RM starts from the SFT model without its LM head: a new scalar head
-            missing = model.load_state_dict(start_from.state_dict(), strict=False).missing_keys
-            assert all(k.startswith("value_head.") for k in missing), missing
-
-        def save(progress_now):  # a resumable checkpoint of this stage, every checkpoint_every seconds
-            nonlocal last_save
-            if writes and time.time() - last_save >= args.checkpoint_every:
-                save_checkpoint(resume_path, model, args, {}, made_from, {"stage": name, **progress_now()})
-                last_save = time.time()
-
-        result = train_stage(model, save, progress)
-        if writes:
-            save_checkpoint(os.path.join(args.out, f"{name}.pt"), model, args, result, made_from)
-            if os.path.isfile(resume_path):  # the stage is done: its checkpoint replaces the one in progress
-                os.remove(resume_path)
-        summary.update(result)
-        return model.eval()
-
-    def train_base(model: GPT, save, progress) -> dict:  # next-token prediction on the text's first 90 %
-        tokens = torch.tensor(enc.encode_ordinary(text), device=device)
-        split = int(0.9 * len(tokens))
-        return pretrain(args, model, tokens[:split], tokens[split:], device, metrics, save, progress, ranks)
-
-    def train_sft(model: GPT, save, progress) -> dict:  # on demonstrations: the continuations the labeler likes
-        gold = labeler.gold([rest for _, _, rest in train_pairs])
-        demos = [pair for pair, g in zip(train_pairs, gold.tolist()) if g >= POSITIVE]
-        result = sft(args, model, demos, enc, device, metrics, save, progress, ranks)
-        return {**result, "gold_demos": round(gold[gold >= POSITIVE].mean().item(), 4)}
-
-    def train_rm(rm: GPT, save, progress) -> dict:  # K samples per prompt from the SFT policy, ranked by the labeler
-        prompts = [p for p, _, _ in train_pairs[:args.rm_prompts]]
-        held = [p for p, _, _ in val_pairs[args.eval_prompts:args.eval_prompts + max(50, args.rm_prompts // 10)]]
-        t = time.time()
-        generator = step_random(args, ranks, "rm", 0, device)
-        labels = torch.Generator().manual_seed(args.seed)  # the labeler's noise
-        train = ranked_samples(args, sft_policy, prompts, labeler, enc, device, generator, labels, ranks)
-        held_out = ranked_samples(args, sft_policy, held or eval_prompts, labeler, enc, device, generator, labels,
-                                  ranks)
-        result = {"rm_sampling_s": round(time.time() - t, 1)}
-        result.update(train_reward_model(args, rm, train, held_out, device, metrics, ranks))
-        log(metrics, {"stage": "rm", **result})
-        return result
-
-    def train_policy(policy: GPT, save, progress) -> dict:  # PPO: policy from SFT, critic from the RM
-        critic = GPT(args, scalar_head=True).to(device)
-        critic.load_state_dict(rm.state_dict())
-        ppo = PPO(args, policy, sft_policy, critic, rm, [p for p, _, _ in train_pairs], device, ranks)
-        return train_ppo(args, ppo, labeler, enc, metrics, save, progress)
-
+    summary = {"train_prompts": len(train_pairs), "eval_prompts": len(run.eval_prompts)}
     # InstructGPT's figure 2, after pretraining: (1) SFT on demonstrations, (2) a reward model, (3) PPO against it
+    stage = lambda name, train, start_from=None: run_stage(run, name, train, start_from, reused, resume, summary) \
+        if name in needed else None
     base = stage("pretrain", train_base)
     sft_policy = stage("sft", train_sft, base)
-    rm = stage("rm", train_rm, sft_policy)
-    policy = stage("ppo", train_policy, sft_policy)
-    if gpt2 and writes and args.stage in ("all", "ppo"):  # the policy in GPT-2's format, for transformers
-        save_gpt2(policy, gpt2, os.path.join(args.out, "policy_gpt2"))
-    models = {"sft": sft_policy, "rm": rm, "ppo": policy}
-
+    rm = stage("rm", lambda run, model, save, progress: train_rm(run, model, sft_policy), sft_policy)
+    policy = stage("ppo", lambda run, model, save, progress: train_policy(run, model, sft_policy, rm, save, progress),
+                   sft_policy)
+    if gpt2 and not ranks.rank and args.stage in ("all", "ppo"):  # the policy in GPT-2's format, for transformers
+        save_gpt2(policy, gpt2, os.path.join(out, "policy_gpt2"))
     if args.stage in ("all", "eval"):
-        t = time.time()
-        for name in ("sft", "ppo"):
-            result, texts = evaluate(args, models[name], models["sft"], models["rm"], eval_prompts, labeler, enc,
-                                     device, ranks)
-            summary.update({f"{k}_{name}": v for k, v in result.items()})
-            show_samples(name, eval_prompts, texts, enc)
-            if args.prompt:
-                p = [enc.encode_ordinary(args.prompt)] * 4
-                samples = sample_responses(models[name], p, torch.rand(4, args.response_len, device=device), args,
-                                           device)
-                texts = decode(enc, samples.response, samples.mask)
-                show_samples(name, p, texts, enc)
-        summary["eval_s"] = round(time.time() - t, 1)
-    summary.update(wall_s=round(time.time() - t0, 1), device=device.type, ranks=ranks.world, seed=args.seed)
+        summary.update(evaluate_policies(run, {"sft": sft_policy, "rm": rm, "ppo": policy}))
     metrics.close()
-    if writes:
-        write_json(os.path.join(args.out, "eval.json" if args.eval_only else "summary.json"), summary)
-    print(to_json(summary))
+    summary.update(wall_s=round(time.time() - t0, 1), device=device.type, ranks=ranks.world, seed=args.seed)
+    if ranks.rank == 0 and args.stage in ("all", "eval"):
+        finish_run(out, args, summary)
+    else:  # a single stage's run, or a rank other than 0: its summary printed (rank 0's), not written
+        print(to_json(summary), flush=True)
     if ranks.world > 1:
         dist.barrier()  # no rank leaves while another still talks to it
         dist.destroy_process_group()
+
+
+# === plumbing: the same in every script ===========================================================================
+# What every script carries alike, to be read once: the command line built from Args and checked (RULES, CHECKS),
+# the device and the seeds, the run folder (made, locked, a finished run kept), checkpoints written whole and read
+# back checked, random states, strict JSON, metrics records kept once across resumes, and one line instead of a
+# traceback when Ctrl-C or a full disk stops a run. It reads Args, RULES, CHECKS and CHECKPOINT_FORMAT from above.
+SCRIPT = "rlhf_ppo.py"
+NOT_COMPARED = ("device", "compile", "bf16", "out", "stage", "prompt")  # what a rerun in the same folder may change
+
+
+def make_parser() -> argparse.ArgumentParser:
+    """Every field of Args a flag (total_steps: --total-steps), from the dataclass alone, so that the file also works
+    pasted into a notebook: a field is Annotated[type, help] or Annotated[type, help, {more argparse options}]."""
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split()).split(". ")[0],  # its first sentence
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    for f in dataclasses.fields(Args):
+        kind, help, *options = typing.get_args(f.type)
+        flag = {"action": argparse.BooleanOptionalAction} if kind is bool else {"type": str if kind is tuple else kind}
+        parser.add_argument("--" + f.name.replace("_", "-"), default=f.default, help=help, **flag, **dict(*options))
+    return parser
+
+
+def usage_error(message: str):
+    """Bad input (a flag, a file, a folder): argparse's usage line and one line naming the problem, exit status 2."""
+    make_parser().error(message)
+
+
+def parse_args(argv=None) -> Args:
+    """The flags, checked before any work: every float finite, a seed that numpy takes, each flag's range (RULES),
+    flags together (CHECKS), the device present. Files, data and environments are checked in main."""
+    args = Args(**vars(make_parser().parse_args(argv)))
+    floats = tuple(f.name for f in dataclasses.fields(Args) if typing.get_args(f.type)[0] is float)
+    for names, ok, must in ((floats, math.isfinite, "a finite number"),
+                            (("seed",), lambda x: 0 <= x < 2 ** 32, "in [0, 2^32)"), *RULES):
+        for name in names:
+            if not ok(getattr(args, name)):
+                usage_error(f"--{name.replace('_', '-')} must be {must}, got {getattr(args, name)}")
+    for bad, message in CHECKS:
+        if bad(args):
+            usage_error(message.format(**vars(args)))
+    present = {"cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if not present.get(args.device, True):
+        usage_error(f"--device {args.device}: no such device on this machine; use --device cpu or auto")
+    return args
+
+
+def start_device(args: Args) -> torch.device:
+    """The device (auto: cuda when there is one), one CPU thread (small networks: more threads only fight over
+    the cores), TF32 on CUDA, and python, numpy and torch seeded."""
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    if device.type == "cpu":
+        torch.set_num_threads(1)
+    else:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    return device
+
+
+def check_fits(nbytes: int, what: str, device: torch.device):
+    """A usage error before any work when `what` needs more bytes than the device has."""
+    if device.type == "cuda":
+        total = torch.cuda.mem_get_info(device)[1]
+    else:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if nbytes > total:
+        usage_error(f"{what} needs {nbytes / 2 ** 30:,.1f} GiB; this {device.type} has {total / 2 ** 30:,.1f} GiB")
+
+
+def start_run(args: Args) -> tuple:
+    """(the run folder, the checkpoint to resume from or None). The folder (--out, default
+    runs/<script>-<seed>-<time>) is made and locked for this process. A finished run in it (summary.json, no
+    resume.pt) made with the same flags is not redone: its summary is printed and the process ends; a run made with
+    other flags is a usage error that names them. An evaluation (--eval-only) only adds its eval.json."""
+    out = args.out or os.path.join("runs", f"{SCRIPT[:-3]}-{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if getattr(start_run, "lock", None):  # a run before this one in the same process: its folder is free now
+        start_run.lock.close()
+    try:
+        os.makedirs(out, exist_ok=True)
+        lock = open(os.path.join(out, ".lock"), "a+")
+    except OSError as e:  # a file of that name, or a folder that cannot be written
+        usage_error(f"--out {out}: cannot make or write this folder ({e.strerror})")
+    try:
+        import fcntl  # POSIX; a run on Windows goes without the lock
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except ImportError:
+        pass
+    except OSError:
+        lock.seek(0)
+        usage_error(f"--out {out} is in use by another run (pid {lock.read().strip()}); wait or use another --out")
+    lock.truncate(0)
+    lock.write(f"{os.getpid()}\n")
+    lock.flush()
+    start_run.lock = lock  # held until the process ends (or the next run of this process)
+    sys.excepthook = lambda kind, error, trace: stopped(out, kind, error, trace)
+    if args.eval_only:
+        return out, None
+    if not args.out:
+        print(f"run folder {out}: if stopped, the same command with --out {out} resumes it", flush=True)
+    made, ours = read_json(os.path.join(out, "args.json")), json.loads(to_json(dataclasses.asdict(args)))
+    resume_path, summary_path = os.path.join(out, "resume.pt"), os.path.join(out, "summary.json")
+    if made is not None:
+        differ = [k for k in made if k not in NOT_COMPARED and ours.get(k) != made[k]]
+        if differ:
+            said = ", ".join(f"--{k.replace('_', '-')} {made[k]} (this run: {ours.get(k)})" for k in differ)
+            usage_error(f"--out {out} holds a run made with other flags: {said}; use the same flags or another --out")
+    if os.path.exists(summary_path) and not os.path.exists(resume_path):
+        if made is None:
+            usage_error(f"--out {out} holds a finished run of unknown flags; use another --out")
+        print(f"--out {out} holds this run, finished; its summary:", flush=True)
+        print(to_json(read_json(summary_path)), flush=True)
+        sys.exit(0)
+    write_json(os.path.join(out, "args.json"), ours)
+    return out, load_checkpoint(resume_path, "--out") if os.path.exists(resume_path) else None
+
+
+def stopped(out: str, kind, error, trace):
+    """Ctrl-C and a full disk end a run with one line and no traceback; any other error is shown whole."""
+    sys.stdout.flush()
+    if issubclass(kind, KeyboardInterrupt):
+        print(f"\ninterrupted; the same command with --out {out} resumes from the last checkpoint", file=sys.stderr)
+        os._exit(130)
+    if issubclass(kind, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        print(f"{SCRIPT}: {error.strerror}: could not write {error.filename}", file=sys.stderr)
+        os._exit(1)
+    sys.__excepthook__(kind, error, trace)
+
+
+def open_records(out: str, resume: dict):
+    """metrics.jsonl, one JSON record a line, each record once: a new run starts it afresh, a resumed one cuts it
+    back to the checkpoint's records (a record a kill cut short goes too)."""
+    metrics = open(os.path.join(out, "metrics.jsonl"), "a" if resume else "w", buffering=1)
+    if resume:
+        metrics.truncate(min(resume["records"], metrics.tell()))  # a shorter file is cut, never padded
+    return metrics
+
+
+def save_checkpoint(path: str, checkpoint: dict):
+    """One torch.save of {script, format, **checkpoint}, made in memory and written whole (write_file)."""
+    buffer = io.BytesIO()
+    torch.save({"script": SCRIPT, "format": CHECKPOINT_FORMAT, **checkpoint}, buffer)
+    write_file(path, buffer.getbuffer())
+
+
+def load_checkpoint(path: str, flag: str = "--load") -> dict:
+    """A checkpoint that this script wrote in this format, on the CPU; any other file is a usage error saying why."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # missing, a folder, empty, truncated, not torch's format, or pickled objects
+        usage_error(f"{flag} {path}: not a readable checkpoint ({type(e).__name__}: {str(e).split('. ')[0]})")
+    script = ckpt.get("script") if isinstance(ckpt, dict) else None
+    if script != SCRIPT:
+        usage_error(f"{flag} {path}: a checkpoint of {script or 'another program'}, not of {SCRIPT}")
+    if ckpt.get("format") != CHECKPOINT_FORMAT:
+        usage_error(f"{flag} {path}: checkpoint format {ckpt.get('format')}; this {SCRIPT} reads {CHECKPOINT_FORMAT}")
+    return ckpt
+
+
+def load_state(target, state: dict, path: str):
+    """target.load_state_dict(state) for a module or an optimizer; a usage error when the sizes do not fit."""
+    try:
+        target.load_state_dict(state)
+    except (RuntimeError, KeyError, ValueError, TypeError) as e:
+        usage_error(f"{path}: its {type(target).__name__} does not fit ({str(e).strip().splitlines()[0][:200]})")
+
+
+def rng_state(*generators) -> dict:
+    """The random states a resumed run restores: torch's (CPU, and CUDA when present) and those of the generators
+    the script also draws from (python's random module, numpy and torch Generators)."""
+    return {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "generators": [g.bit_generator.state if isinstance(g, np.random.Generator)
+                           else g.getstate() if hasattr(g, "getstate") else g.get_state() for g in generators]}
+
+
+def set_rng_state(state: dict, *generators):
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    for g, s in zip(generators, state["generators"], strict=True):
+        if isinstance(g, np.random.Generator):
+            g.bit_generator.state = s
+        elif hasattr(g, "setstate"):
+            g.setstate(s)
+        else:
+            g.set_state(s)
+
+
+def to_json(record: dict) -> str:
+    """Strict JSON: every non-finite number, which json.dumps writes as NaN or Infinity, becomes null."""
+    return json.dumps(json.loads(json.dumps(record), parse_constant=lambda _: None))
+
+
+def read_json(path: str):
+    """The JSON object in a file, or None when there is none."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def write_json(path: str, record: dict):
+    write_file(path, to_json(record).encode())
+
+
+def write_file(path: str, data):
+    """Bytes written to a temporary file that is then moved into place: the file is whole or as it was before,
+    whenever the process is killed. A full disk raises OSError naming the file and the bytes."""
+    try:
+        with open(path + ".tmp", "wb") as f:
+            f.write(data)
+        os.replace(path + ".tmp", path)
+    except OSError as e:
+        raise OSError(e.errno, f"{e.strerror} ({len(data):,} bytes)", path) from None
+
+
+def finish_run(out: str, args: Args, summary: dict):
+    """The summary written (eval.json for --eval-only, else summary.json) and printed as the last line; a finished
+    training run leaves nothing to resume."""
+    write_json(os.path.join(out, "eval.json" if args.eval_only else "summary.json"), summary)
+    if not args.eval_only and os.path.exists(os.path.join(out, "resume.pt")):
+        os.remove(os.path.join(out, "resume.pt"))
+    print(to_json(summary), flush=True)
 
 
 if __name__ == "__main__":

@@ -15,12 +15,14 @@ import numpy as np
 import pytest
 import torch
 
+import test_rlhf_ppo
 import test_scst
 import test_seqgan
 from conftest import ROOT, records, timeless
 
 SCRIPTS = ["dqn", "reinforce", "actor_critic", "scst", "seqgan", "rlhf_ppo", "alphago_mcts"]
-WITH_BLOCK = ["dqn", "reinforce", "actor_critic", "scst", "seqgan"]  # the scripts whose plumbing is the block
+WITH_BLOCK = ["dqn", "reinforce", "actor_critic", "scst", "seqgan", "rlhf_ppo"]  # whose plumbing is the block
+ONE_MODEL = WITH_BLOCK[:5]  # the scripts whose run folder holds one model.pt
 MARK = "# === plumbing: the same in every script ==="
 TINY = {  # a run of a few seconds, with checkpoints, validations and log lines on the way
     "dqn": ("--total-steps", 2_000, "--learning-starts", 200, "--eval-every", 500, "--eval-episodes", 2),
@@ -29,13 +31,16 @@ TINY = {  # a run of a few seconds, with checkpoints, validations and log lines 
                      "--eval-episodes", 2),
     "scst": (*test_scst.SMALL[2:], "--xe-epochs", 1, "--scst-steps", 4, "--data", "rev.dict"),
     "seqgan": test_seqgan.SMALL[2:],
+    "rlhf_ppo": (*test_rlhf_ppo.SMOKE[2:], "--data", "text.txt"),
 }
+SIZE = {"rlhf_ppo": "--n-embd"}  # the flag that makes the networks too large to fit, else --hidden
 
 
 @pytest.fixture(autouse=True)
 def dictionary(tmp_path):
-    """The data file scst's tiny runs read, in the folder they run in."""
+    """The data files that scst's and rlhf_ppo's tiny runs read, in the folder they run in."""
     test_scst.write_reversal_dictionary(tmp_path / "rev.dict", n=600)
+    test_rlhf_ppo.write_corpus(tmp_path / "text.txt")
 
 
 def block(name: str) -> str:
@@ -138,11 +143,18 @@ gym.register("OneBasedTest-v0", entry_point=OneBased, max_episode_steps=10)
 
 
 @pytest.mark.parametrize("name", WITH_BLOCK)
-def test_odd_inputs_are_usage_errors_not_tracebacks(name, tmp_path, usage_error):
+def test_a_seed_numpy_cannot_take_or_networks_too_large_are_usage_errors(name, usage_error):
     flags = ("--device", "cpu", *TINY[name])
     for seed in (-1, 2 ** 32):
         assert f"--seed must be in [0, 2^32), got {seed}" in usage_error(f"{name}.py", *flags, "--seed", seed)
-    assert "--hidden 200000" in usage_error(f"{name}.py", *flags, "--hidden", 200_000, "--out", "b")
+    size = SIZE.get(name, "--hidden")
+    err = usage_error(f"{name}.py", *flags, size, 200_000, "--out", "b")
+    assert f"{size} 200000" in err and " GiB; this cpu has " in err
+
+
+@pytest.mark.parametrize("name", ONE_MODEL)
+def test_odd_checkpoints_are_usage_errors_not_tracebacks(name, tmp_path, usage_error):
+    flags = ("--device", "cpu", *TINY[name])
     (tmp_path / "c" / "resume.pt").mkdir(parents=True)  # a folder where the checkpoint would be
     assert "--out c/resume.pt: not a readable checkpoint" in usage_error(f"{name}.py", *flags, "--out", "c")
     main_of(name, tmp_path, out="d")

@@ -316,9 +316,12 @@ def test_a_stage_checkpoint_made_from_other_flags_or_text_is_not_reused(usage_er
     run_script("rlhf_ppo.py", *SMOKE, "--data", data, "--out", tmp_path / "run", "--stage", "pretrain")
     err = usage_error("rlhf_ppo.py", *SMOKE, "--data", data, "--out", tmp_path / "run", "--stage", "sft",
                       "--pretrain-iters", 10)
+    assert "holds a run made with other flags: --pretrain-iters 20 (this run: 10)" in err
+    err = usage_error("rlhf_ppo.py", *SMOKE, "--data", data, "--load", tmp_path / "run", "--out", tmp_path / "other",
+                      "--stage", "sft", "--pretrain-iters", 10)
     assert "pretrain.pt was made from other input: pretrain_iters 20 (this run: 10)" in err
-    other = write_corpus(tmp_path / "other.txt", lines=500)
-    err = usage_error("rlhf_ppo.py", *SMOKE, "--data", other, "--out", tmp_path / "run")
+    write_corpus(data, lines=500)  # the same file name, another text
+    err = usage_error("rlhf_ppo.py", *SMOKE, "--data", data, "--out", tmp_path / "run")
     assert "data_sha1" in err
 
 
