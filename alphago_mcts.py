@@ -11,6 +11,8 @@ Docs and results: docs/alphago_mcts.md"""
 import argparse
 import copy
 import dataclasses
+import errno
+import io
 import json
 import math
 import os
@@ -18,7 +20,9 @@ import random
 import subprocess
 import sys
 import time
+import typing
 from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
 import torch
@@ -26,114 +30,70 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
-# --- config -------------------------------------------------------------------------------------
-def arg(default, help: str, **options):
-    """A field of Args and a flag of the command line: its default, its help text, argparse options."""
-    return dataclasses.field(default=default, metadata={"help": help, **options})
-
-
+# --- config ---------------------------------------------------------------------------------------
 @dataclass
 class Args:
-    stage: str = arg("all", "the stage to run; all: sl, rl, value, then play",
-                     choices=("all", "sl", "rl", "value", "play"))
-    board_size: int = arg(9, "5 to 19")
-    komi: float = arg(-1.0, "points given to White; -1: 7.5, or 9 on 7x7 (and 24.5 on 5x5, 4.5 on 6x6)")
-    expert: str = arg("uct", "where the SL stage's expert games come from: uct (built in) or gnugo (over GTP)",
-                      choices=("uct", "gnugo"))
-    expert_games: int = arg(400, "games the expert plays against itself for the SL stage")
-    expert_sims: int = arg(400, "simulations per move of the built-in UCT expert")
-    gnugo_level: int = arg(10, "GNU Go's --level, as expert and as opponent")
-    width: int = arg(64, "filters of the policy and value networks")
-    layers: int = arg(6, "convolution layers of each network")
-    sl_epochs: int = arg(20, "epochs over the expert positions (8 symmetries each)")
-    lr: float = arg(1e-3, "AdamW learning rate of SL and value training")
-    batch_size: int = arg(256, "positions per gradient step (SL, value)")
-    rl_iters: int = arg(200, "RL stage: policy-gradient steps, each on a batch of self-play games")
-    rl_games: int = arg(64, "games per RL step, the learner against an opponent drawn from the pool")
-    rl_lr: float = arg(1e-4, "learning rate of the RL policy (SGD as in the paper would also do)")
-    pool_every: int = arg(20, "RL steps between snapshots added to the opponent pool")
-    value_games: int = arg(4_000, "self-play games for the value network, one position kept from each")
-    value_epochs: int = arg(10, "epochs over those positions")
-    sims: int = arg(200, "MCTS simulations per move")
-    leaf_batch: int = arg(16, "leaves evaluated together (virtual loss spreads the descents)")
-    c_puct: float = arg(5.0, "exploration constant of PUCT")
-    mix: float = arg(0.5, "lambda: weight of the rollout outcome in a leaf's value")
-    uct_c: float = arg(1.0, "exploration constant of the pure UCT opponent (UCB1)")
-    games: int = arg(20, "evaluation games against each opponent, colours alternating")
-    opponents: str = arg("random,policy,uct,gnugo", "evaluation opponents (gnugo only when installed)")
-    gtp: bool = arg(False, "speak GTP on stdin/stdout instead of training")
-    log_every: int = arg(10, "RL steps (SL and value: epochs) between progress lines")
-    checkpoint_every: int = arg(20, "RL steps between resumable checkpoints (also: every tenth of the expert games, "
-                                "every finished stage)")
-    seed: int = arg(1, "seeds python, numpy and torch")
-    device: str = arg("auto", "auto: cuda when available", choices=("auto", "cpu", "cuda", "mps"))
-    compile: bool = arg(False, "torch.compile the networks (worth it on CUDA)")
-    bf16: bool = arg(None, "bf16 autocast of the networks, on CUDA and CPU alike (outputs and losses in fp32); "
-                     "unset: on with CUDA")
-    out: str = arg("", "output folder (default runs/alphago_mcts-<seed>-<time>)")
-    load: str = arg("", "checkpoint to start from, to evaluate or to play GTP with; its board size and network "
-                   "sizes are used")
-    eval_only: bool = arg(False, "only play the evaluation matches of the loaded player (same as --stage play); "
-                        "writes eval.json and appends its match records to metrics.jsonl")
+    stage: Annotated[str, "the stage to run; all: "
+                          "sl, rl, value, then play", {"choices": ("all", "sl", "rl", "value", "play")}] = "all"
+    board_size: Annotated[int, "5 to 19"] = 9
+    komi: Annotated[float, "points given to White; -1: 7.5, or 9 on 7x7 (and 24.5 on 5x5, 4.5 on 6x6)"] = -1.0
+    expert: Annotated[str, "where the SL stage's expert games come "
+                           "from: uct (built in) or gnugo (over GTP)", {"choices": ("uct", "gnugo")}] = "uct"
+    expert_games: Annotated[int, "games the expert plays against itself for the SL stage"] = 400
+    expert_sims: Annotated[int, "simulations per move of the built-in UCT expert"] = 400
+    gnugo_level: Annotated[int, "GNU Go's --level, as expert and as opponent"] = 10
+    width: Annotated[int, "filters of the policy and value networks"] = 64
+    layers: Annotated[int, "convolution layers of each network"] = 6
+    sl_epochs: Annotated[int, "epochs over the expert positions (8 symmetries each)"] = 20
+    lr: Annotated[float, "AdamW learning rate of SL and value training"] = 1e-3
+    batch_size: Annotated[int, "positions per gradient step (SL, value)"] = 256
+    rl_iters: Annotated[int, "RL stage: policy-gradient steps, each on a batch of self-play games"] = 200
+    rl_games: Annotated[int, "games per RL step, the learner against an opponent drawn from the pool"] = 64
+    rl_lr: Annotated[float, "learning rate of the RL policy (SGD as in the paper would also do)"] = 1e-4
+    pool_every: Annotated[int, "RL steps between snapshots added to the opponent pool"] = 20
+    value_games: Annotated[int, "self-play games for the value network, one position kept from each"] = 4_000
+    value_epochs: Annotated[int, "epochs over those positions"] = 10
+    sims: Annotated[int, "MCTS simulations per move"] = 200
+    leaf_batch: Annotated[int, "leaves evaluated together (virtual loss spreads the descents)"] = 16
+    c_puct: Annotated[float, "exploration constant of PUCT"] = 5.0
+    mix: Annotated[float, "lambda: weight of the rollout outcome in a leaf's value"] = 0.5
+    uct_c: Annotated[float, "exploration constant of the pure UCT opponent (UCB1)"] = 1.0
+    games: Annotated[int, "evaluation games against each opponent, colours alternating"] = 20
+    opponents: Annotated[str, "evaluation opponents (gnugo only when installed)"] = "random,policy,uct,gnugo"
+    gtp: Annotated[bool, "speak GTP on stdin/stdout instead of training"] = False
+    log_every: Annotated[int, "RL steps (SL and value: epochs) between progress lines"] = 10
+    checkpoint_every: Annotated[int, "RL steps between resumable checkpoints (also: every tenth of the expert games, "
+                                     "every finished stage)"] = 20
+    seed: Annotated[int, "seeds python, numpy and torch"] = 1
+    device: Annotated[str, "auto: cuda when available", {"choices": ("auto", "cpu", "cuda", "mps")}] = "auto"
+    compile: Annotated[bool, "torch.compile the networks (worth it on CUDA)"] = False
+    bf16: Annotated[bool, "bf16 autocast of the networks, on CUDA and CPU alike (outputs and losses in fp32); unset: "
+                          "on with CUDA"] = None
+    out: Annotated[str, "output folder (default runs/alphago_mcts-<seed>-<time>)"] = ""
+    load: Annotated[str, "checkpoint to start from, to evaluate or to play GTP with; its board size and network sizes "
+                         "are used"] = ""
+    eval_only: Annotated[bool, "only play the evaluation matches of the loaded player (same as --stage play); writes "
+                               "eval.json and appends its match records to metrics.jsonl"] = False
 
 
 DEFAULT_KOMI = {5: 24.5, 6: 4.5, 7: 9.0}  # 5x5 is a Black win by 25 under perfect play; 7x7 by 9 (Davies, Li)
 
 
-RULES = (  # (flags, test, what they must be), checked in this order before any work starts
-    (tuple(f.name for f in dataclasses.fields(Args) if f.type is float), math.isfinite, "a finite number"),
+RULES = (  # (flags, test, what each must be), checked in this order before any work starts
     (("board_size",), lambda x: 5 <= x <= 19, "in [5, 19]"),
     (("expert_games", "expert_sims", "width", "layers", "batch_size", "rl_games", "pool_every", "value_games", "sims",
       "leaf_batch", "games", "log_every", "checkpoint_every"), lambda x: x >= 1, "at least 1"),
     (("sl_epochs", "rl_iters", "value_epochs", "gnugo_level"), lambda x: x >= 0, "0 or more"),
     (("lr", "rl_lr", "c_puct", "uct_c"), lambda x: x > 0, "positive"),
     (("mix",), lambda x: 0 <= x <= 1, "in [0, 1]"),
+    (("opponents",), lambda x: set(x.split(",")) <= {"random", "policy", "uct", "gnugo"},
+     "a comma-separated list of random, policy, uct and gnugo"),
 )
-
-
-def make_parser() -> argparse.ArgumentParser:
-    """Every field of Args a flag (total_steps: --total-steps), built from the dataclass alone."""
-    parser = argparse.ArgumentParser(description=" ".join(__doc__.split()).split(". ")[0],  # its first sentence
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    for f in dataclasses.fields(Args):
-        kind = {"action": argparse.BooleanOptionalAction} if f.type is bool else {"type": f.type}
-        parser.add_argument("--" + f.name.replace("_", "-"), default=f.default, **kind, **f.metadata)
-    return parser
-
-
-def usage_error(message: str):
-    """Bad input (a flag, a file, GNU Go): the usage line and one line of error, exit status 2."""
-    make_parser().error(message)
-
-
-def parse_args(argv=None) -> Args:
-    """The flags, checked against RULES and against each other; files and GNU Go are checked in main."""
-    args = Args(**vars(make_parser().parse_args(argv)))
-    for names, ok, must in RULES:
-        for name in names:
-            if not ok(getattr(args, name)):
-                usage_error(f"--{name.replace('_', '-')} must be {must}, got {getattr(args, name)}")
-    if args.eval_only:
-        args.stage = "play"
-    unknown = set(args.opponents.split(",")) - {"random", "policy", "uct", "gnugo"}
-    if unknown:
-        usage_error(f"--opponents: unknown {sorted(unknown)}; choose from random, policy, uct, gnugo")
-    if args.stage == "play" and not args.gtp and not args.load:
-        usage_error("--stage play (--eval-only) needs --load CKPT")
-    present = {"cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
-    if not present.get(args.device, True):
-        usage_error(f"--device {args.device}: no such device on this machine; use --device cpu or auto")
-    return args
-
-
-def gnugo_path() -> str:
-    for path in ("gnugo", "/usr/games/gnugo"):
-        try:
-            subprocess.run([path, "--version"], capture_output=True, timeout=10)
-            return path
-        except (OSError, subprocess.TimeoutExpired):
-            continue
-    return ""
+CHECKS = (  # (a test that is true of bad input, the error it gives): flags checked together
+    (lambda a: (a.stage == "play" or a.eval_only) and not a.gtp and not a.load,
+     "--stage play (--eval-only) needs --load CKPT"),
+)
+CHECKPOINT_FORMAT = 2  # version of the checkpoint dicts (model.pt, resume.pt)
 
 
 # --- Go rules -------------------------------------------------------------------------------------
@@ -710,6 +670,16 @@ def from_gtp(vertex: str, n: int) -> int:
     return (n - row) * n + col
 
 
+def gnugo_path() -> str:
+    for path in ("gnugo", "/usr/games/gnugo"):
+        try:
+            subprocess.run([path, "--version"], capture_output=True, timeout=10)
+            return path
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+    return ""
+
+
 class GnuGo:
     """GNU Go as a GTP subprocess: an expert for SL games and an opponent."""
 
@@ -1147,6 +1117,19 @@ def match(args: Args, ours: SearchPlayer, opponent: Player, name: str, rng: rand
     return result
 
 
+def play_matches(args: Args, nets: dict, device, rng: random.Random, metrics) -> dict:
+    """AlphaGo (the search with all its networks) against each of --opponents (GNU Go when it is installed): the
+    win rates, and the simulations a second of its search."""
+    ours, sims, search_s, summary = alphago_player(args, nets, device, rng), 0, 0.0, {}
+    for name in args.opponents.split(","):
+        if name == "gnugo" and not gnugo_path():
+            continue
+        result = match(args, ours, opponent_player(name, args, nets, device, rng), name, rng, metrics)
+        summary[f"winrate_vs_{name}"] = result["winrate"]
+        sims, search_s = sims + result["sims"], search_s + result["search_s"]
+    return {**summary, "sims_per_s": round(sims / max(search_s, 1e-9))}
+
+
 # --- GTP engine -----------------------------------------------------------------------------------
 class GTPEngine:
     """Go Text Protocol v2: one command per line in, '= result' or '? error' and a blank line out. Each command is a
@@ -1276,93 +1259,13 @@ def parse_color(word: str) -> int:
 
 
 # --- main ---------------------------------------------------------------------------------------
-CHECKPOINT_FORMAT = 1  # version of the dict save_checkpoint writes; load_checkpoint refuses any other
-
-
-def save_checkpoint(path: str, nets: dict, args: Args, done: list, progress: dict = None):
-    """One torch.save of a dict, written to a temporary file and moved into place, so that a kill while saving
-    leaves the previous checkpoint whole. `progress` is what a resumed run needs beyond the weights."""
-    torch.save({"script": "alphago_mcts.py", "format": CHECKPOINT_FORMAT,
-                "nets": {name: net.state_dict() for name, net in nets.items()}, "args": dataclasses.asdict(args),
-                "stages": done, "progress": progress}, path + ".tmp")
-    os.replace(path + ".tmp", path)
-
-
-def load_checkpoint(path: str, flag: str = "--load") -> dict:
-    """A checkpoint that alphago_mcts.py wrote in this format, on the CPU; any other file is a usage error saying
-    why."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # missing, empty, truncated, not torch's format, or pickled objects
-        usage_error(f"{flag} {path}: not a readable checkpoint ({type(e).__name__}: {str(e).split('. ')[0]})")
-    script = ckpt.get("script") if isinstance(ckpt, dict) else None
-    if script != "alphago_mcts.py":
-        usage_error(f"{flag} {path}: a checkpoint of {script or 'another program'}, not of alphago_mcts.py")
-    if ckpt["format"] != CHECKPOINT_FORMAT:
-        usage_error(f"{flag} {path}: checkpoint format {ckpt['format']}; this alphago_mcts.py reads "
-                    f"{CHECKPOINT_FORMAT}")
-    return ckpt
-
-
-def resume_checkpoint(out: str, args: Args) -> dict:
-    """The checkpoint of an interrupted run in `out`, or None; a usage error if it was made with other flags."""
-    path = os.path.join(out, "resume.pt")
-    if not os.path.isfile(path):
-        return None
-    ckpt = load_checkpoint(path, "--out")
-    ours = dataclasses.asdict(args)
-    differ = [k for k, v in ckpt["args"].items() if k not in ("device", "compile", "bf16") and ours.get(k) != v]
-    if differ:
-        said = ", ".join(f"--{k.replace('_', '-')} {ckpt['args'][k]} (this run: {ours.get(k)})" for k in differ)
-        usage_error(f"--out {out} holds a run made with other flags: {said}; use the same flags or another --out")
-    return ckpt
-
-
-def rng_state() -> dict:
-    """The random states a resumed run restores: python's and torch's (CPU, and CUDA when present)."""
-    return {"python": random.getstate(), "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
-
-
-def set_rng_state(state: dict):
-    random.setstate(state["python"])
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-RECORD_KEYS = {"sl": ("expert", "sl", "rollout"), "rl": ("rl",), "value": ("value",)}  # "stage" of their records
-
-
-def keep_records(path: str, stages: set, partial: tuple = ("", "", 0)):
-    """Cuts metrics.jsonl back to the records whose "stage" is in `stages`, and those of a stage under way up to its
-    checkpoint, partial = (stage, counter, value): every record once."""
-    def keep(r: dict) -> bool:
-        return r["stage"] in stages or r["stage"] == partial[0] and r[partial[1]] <= partial[2]
-
-    if os.path.isfile(path):
-        with open(path) as f:
-            kept = [line for line in f if line.endswith("\n") and keep(json.loads(line))]
-        with open(path + ".tmp", "w") as f:
-            f.writelines(kept)
-        os.replace(path + ".tmp", path)
-
-
-def to_json(record: dict) -> str:
-    """Strict JSON: every non-finite number, which json.dumps writes as NaN or Infinity, becomes null."""
-    return json.dumps(json.loads(json.dumps(record), parse_constant=lambda _: None))
-
-
-def write_json(path: str, record: dict):
-    """A JSON file written to a temporary file and moved into place, so it is whole or absent."""
-    with open(path + ".tmp", "w") as f:
-        f.write(to_json(record))
-    os.replace(path + ".tmp", path)
-
-
 def main(argv=None):
     args = parse_args(argv)
-    ckpt = load_checkpoint(args.load) if args.load else None
+    args = dataclasses.replace(args, stage="play" if args.eval_only else args.stage,
+                               eval_only=args.eval_only or args.stage == "play")
+    model_in_out = os.path.join(args.out, "model.pt") if args.out and args.stage in ("sl", "rl", "value") else ""
+    source = args.load or (model_in_out if os.path.isfile(model_in_out) else "")  # a stage goes on from those before
+    ckpt = load_checkpoint(source, "--load" if args.load else "--out") if source else None
     if ckpt:  # the board and the network sizes the checkpoint was trained with
         args = dataclasses.replace(args, **{k: ckpt["args"][k] for k in ("board_size", "width", "layers")})
     if args.komi == -1.0:
@@ -1370,60 +1273,49 @@ def main(argv=None):
     if args.expert == "gnugo" and args.stage in ("all", "sl") and not gnugo_path():
         usage_error("--expert gnugo: GNU Go is not installed (apt-get install gnugo)")
     t0 = time.time()
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    device = start_device(args)
     args = dataclasses.replace(args, bf16=device.type == "cuda" if args.bf16 is None else args.bf16)
-    if device.type == "cpu":
-        torch.set_num_threads(1)  # small networks: more threads only fight over the cores
-    else:
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
     rng, np_rng = random.Random(args.seed), np.random.default_rng(args.seed)
-    n, done = args.board_size, []
-    nets = {"sl": ConvNet(n, args.width, args.layers, False, args.bf16),
-            "rl": ConvNet(n, args.width, args.layers, False, args.bf16),
-            "value": ConvNet(n, args.width, args.layers, True, args.bf16), "rollout": RolloutPolicy()}
-    if ckpt:
-        for name, net in nets.items():
-            net.load_state_dict(ckpt["nets"][name])
-        done = ckpt["stages"]
-    for net in nets.values():
+    n, done = args.board_size, ckpt["stages"] if ckpt else []
+    networks = lambda: {"sl": ConvNet(n, args.width, args.layers, False, args.bf16),
+                        "rl": ConvNet(n, args.width, args.layers, False, args.bf16),
+                        "value": ConvNet(n, args.width, args.layers, True, args.bf16), "rollout": RolloutPolicy()}
+    with torch.device("meta"):  # sizes only, nothing allocated: the weights, their gradients and AdamW's moments
+        sizes = 4 * 4 * sum(p.numel() for net in networks().values() for p in net.parameters())
+        check_fits(sizes, f"--width {args.width} --layers {args.layers} --board-size {n}", device)
+    nets = networks()
+    for name, net in nets.items():
+        if ckpt:
+            load_state(net, ckpt["nets"][name], source)
         net.to(device).eval()
-    if args.compile:
-        for net in (nets["sl"], nets["rl"], nets["value"]):
+        if args.compile and name != "rollout":
             net.compile()
     if args.gtp:
-        GTPEngine(args, nets, device, rng).serve()
-        return
-    out = args.out or os.path.join("runs", f"alphago_mcts-{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
-    try:
-        os.makedirs(out, exist_ok=True)
-    except OSError as e:  # a file of that name, or a folder that cannot be written
-        usage_error(f"--out {out}: cannot make this folder ({e.strerror})")
+        return GTPEngine(args, nets, device, rng).serve()
+    if ckpt and source == model_in_out and args.stage in done:  # this stage is done: nothing is trained again
+        print(f"--out {args.out}: its model.pt has stage {args.stage} done; its summary:", flush=True)
+        return print(to_json(ckpt["summary"]), flush=True)
+    out, resume = start_run(args)
     order = ("sl", "rl", "value", "play") if args.stage == "all" else (args.stage,)
-    first, summary, within = 0, {}, None
-    resumed = None if args.stage == "play" else resume_checkpoint(out, args)
-    if resumed:  # the stages this command had finished, their results and random states; the expert games so far
+    first, summary, within = 0, ckpt["summary"] if ckpt and source == model_in_out else {}, None
+    if resume:  # the stages this command had finished, their results and random states; the expert games so far
         for name, net in nets.items():
-            net.load_state_dict(resumed["nets"][name])
-        done, progress = resumed["stages"], resumed["progress"]
+            load_state(net, resume["nets"][name], out)
+        done, progress = resume["stages"], resume["progress"]
         first, summary, within = progress["next"], progress["summary"], progress["within"]
-        rng.setstate(progress["rng"])
-        np_rng.bit_generator.state = progress["np_rng"]
-        set_rng_state(progress["torch"])
+        set_rng_state(progress["rng"], rng, np_rng)
         print(f"resumed at stage {order[first]}", flush=True)
-    if args.stage != "play":  # the records of the stages already done, and of the expert games kept, once each
-        keep_records(os.path.join(out, "metrics.jsonl"), {key for s in done if args.stage not in ("all", s)
-                                                          or resumed and s in order[:first] for key in RECORD_KEYS[s]},
-                     ("expert", "games", within["games"]) if within and order[first] == "sl" else
-                     ("rl", "iter", within["iter"]) if within else ("", "", 0))
-    metrics = open(os.path.join(out, "metrics.jsonl"), "a", buffering=1)  # --stage play appends its match records
+    kept = resume or (ckpt if source == model_in_out else None)  # the records of the stages kept, once each
+    metrics = open_records(out, kept) if not args.eval_only else open(os.path.join(out, "metrics.jsonl"), "a",
+                                                                       buffering=1)  # play appends its matches
+
+    def checkpoint(**more) -> dict:
+        return {"nets": {name: net.state_dict() for name, net in nets.items()}, "args": dataclasses.asdict(args),
+                "stages": done, "records": metrics.tell(), **more}
 
     def save(next_stage: int, within_stage: dict = None):  # a resumable checkpoint: the stage to run next
-        save_checkpoint(os.path.join(out, "resume.pt"), nets, args, done, {
-            "next": next_stage, "summary": summary, "within": within_stage, "rng": rng.getstate(),
-            "np_rng": np_rng.bit_generator.state, "torch": rng_state()})
+        save_checkpoint(os.path.join(out, "resume.pt"), checkpoint(progress={
+            "next": next_stage, "summary": summary, "within": within_stage, "rng": rng_state(rng, np_rng)}))
 
     for i, stage in enumerate(order[first:], first):
         if stage == "sl":
@@ -1438,25 +1330,244 @@ def main(argv=None):
         elif stage == "value":
             summary.update(train_value(args, nets["value"], nets["rl"], device, metrics, np_rng))
         else:
-            ours, sims, search_s = alphago_player(args, nets, device, rng), 0, 0.0
-            for name in args.opponents.split(","):
-                if name == "gnugo" and not gnugo_path():
-                    continue
-                result = match(args, ours, opponent_player(name, args, nets, device, rng), name, rng, metrics)
-                summary[f"winrate_vs_{name}"] = result["winrate"]
-                sims, search_s = sims + result["sims"], search_s + result["search_s"]
-            summary["sims_per_s"] = round(sims / max(search_s, 1e-9))
+            summary.update(play_matches(args, nets, device, rng, metrics))
         if stage != "play":
             done = [s for s in done if s != stage] + [stage]
-            save_checkpoint(os.path.join(out, "model.pt"), nets, args, done)
+            save_checkpoint(os.path.join(out, "model.pt"), checkpoint(summary=summary))
             save(i + 1)
+    metrics.close()
     summary.update(board_size=n, komi=args.komi, stages=done, wall_s=round(time.time() - t0, 1), device=device.type,
                    seed=args.seed)
-    metrics.close()
-    write_json(os.path.join(out, "eval.json" if args.stage == "play" else "summary.json"), summary)
-    if args.stage != "play" and os.path.isfile(os.path.join(out, "resume.pt")):  # done: nothing is left to resume
+    if args.stage in ("all", "play"):
+        finish_run(out, args, summary)
+    else:  # one stage of several: its summary printed, and kept in model.pt; summary.json is the whole run's
         os.remove(os.path.join(out, "resume.pt"))
-    print(to_json(summary))
+        print(to_json(summary), flush=True)
+
+
+# === plumbing: the same in every script ===========================================================================
+# What every script carries alike, to be read once: the command line built from Args and checked (RULES, CHECKS),
+# the device and the seeds, the run folder (made, locked, a finished run kept), checkpoints written whole and read
+# back checked, random states, strict JSON, metrics records kept once across resumes, and one line instead of a
+# traceback when Ctrl-C or a full disk stops a run. It reads Args, RULES, CHECKS and CHECKPOINT_FORMAT from above.
+SCRIPT = "alphago_mcts.py"
+NOT_COMPARED = ("device", "compile", "bf16", "out", "stage", "prompt")  # what a rerun in the same folder may change
+
+
+def make_parser() -> argparse.ArgumentParser:
+    """Every field of Args a flag (total_steps: --total-steps), from the dataclass alone, so that the file also works
+    pasted into a notebook: a field is Annotated[type, help] or Annotated[type, help, {more argparse options}]."""
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split()).split(". ")[0],  # its first sentence
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    for f in dataclasses.fields(Args):
+        kind, help, *options = typing.get_args(f.type)
+        flag = {"action": argparse.BooleanOptionalAction} if kind is bool else {"type": str if kind is tuple else kind}
+        parser.add_argument("--" + f.name.replace("_", "-"), default=f.default, help=help, **flag, **dict(*options))
+    return parser
+
+
+def usage_error(message: str):
+    """Bad input (a flag, a file, a folder): argparse's usage line and one line naming the problem, exit status 2."""
+    make_parser().error(message)
+
+
+def parse_args(argv=None) -> Args:
+    """The flags, checked before any work: every float finite, a seed that numpy takes, each flag's range (RULES),
+    flags together (CHECKS), the device present. Files, data and environments are checked in main."""
+    args = Args(**vars(make_parser().parse_args(argv)))
+    floats = tuple(f.name for f in dataclasses.fields(Args) if typing.get_args(f.type)[0] is float)
+    for names, ok, must in ((floats, math.isfinite, "a finite number"),
+                            (("seed",), lambda x: 0 <= x < 2 ** 32, "in [0, 2^32)"), *RULES):
+        for name in names:
+            if not ok(getattr(args, name)):
+                usage_error(f"--{name.replace('_', '-')} must be {must}, got {getattr(args, name)}")
+    for bad, message in CHECKS:
+        if bad(args):
+            usage_error(message.format(**vars(args)))
+    present = {"cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if not present.get(args.device, True):
+        usage_error(f"--device {args.device}: no such device on this machine; use --device cpu or auto")
+    return args
+
+
+def start_device(args: Args) -> torch.device:
+    """The device (auto: cuda when there is one), one CPU thread (small networks: more threads only fight over
+    the cores), TF32 on CUDA, and python, numpy and torch seeded."""
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    if device.type == "cpu":
+        torch.set_num_threads(1)
+    else:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    return device
+
+
+def check_fits(nbytes: int, what: str, device: torch.device):
+    """A usage error before any work when `what` needs more bytes than the device has."""
+    if device.type == "cuda":
+        total = torch.cuda.mem_get_info(device)[1]
+    else:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if nbytes > total:
+        usage_error(f"{what} needs {nbytes / 2 ** 30:,.1f} GiB; this {device.type} has {total / 2 ** 30:,.1f} GiB")
+
+
+def start_run(args: Args) -> tuple:
+    """(the run folder, the checkpoint to resume from or None). The folder (--out, default
+    runs/<script>-<seed>-<time>) is made and locked for this process. A finished run in it (summary.json, no
+    resume.pt) made with the same flags is not redone: its summary is printed and the process ends; a run made with
+    other flags is a usage error that names them. An evaluation (--eval-only) only adds its eval.json."""
+    out = args.out or os.path.join("runs", f"{SCRIPT[:-3]}-{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if getattr(start_run, "lock", None):  # a run before this one in the same process: its folder is free now
+        start_run.lock.close()
+    try:
+        os.makedirs(out, exist_ok=True)
+        lock = open(os.path.join(out, ".lock"), "a+")
+    except OSError as e:  # a file of that name, or a folder that cannot be written
+        usage_error(f"--out {out}: cannot make or write this folder ({e.strerror})")
+    try:
+        import fcntl  # POSIX; a run on Windows goes without the lock
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except ImportError:
+        pass
+    except OSError:
+        lock.seek(0)
+        usage_error(f"--out {out} is in use by another run (pid {lock.read().strip()}); wait or use another --out")
+    lock.truncate(0)
+    lock.write(f"{os.getpid()}\n")
+    lock.flush()
+    start_run.lock = lock  # held until the process ends (or the next run of this process)
+    sys.excepthook = lambda kind, error, trace: stopped(out, kind, error, trace)
+    if args.eval_only:
+        return out, None
+    if not args.out:
+        print(f"run folder {out}: if stopped, the same command with --out {out} resumes it", flush=True)
+    made, ours = read_json(os.path.join(out, "args.json")), json.loads(to_json(dataclasses.asdict(args)))
+    resume_path, summary_path = os.path.join(out, "resume.pt"), os.path.join(out, "summary.json")
+    if made is not None:
+        differ = [k for k in made if k not in NOT_COMPARED and ours.get(k) != made[k]]
+        if differ:
+            said = ", ".join(f"--{k.replace('_', '-')} {made[k]} (this run: {ours.get(k)})" for k in differ)
+            usage_error(f"--out {out} holds a run made with other flags: {said}; use the same flags or another --out")
+    if os.path.exists(summary_path) and not os.path.exists(resume_path):
+        if made is None:
+            usage_error(f"--out {out} holds a finished run of unknown flags; use another --out")
+        print(f"--out {out} holds this run, finished; its summary:", flush=True)
+        print(to_json(read_json(summary_path)), flush=True)
+        sys.exit(0)
+    write_json(os.path.join(out, "args.json"), ours)
+    return out, load_checkpoint(resume_path, "--out") if os.path.exists(resume_path) else None
+
+
+def stopped(out: str, kind, error, trace):
+    """Ctrl-C and a full disk end a run with one line and no traceback; any other error is shown whole."""
+    sys.stdout.flush()
+    if issubclass(kind, KeyboardInterrupt):
+        print(f"\ninterrupted; the same command with --out {out} resumes from the last checkpoint", file=sys.stderr)
+        os._exit(130)
+    if issubclass(kind, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        print(f"{SCRIPT}: {error.strerror}: could not write {error.filename}", file=sys.stderr)
+        os._exit(1)
+    sys.__excepthook__(kind, error, trace)
+
+
+def open_records(out: str, resume: dict):
+    """metrics.jsonl, one JSON record a line, each record once: a new run starts it afresh, a resumed one cuts it
+    back to the checkpoint's records (a record a kill cut short goes too)."""
+    metrics = open(os.path.join(out, "metrics.jsonl"), "a" if resume else "w", buffering=1)
+    if resume:
+        metrics.truncate(min(resume["records"], metrics.tell()))  # a shorter file is cut, never padded
+    return metrics
+
+
+def save_checkpoint(path: str, checkpoint: dict):
+    """One torch.save of {script, format, **checkpoint}, made in memory and written whole (write_file)."""
+    buffer = io.BytesIO()
+    torch.save({"script": SCRIPT, "format": CHECKPOINT_FORMAT, **checkpoint}, buffer)
+    write_file(path, buffer.getbuffer())
+
+
+def load_checkpoint(path: str, flag: str = "--load") -> dict:
+    """A checkpoint that this script wrote in this format, on the CPU; any other file is a usage error saying why."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # missing, a folder, empty, truncated, not torch's format, or pickled objects
+        usage_error(f"{flag} {path}: not a readable checkpoint ({type(e).__name__}: {str(e).split('. ')[0]})")
+    script = ckpt.get("script") if isinstance(ckpt, dict) else None
+    if script != SCRIPT:
+        usage_error(f"{flag} {path}: a checkpoint of {script or 'another program'}, not of {SCRIPT}")
+    if ckpt.get("format") != CHECKPOINT_FORMAT:
+        usage_error(f"{flag} {path}: checkpoint format {ckpt.get('format')}; this {SCRIPT} reads {CHECKPOINT_FORMAT}")
+    return ckpt
+
+
+def load_state(target, state: dict, path: str):
+    """target.load_state_dict(state) for a module or an optimizer; a usage error when the sizes do not fit."""
+    try:
+        target.load_state_dict(state)
+    except (RuntimeError, KeyError, ValueError, TypeError) as e:
+        usage_error(f"{path}: its {type(target).__name__} does not fit ({str(e).strip().splitlines()[0][:200]})")
+
+
+def rng_state(*generators) -> dict:
+    """The random states a resumed run restores: torch's (CPU, and CUDA when present) and those of the generators
+    the script also draws from (python's random module, numpy and torch Generators)."""
+    return {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "generators": [g.bit_generator.state if isinstance(g, np.random.Generator)
+                           else g.getstate() if hasattr(g, "getstate") else g.get_state() for g in generators]}
+
+
+def set_rng_state(state: dict, *generators):
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    for g, s in zip(generators, state["generators"], strict=True):
+        if isinstance(g, np.random.Generator):
+            g.bit_generator.state = s
+        elif hasattr(g, "setstate"):
+            g.setstate(s)
+        else:
+            g.set_state(s)
+
+
+def to_json(record: dict) -> str:
+    """Strict JSON: every non-finite number, which json.dumps writes as NaN or Infinity, becomes null."""
+    return json.dumps(json.loads(json.dumps(record), parse_constant=lambda _: None))
+
+
+def read_json(path: str):
+    """The JSON object in a file, or None when there is none."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def write_json(path: str, record: dict):
+    write_file(path, to_json(record).encode())
+
+
+def write_file(path: str, data):
+    """Bytes written to a temporary file that is then moved into place: the file is whole or as it was before,
+    whenever the process is killed. A full disk raises OSError naming the file and the bytes."""
+    try:
+        with open(path + ".tmp", "wb") as f:
+            f.write(data)
+        os.replace(path + ".tmp", path)
+    except OSError as e:
+        raise OSError(e.errno, f"{e.strerror} ({len(data):,} bytes)", path) from None
+
+
+def finish_run(out: str, args: Args, summary: dict):
+    """The summary written (eval.json for --eval-only, else summary.json) and printed as the last line; a finished
+    training run leaves nothing to resume."""
+    write_json(os.path.join(out, "eval.json" if args.eval_only else "summary.json"), summary)
+    if not args.eval_only and os.path.exists(os.path.join(out, "resume.pt")):
+        os.remove(os.path.join(out, "resume.pt"))
+    print(to_json(summary), flush=True)
 
 
 if __name__ == "__main__":

@@ -317,13 +317,16 @@ def test_every_stage_on_5x5_twice_the_same_then_eval_only_and_gtp(run_script, tm
 
 
 def test_stages_run_one_by_one_log_each_record_once(run_script, tmp_path):
+    """A stage goes on from the model.pt of the stages before it in --out; a stage done is not trained again."""
     run_script("alphago_mcts.py", *SMOKE, "--stage", "sl", "--out", tmp_path)
-    for _ in range(2):  # the rl stage twice: its first records are replaced, the sl stage's kept
-        summary, _ = run_script("alphago_mcts.py", *SMOKE, "--stage", "rl", "--load", tmp_path / "model.pt",
-                                "--out", tmp_path)
+    summary, _ = run_script("alphago_mcts.py", *SMOKE, "--stage", "rl", "--out", tmp_path)
+    trained = (tmp_path / "model.pt").read_bytes()
+    again, proc = run_script("alphago_mcts.py", *SMOKE, "--stage", "rl", "--out", tmp_path)
+    assert "has stage rl done" in proc.stdout and again.items() <= summary.items()  # the results of the stages
+    assert (tmp_path / "model.pt").read_bytes() == trained
     stages = [json.loads(line)["stage"] for line in open(tmp_path / "metrics.jsonl")]
     assert summary["stages"] == ["sl", "rl"] and stages.count("rl") == 2 and stages.count("sl") == 1  # --rl-iters 2
-    assert stages.index("rl") > stages.index("sl")
+    assert stages.index("rl") > stages.index("sl") and "rollout_accuracy" in summary  # the sl stage's results kept
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -333,7 +336,7 @@ def test_stages_run_one_by_one_log_each_record_once(run_script, tmp_path):
     (("--load", "missing.pt"), "not a readable checkpoint"),
     (("--komi", "nan"), "must be a finite number"),
     (("--c-puct", "inf"), "must be a finite number"),
-    (("--opponents", "random,kata"), "unknown"),
+    (("--opponents", "random,kata"), "a comma-separated list of random, policy, uct and gnugo, got random,kata"),
     (("--mix", 2), "--mix must be in [0, 1]"),
 ])
 def test_bad_flags_are_usage_errors(usage_error, flags, message):

@@ -15,14 +15,14 @@ import numpy as np
 import pytest
 import torch
 
+import test_alphago_mcts
 import test_rlhf_ppo
 import test_scst
 import test_seqgan
 from conftest import ROOT, records, timeless
 
 SCRIPTS = ["dqn", "reinforce", "actor_critic", "scst", "seqgan", "rlhf_ppo", "alphago_mcts"]
-WITH_BLOCK = ["dqn", "reinforce", "actor_critic", "scst", "seqgan", "rlhf_ppo"]  # whose plumbing is the block
-ONE_MODEL = WITH_BLOCK[:5]  # the scripts whose run folder holds one model.pt
+ONE_MODEL = SCRIPTS[:5]  # the scripts whose model.pt holds state dicts at its top level
 MARK = "# === plumbing: the same in every script ==="
 TINY = {  # a run of a few seconds, with checkpoints, validations and log lines on the way
     "dqn": ("--total-steps", 2_000, "--learning-starts", 200, "--eval-every", 500, "--eval-episodes", 2),
@@ -32,8 +32,9 @@ TINY = {  # a run of a few seconds, with checkpoints, validations and log lines 
     "scst": (*test_scst.SMALL[2:], "--xe-epochs", 1, "--scst-steps", 4, "--data", "rev.dict"),
     "seqgan": test_seqgan.SMALL[2:],
     "rlhf_ppo": (*test_rlhf_ppo.SMOKE[2:], "--data", "text.txt"),
+    "alphago_mcts": test_alphago_mcts.SMOKE[2:],
 }
-SIZE = {"rlhf_ppo": "--n-embd"}  # the flag that makes the networks too large to fit, else --hidden
+SIZE = {"rlhf_ppo": "--n-embd", "alphago_mcts": "--width"}  # the flag that makes the networks too large to fit, else --hidden
 
 
 @pytest.fixture(autouse=True)
@@ -49,8 +50,7 @@ def block(name: str) -> str:
     return text[text.index(MARK):].replace(name, "SCRIPT")
 
 
-@pytest.mark.parametrize("name", [n if n in WITH_BLOCK else pytest.param(n, marks=pytest.mark.xfail(
-    strict=True, reason="its plumbing still stands among its algorithm")) for n in SCRIPTS])
+@pytest.mark.parametrize("name", SCRIPTS)
 def test_the_plumbing_block_is_the_same_in_every_script(name):
     assert block(name) == block("dqn")
     assert len(block(name).splitlines()) <= 250
@@ -63,7 +63,7 @@ def main_of(name: str, tmp_path, *flags, out="run") -> dict:
     return json.loads((tmp_path / out / "summary.json").read_text())
 
 
-@pytest.mark.parametrize("name", WITH_BLOCK)
+@pytest.mark.parametrize("name", SCRIPTS)
 def test_a_finished_run_is_printed_not_redone_and_other_flags_are_refused(name, tmp_path, capsys, usage_error):
     summary = main_of(name, tmp_path)
     files = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir() if p.name != ".lock"}
@@ -76,7 +76,7 @@ def test_a_finished_run_is_printed_not_redone_and_other_flags_are_refused(name, 
     assert files == {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir() if p.name != ".lock"}
 
 
-@pytest.mark.parametrize("name", WITH_BLOCK)
+@pytest.mark.parametrize("name", SCRIPTS)
 def test_a_folder_in_use_by_another_run_is_refused(name, tmp_path, usage_error):
     (tmp_path / "run").mkdir()
     with open(tmp_path / "run" / ".lock", "w") as lock:
@@ -117,7 +117,7 @@ def test_a_resume_after_the_records_were_deleted_writes_no_nul_bytes(tmp_path, m
     assert "\0" not in text and all(json.loads(line) for line in text.splitlines())
 
 
-@pytest.mark.parametrize("name", WITH_BLOCK)
+@pytest.mark.parametrize("name", SCRIPTS)
 def test_a_run_without_out_names_its_folder_first(name, tmp_path, capsys):
     os.chdir(tmp_path)
     importlib.import_module(name).main(["--device", "cpu", *map(str, TINY[name])])
@@ -142,7 +142,7 @@ class OneBased(gym.Env):
 gym.register("OneBasedTest-v0", entry_point=OneBased, max_episode_steps=10)
 
 
-@pytest.mark.parametrize("name", WITH_BLOCK)
+@pytest.mark.parametrize("name", SCRIPTS)
 def test_a_seed_numpy_cannot_take_or_networks_too_large_are_usage_errors(name, usage_error):
     flags = ("--device", "cpu", *TINY[name])
     for seed in (-1, 2 ** 32):
