@@ -6,8 +6,8 @@ Papers: Mnih et al., "Asynchronous methods for deep reinforcement learning", ICM
 variant); Schulman et al., "High-dimensional continuous control using generalized advantage estimation", ICLR 2016.
 Run: python actor_critic.py --device cuda   Docs: docs/actor_critic.md
 Reading order: gae and a2c_loss are the algorithm; train() collects an n-step rollout of the N envs and takes one
-gradient step on it; Policy holds the two distributions; main wires them. The plumbing block at the end (flags,
-run folder, checkpoints, JSON) is the same in every script of this repo: skip it."""
+gradient step on it; Policy holds the two distributions; main wires them.
+The plumbing block at the end is the same in every script of this repo: skip it."""
 import argparse
 import copy
 import dataclasses

@@ -7,7 +7,7 @@ Run: python alphago_mcts.py --device cuda   (GTP: python alphago_mcts.py --gtp -
 Reading order: Position is the rules, bottom-up; MCTS.search the search (descend by puct, evaluate the leaves
 in batches, back up); ConvNet and features the networks, trained by train_sl, train_rl and train_value; the
 players (SearchPlayer, PolicyPlayer, RandomPlayer, GnuGoPlayer) play match()es and answer GTP (GTPEngine).
-Docs and results: docs/alphago_mcts.md"""
+The plumbing block at the end is the same in every script of this repo: skip it.  Docs: docs/alphago_mcts.md"""
 import argparse
 import copy
 import dataclasses

@@ -6,8 +6,8 @@ Paper: Mnih et al., "Human-level control through deep reinforcement learning", N
 Double DQN: van Hasselt, Guez, Silver, "Deep Reinforcement Learning with Double Q-learning", AAAI 2016.
 Run: python dqn.py --device cuda   Docs: docs/dqn.md
 Reading order: train() is Algorithm 1 (act epsilon-greedily, store, learn from a minibatch, update the target net);
-td_target and td_loss are its math; ReplayMemory and QNetwork what it uses; main wires them and evaluates. The
-plumbing block at the end (flags, run folder, checkpoints, JSON) is the same in every script of this repo: skip it."""
+td_target and td_loss are its math; ReplayMemory and QNetwork what it uses; main wires them and evaluates.
+The plumbing block at the end is the same in every script of this repo: skip it."""
 import argparse
 import copy
 import dataclasses

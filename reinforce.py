@@ -4,8 +4,8 @@ learned state-value baseline; categorical policies for discrete actions, diagona
 Paper: Williams, "Simple statistical gradient-following algorithms for connectionist reinforcement
 learning", Machine Learning 1992.  Run: python reinforce.py --device cuda   Docs: docs/reinforce.md
 Reading order: reinforce_loss (with returns_to_go) is the algorithm; train() plays a batch of episodes
-(play_episodes) and takes one gradient step on it; Policy holds the two distributions; main wires them. The
-plumbing block at the end (flags, run folder, checkpoints, JSON) is the same in every script of this repo: skip it."""
+(play_episodes) and takes one gradient step on it; Policy holds the two distributions; main wires them.
+The plumbing block at the end is the same in every script of this repo: skip it."""
 import argparse
 import copy
 import dataclasses

@@ -6,10 +6,10 @@ labeler is VADER's sentiment score.
 Paper: Ouyang et al., "Training language models to follow instructions with human feedback", 2022; PPO details after
 Huang et al., "The N+ implementation details of RLHF with PPO", 2024, and Ziegler et al., 2019.
 Run: python rlhf_ppo.py --device cuda   (offline: --data tinyshakespeare.txt; N GPUs: torchrun --nproc-per-node N)
-Reading order: main runs the stages in order; pretrain, sft, train_reward_model (rm_loss), then PPO (rollout:
-token_rewards and gae; update: ppo_losses) and evaluate; GPT decodes with a KV cache in generate. Ranks splits each
-global batch over torchrun's processes; load_gpt2 and save_gpt2 read and write OpenAI's GPT-2.
-Docs and results: docs/rlhf_ppo.md"""
+Reading order: main runs the stages in order (run_stage); pretrain, sft, train_reward_model (rm_loss), then PPO
+(rollout: token_rewards and gae; update: ppo_losses) and evaluate; GPT decodes with a KV cache in generate. Ranks
+splits each global batch over torchrun's processes; load_gpt2 and save_gpt2 read and write OpenAI's GPT-2.
+The plumbing block at the end is the same in every script of this repo: skip it.  Docs: docs/rlhf_ppo.md"""
 import argparse
 import dataclasses
 import errno

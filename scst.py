@@ -6,7 +6,7 @@ Papers: Rennie et al., "Self-critical sequence training for image captioning", C
 of self-critical sequence training", 2020 (--baseline mean).  Run: python scst.py --device cuda
 Reading order: scst_advantages and scst_loss are the algorithm, reward (edit distance) its signal; train_scst is
 stage 2, train_xe stage 1; Seq2Seq decodes with generate and beam_search; main runs XE, SCST, then evaluates.
-Docs and results: docs/scst.md"""
+The plumbing block at the end is the same in every script of this repo: skip it.  Docs: docs/scst.md"""
 import argparse
 import copy
 import dataclasses

@@ -7,7 +7,8 @@ Paper: Yu, Zhang, Wang, Yu, "SeqGAN: sequence generative adversarial nets with p
 Run: python seqgan.py --device cuda
 Reading order: rollout_rewards (Q by Monte-Carlo search) and pg_loss are the algorithm; adversarial() is one
 epoch of it (a g-step, then D rounds); train_mle and train_discriminator pretrain; main runs MLE, D pretraining,
-adversarial training and the two controls.  Docs and results: docs/seqgan.md"""
+adversarial training and the two controls. The plumbing block at the end is the same in every script of this
+repo: skip it.  Docs: docs/seqgan.md"""
 import argparse
 import copy
 import dataclasses
