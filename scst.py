@@ -601,17 +601,13 @@ def main(argv=None):
 
 
 # === plumbing: the same in every script ===========================================================================
-# What every script carries alike, to be read once: the command line built from Args and checked (RULES, CHECKS),
-# the device and the seeds, the run folder (made, locked, a finished run kept), checkpoints written whole and read
-# back checked, random states, strict JSON, metrics records kept once across resumes, and one line instead of a
-# traceback when Ctrl-C or a full disk stops a run. It reads Args, RULES, CHECKS and CHECKPOINT_FORMAT from above.
+# Read once, skip elsewhere: the flags from Args, checked (RULES, CHECKS); device and seeds; the run folder (made,
+# locked, a finished run kept); checkpoints and JSON written whole; random states; records kept once on resume.
 SCRIPT = "scst.py"
 NOT_COMPARED = ("device", "compile", "bf16", "out", "stage", "prompt")  # what a rerun in the same folder may change
 
 
-def make_parser() -> argparse.ArgumentParser:
-    """Every field of Args a flag (total_steps: --total-steps), from the dataclass alone, so that the file also works
-    pasted into a notebook: a field is Annotated[type, help] or Annotated[type, help, {more argparse options}]."""
+def make_parser() -> argparse.ArgumentParser:  # a flag per field: Annotated[type, help(, {argparse options})]
     parser = argparse.ArgumentParser(description=" ".join(__doc__.split()).split(". ")[0],  # its first sentence
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for f in dataclasses.fields(Args):
@@ -621,103 +617,86 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def usage_error(message: str):
-    """Bad input (a flag, a file, a folder): argparse's usage line and one line naming the problem, exit status 2."""
+def usage_error(message: str):  # bad input: argparse's usage line, one line naming the problem, exit status 2
     make_parser().error(message)
 
 
 def parse_args(argv=None) -> Args:
-    """The flags, checked before any work: every float finite, a seed that numpy takes, each flag's range (RULES),
-    flags together (CHECKS), the device present. Files, data and environments are checked in main."""
+    """The flags, checked before any work: floats finite, a seed numpy takes, RULES, CHECKS, the device there."""
     args = Args(**vars(make_parser().parse_args(argv)))
     floats = tuple(f.name for f in dataclasses.fields(Args) if typing.get_args(f.type)[0] is float)
     for names, ok, must in ((floats, math.isfinite, "a finite number"),
                             (("seed",), lambda x: 0 <= x < 2 ** 32, "in [0, 2^32)"), *RULES):
-        for name in names:
-            if not ok(getattr(args, name)):
-                usage_error(f"--{name.replace('_', '-')} must be {must}, got {getattr(args, name)}")
+        for name in (n for n in names if not ok(getattr(args, n))):
+            usage_error(f"--{name.replace('_', '-')} must be {must}, got {getattr(args, name)}")
     for bad, message in CHECKS:
         if bad(args):
             usage_error(message.format(**vars(args)))
-    present = {"cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
-    if not present.get(args.device, True):
+    if not {"cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}.get(args.device, True):
         usage_error(f"--device {args.device}: no such device on this machine; use --device cpu or auto")
     return args
 
 
-def start_device(args: Args) -> torch.device:
-    """The device (auto: cuda when there is one), one CPU thread (small networks: more threads only fight over
-    the cores), TF32 on CUDA, and python, numpy and torch seeded."""
+def start_device(args: Args) -> torch.device:  # auto: cuda if any; 1 CPU thread (small nets), TF32; all seeded
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     if device.type == "cpu":
         torch.set_num_threads(1)
-    else:
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
     return device
 
 
-def check_fits(nbytes: int, what: str, device: torch.device):
-    """A usage error before any work when `what` needs more bytes than the device has."""
-    if device.type == "cuda":
-        total = torch.cuda.mem_get_info(device)[1]
-    else:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+def check_fits(nbytes: int, what: str, device: torch.device):  # a usage error before any work, not an OOM later
+    total = torch.cuda.mem_get_info(device)[1] if device.type == "cuda" else \
+        os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     if nbytes > total:
         usage_error(f"{what} needs {nbytes / 2 ** 30:,.1f} GiB; this {device.type} has {total / 2 ** 30:,.1f} GiB")
 
 
 def start_run(args: Args) -> tuple:
-    """(the run folder, the checkpoint to resume from or None). The folder (--out, default
-    runs/<script>-<seed>-<time>) is made and locked for this process. A finished run in it (summary.json, no
-    resume.pt) made with the same flags is not redone: its summary is printed and the process ends; a run made with
-    other flags is a usage error that names them. An evaluation (--eval-only) only adds its eval.json."""
+    """(the run folder, the checkpoint to resume from or None). --out (default runs/<script>-<seed>-<time>) is made
+    and locked; a finished run in it (summary.json, no resume.pt) with these flags is printed, not redone; other
+    flags are a usage error naming them. An evaluation (--eval-only) only adds its eval.json. From here on, Ctrl-C
+    and a full disk end the run with one line (stopped)."""
     out = args.out or os.path.join("runs", f"{SCRIPT[:-3]}-{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
     if getattr(start_run, "lock", None):  # a run before this one in the same process: its folder is free now
         start_run.lock.close()
     try:
         os.makedirs(out, exist_ok=True)
-        lock = open(os.path.join(out, ".lock"), "a+")
-    except OSError as e:  # a file of that name, or a folder that cannot be written
-        usage_error(f"--out {out}: cannot make or write this folder ({e.strerror})")
-    try:
-        import fcntl  # POSIX; a run on Windows goes without the lock
+        start_run.lock = lock = open(os.path.join(out, ".lock"), "a+")  # held until the process ends
+        import fcntl  # POSIX; on Windows a run goes without the lock
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        lock.truncate(0)
+        print(os.getpid(), file=lock, flush=True)
     except ImportError:
         pass
-    except OSError:
-        lock.seek(0)
-        usage_error(f"--out {out} is in use by another run (pid {lock.read().strip()}); wait or use another --out")
-    lock.truncate(0)
-    lock.write(f"{os.getpid()}\n")
-    lock.flush()
-    start_run.lock = lock  # held until the process ends (or the next run of this process)
+    except BlockingIOError:
+        usage_error(f"--out {out} is in use by another run (pid {open(lock.name).read().strip()}); wait or use another")
+    except OSError as e:  # a file of that name, or a folder that cannot be written
+        usage_error(f"--out {out}: cannot make or write this folder ({e.strerror})")
     sys.excepthook = lambda kind, error, trace: stopped(out, kind, error, trace)
     if args.eval_only:
         return out, None
     if not args.out:
         print(f"run folder {out}: if stopped, the same command with --out {out} resumes it", flush=True)
-    made, ours = read_json(os.path.join(out, "args.json")), json.loads(to_json(dataclasses.asdict(args)))
-    resume_path, summary_path = os.path.join(out, "resume.pt"), os.path.join(out, "summary.json")
-    if made is not None:
-        differ = [k for k in made if k not in NOT_COMPARED and ours.get(k) != made[k]]
-        if differ:
-            said = ", ".join(f"--{k.replace('_', '-')} {made[k]} (this run: {ours.get(k)})" for k in differ)
-            usage_error(f"--out {out} holds a run made with other flags: {said}; use the same flags or another --out")
-    if os.path.exists(summary_path) and not os.path.exists(resume_path):
+    path = lambda name: os.path.join(out, name)
+    made, ours = read_json(path("args.json")), json.loads(to_json(dataclasses.asdict(args)))
+    differ = [k for k in made or {} if k not in NOT_COMPARED and ours.get(k) != made[k]]
+    if differ:
+        said = ", ".join(f"--{k.replace('_', '-')} {made[k]} (this run: {ours.get(k)})" for k in differ)
+        usage_error(f"--out {out} holds a run made with other flags: {said}; use the same flags or another --out")
+    if os.path.exists(path("summary.json")) and not os.path.exists(path("resume.pt")):
         if made is None:
             usage_error(f"--out {out} holds a finished run of unknown flags; use another --out")
-        print(f"--out {out} holds this run, finished; its summary:", flush=True)
-        print(to_json(read_json(summary_path)), flush=True)
+        print(f"--out {out} holds this run, finished; its summary:\n{to_json(read_json(path('summary.json')))}")
         sys.exit(0)
-    write_json(os.path.join(out, "args.json"), ours)
-    return out, load_checkpoint(resume_path, "--out") if os.path.exists(resume_path) else None
+    write_json(path("args.json"), ours)
+    return out, load_checkpoint(path("resume.pt"), "--out") if os.path.exists(path("resume.pt")) else None
 
 
-def stopped(out: str, kind, error, trace):
-    """Ctrl-C and a full disk end a run with one line and no traceback; any other error is shown whole."""
+def stopped(out: str, kind, error, trace):  # Ctrl-C and a full disk: one line; any other error is shown whole
     sys.stdout.flush()
     if issubclass(kind, KeyboardInterrupt):
         print(f"\ninterrupted; the same command with --out {out} resumes from the last checkpoint", file=sys.stderr)
@@ -728,24 +707,20 @@ def stopped(out: str, kind, error, trace):
     sys.__excepthook__(kind, error, trace)
 
 
-def open_records(out: str, resume: dict):
-    """metrics.jsonl, one JSON record a line, each record once: a new run starts it afresh, a resumed one cuts it
-    back to the checkpoint's records (a record a kill cut short goes too)."""
+def open_records(out: str, resume: dict):  # metrics.jsonl, each record once: cut back to the checkpoint's records
     metrics = open(os.path.join(out, "metrics.jsonl"), "a" if resume else "w", buffering=1)
-    if resume:
-        metrics.truncate(min(resume["records"], metrics.tell()))  # a shorter file is cut, never padded
+    metrics.truncate(min(resume["records"], metrics.tell()) if resume else 0)  # a shorter file: cut, never padded
     return metrics
 
 
-def save_checkpoint(path: str, checkpoint: dict):
-    """One torch.save of {script, format, **checkpoint}, made in memory and written whole (write_file)."""
+def save_checkpoint(path: str, checkpoint: dict):  # serialized in memory, then written whole
     buffer = io.BytesIO()
     torch.save({"script": SCRIPT, "format": CHECKPOINT_FORMAT, **checkpoint}, buffer)
     write_file(path, buffer.getbuffer())
 
 
 def load_checkpoint(path: str, flag: str = "--load") -> dict:
-    """A checkpoint that this script wrote in this format, on the CPU; any other file is a usage error saying why."""
+    """A checkpoint of this script in this format, on the CPU; any other file is a usage error saying why."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # missing, a folder, empty, truncated, not torch's format, or pickled objects
@@ -758,45 +733,37 @@ def load_checkpoint(path: str, flag: str = "--load") -> dict:
     return ckpt
 
 
-def load_state(target, state: dict, path: str):
-    """target.load_state_dict(state) for a module or an optimizer; a usage error when the sizes do not fit."""
+def load_state(target, state: dict, path: str):  # a module's or an optimizer's; a usage error if it does not fit
     try:
         target.load_state_dict(state)
     except (RuntimeError, KeyError, ValueError, TypeError) as e:
         usage_error(f"{path}: its {type(target).__name__} does not fit ({str(e).strip().splitlines()[0][:200]})")
 
 
-def rng_state(*generators) -> dict:
-    """The random states a resumed run restores: torch's (CPU, and CUDA when present) and those of the generators
-    the script also draws from (python's random module, numpy and torch Generators)."""
+def rng_state(*generators) -> dict:  # torch's (CPU, CUDA), and python's random, numpy or torch generators given
     return {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "generators": [g.bit_generator.state if isinstance(g, np.random.Generator)
                            else g.getstate() if hasattr(g, "getstate") else g.get_state() for g in generators]}
 
 
-def set_rng_state(state: dict, *generators):
+def set_rng_state(state: dict, *generators):  # what rng_state saved, put back
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
     for g, s in zip(generators, state["generators"], strict=True):
         if isinstance(g, np.random.Generator):
             g.bit_generator.state = s
-        elif hasattr(g, "setstate"):
-            g.setstate(s)
         else:
-            g.set_state(s)
+            g.setstate(s) if hasattr(g, "setstate") else g.set_state(s)
 
 
-def to_json(record: dict) -> str:
-    """Strict JSON: every non-finite number, which json.dumps writes as NaN or Infinity, becomes null."""
+def to_json(record: dict) -> str:  # strict JSON: a non-finite number (json.dumps: NaN, Infinity) becomes null
     return json.dumps(json.loads(json.dumps(record), parse_constant=lambda _: None))
 
 
-def read_json(path: str):
-    """The JSON object in a file, or None when there is none."""
+def read_json(path: str):  # the JSON object in a file, or None
     try:
-        with open(path) as f:
-            return json.load(f)
+        return json.loads(open(path).read())
     except (OSError, ValueError):
         return None
 
@@ -806,8 +773,8 @@ def write_json(path: str, record: dict):
 
 
 def write_file(path: str, data):
-    """Bytes written to a temporary file that is then moved into place: the file is whole or as it was before,
-    whenever the process is killed. A full disk raises OSError naming the file and the bytes."""
+    """Bytes written to a temporary file moved into place: the file is whole, or as it was, however the process
+    ends. A full disk raises OSError naming the file and the bytes."""
     try:
         with open(path + ".tmp", "wb") as f:
             f.write(data)
@@ -816,9 +783,7 @@ def write_file(path: str, data):
         raise OSError(e.errno, f"{e.strerror} ({len(data):,} bytes)", path) from None
 
 
-def finish_run(out: str, args: Args, summary: dict):
-    """The summary written (eval.json for --eval-only, else summary.json) and printed as the last line; a finished
-    training run leaves nothing to resume."""
+def finish_run(out: str, args: Args, summary: dict):  # summary.json (eval.json), printed last; nothing to resume
     write_json(os.path.join(out, "eval.json" if args.eval_only else "summary.json"), summary)
     if not args.eval_only and os.path.exists(os.path.join(out, "resume.pt")):
         os.remove(os.path.join(out, "resume.pt"))
