@@ -17,6 +17,7 @@ import json
 import math
 import os
 import random
+import re
 import subprocess
 import sys
 import time
@@ -1152,7 +1153,7 @@ class GTPEngine:
     def handle(self, line: str):
         """(id, success, reply text) for one command line, or None for a blank line or a comment."""
         words = line.split("#")[0].split()
-        ident = words.pop(0) if words and words[0].isdigit() else ""
+        ident = words.pop(0) if words and is_gtp_int(words[0]) else ""
         if not words:
             return None if not ident else (ident, False, "syntax error")
         method = getattr(self, "cmd_" + words[0].lower(), None)
@@ -1166,13 +1167,22 @@ class GTPEngine:
             return ident, False, str(e)
 
     def serve(self, stdin=sys.stdin, stdout=sys.stdout):
-        for line in stdin:
-            reply = self.handle(line)
+        """Answers each line as it comes; a line that is not UTF-8 is answered `? syntax error`, and a reader that
+        has gone away (a closed pipe) ends the engine quietly."""
+        for raw in getattr(stdin, "buffer", stdin):  # bytes from a real stdin, so that no byte can stop the loop
+            try:
+                reply = self.handle(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
+            except UnicodeDecodeError:
+                reply = "", False, "syntax error"
             if reply is None:
                 continue
             ident, ok, text = reply
-            stdout.write(f"{'=' if ok else '?'}{ident} {text}".rstrip(" ") + "\n\n")
-            stdout.flush()
+            try:
+                stdout.write(f"{'=' if ok else '?'}{ident} {text}".rstrip(" ") + "\n\n")
+                stdout.flush()
+            except BrokenPipeError:  # what is left to write goes nowhere, and Python's exit writes nothing either
+                os.dup2(os.open(os.devnull, os.O_WRONLY), stdout.fileno())
+                return
             if self.done:
                 break
 
@@ -1197,7 +1207,9 @@ class GTPEngine:
 
     def cmd_boardsize(self, size) -> str:
         """A new empty board; komi stays, as the GTP v2 specification and GNU Go have it."""
-        if not size.isdigit() or not 5 <= int(size) <= 19:
+        if not is_gtp_int(size):
+            raise ValueError("syntax error")
+        if len(size) > 2 or not 5 <= int(size) <= 19:
             raise ValueError("unacceptable size")
         self.n = int(size)
         return self.cmd_clear_board()
@@ -1207,12 +1219,11 @@ class GTPEngine:
         return ""
 
     def cmd_komi(self, komi) -> str:
-        try:
-            self.komi = float(komi)
-        except ValueError:
+        """A float as GTP v2 writes one (digits, a sign, a point, an exponent); a refused komi changes nothing."""
+        if not re.fullmatch(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?", komi) or \
+                not math.isfinite(float(komi)):
             raise ValueError("syntax error")
-        if not math.isfinite(self.komi):
-            raise ValueError("syntax error")
+        self.komi = float(komi)
         for pos in self.history:
             pos.komi = self.komi
         return ""
@@ -1247,6 +1258,10 @@ class GTPEngine:
     def cmd_final_score(self) -> str:
         score = self.history[-1].score()
         return "0" if score == 0 else f"{'B' if score > 0 else 'W'}+{abs(score):g}"
+
+
+def is_gtp_int(word: str) -> bool:  # GTP v2's int: ASCII digits (str.isdigit also takes other scripts' digits)
+    return re.fullmatch(r"[0-9]+", word) is not None
 
 
 def parse_color(word: str) -> int:

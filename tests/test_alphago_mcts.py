@@ -274,9 +274,28 @@ def test_gtp_errors_never_crash_the_engine():
     reply = gtp(tiny_engine(), "frobnicate\nboardsize 3\nboardsize x\nplay b Z99\nplay q D4\nplay b\nkomi abc\n"
                                "undo\ngenmove\nshowboard\nquit\n")
     blocks = reply.strip().split("\n\n")
-    assert blocks[:9] == ["? unknown command", "? unacceptable size", "? unacceptable size", "? syntax error",
+    assert blocks[:9] == ["? unknown command", "? unacceptable size", "? syntax error", "? syntax error",
                           "? syntax error", "? syntax error", "? syntax error", "? cannot undo", "? syntax error"]
     assert blocks[9].startswith("= \n 7 . . .")
+
+
+def test_gtp_refused_arguments_change_nothing_and_odd_bytes_do_not_stop_the_engine():
+    """Arguments as GTP v2 defines them (ASCII digits; a float); a refused komi keeps the old one; a line that is
+    not UTF-8 is answered like any bad line; a reader that closes the pipe ends the engine quietly."""
+    engine = tiny_engine()
+    commands = ["komi 5.", "komi nan", "komi inf", "komi 1e400", "boardsize \u0667", "boardsize " + "9" * 5000,
+                "1\u0661 name", "final_score"]
+    blocks = gtp(engine, "\n".join(commands) + "\n").strip().split("\n\n")
+    assert blocks == ["="] + ["? syntax error"] * 4 + ["? unacceptable size", "? unknown command", "= W+5"]
+    ours = [sys.executable, str(ag.__file__), "--gtp", "--board-size", "5", "--width", "8", "--layers", "2",
+            "--device", "cpu"]
+    proc = subprocess.run(ours, input=b"name\n\xff\xfe komi 3\nkomi 4\nfinal_score\n", capture_output=True,
+                          timeout=120)
+    assert proc.stdout.decode().split("\n\n")[:4] == ["= alphago_mcts", "? syntax error", "=", "= W+4"]
+    closed = subprocess.Popen(ours, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    closed.stdout.close()  # the reader goes away before the engine answers
+    _, err = closed.communicate(b"name\nname\n", timeout=120)
+    assert closed.returncode == 0 and b"Traceback" not in err and b"BrokenPipe" not in err, err
 
 
 SMOKE = ("--device", "cpu", "--board-size", 5, "--expert-games", 4, "--expert-sims", 16, "--sl-epochs", 1,
