@@ -584,15 +584,21 @@ class Samples(NamedTuple):
     has_eos: torch.Tensor  # (B,) whether the response holds an EOS
 
 
+def in_chunks(fn, *rows, size: int = 256):
+    """fn over consecutive chunks of `size` rows of each of `rows` (tensors or lists), its outputs (a tensor or a
+    tuple of tensors) concatenated: what a long batch needs in memory is a chunk's."""
+    outs = [fn(*(x[i:i + size] for x in rows)) for i in range(0, len(rows[0]), size)]
+    return torch.cat(outs) if torch.is_tensor(outs[0]) else tuple(torch.cat(parts) for parts in zip(*outs))
+
+
 @torch.no_grad()
-def sample_responses(policy: GPT, prompts: list, uniforms, args: Args, device, batch: int = 256) -> Samples:
-    """Responses of the policy to token-id prompts, generated in batches; uniforms (B, R), as generate's."""
-    outs = []
-    for i in range(0, len(prompts), batch):
-        prompt, prompt_valid = pad_prompts(prompts[i:i + batch], args.prompt_len, args.pad, device)
-        response = generate(policy, prompt, prompt_valid, uniforms[i:i + batch], args.temperature)
-        outs.append((prompt, prompt_valid) + truncate_after_eos(response, args.eos, args.pad))
-    return Samples(*(torch.cat(parts) for parts in zip(*outs)))
+def sample_responses(policy: GPT, prompts: list, uniforms, args: Args, device) -> Samples:
+    """Responses of the policy to token-id prompts, generated in chunks; uniforms (B, R), as generate's."""
+    def chunk(prompts, uniforms):
+        prompt, prompt_valid = pad_prompts(prompts, args.prompt_len, args.pad, device)
+        response = generate(policy, prompt, prompt_valid, uniforms, args.temperature)
+        return (prompt, prompt_valid) + truncate_after_eos(response, args.eos, args.pad)
+    return Samples(*in_chunks(chunk, prompts, uniforms))
 
 
 def decode(enc, response, mask) -> list:
@@ -602,12 +608,10 @@ def decode(enc, response, mask) -> list:
 
 
 @torch.no_grad()
-def score_batched(model: GPT, prompt, prompt_valid, response, mask, ranks: Ranks = Ranks(), batch: int = 256):
+def score_batched(model: GPT, prompt, prompt_valid, response, mask, ranks: Ranks = Ranks()):
     """The scores r(x, y) of every row, each rank scoring its share."""
-    prompt, prompt_valid, response, mask = (x[ranks.share(len(x))] for x in (prompt, prompt_valid, response, mask))
-    return ranks.gather_rows(torch.cat([
-        sequence_scores(full_forward(model, prompt[i:i + batch], prompt_valid[i:i + batch], response[i:i + batch]),
-                        mask[i:i + batch]) for i in range(0, len(prompt), batch)]))
+    mine = (x[ranks.share(len(x))] for x in (prompt, prompt_valid, response, mask))
+    return ranks.gather_rows(in_chunks(lambda p, v, r, m: sequence_scores(full_forward(model, p, v, r), m), *mine))
 
 
 def ranked_samples(args: Args, policy: GPT, prompts: list, labeler: Labeler, enc, device, generator, labels,
@@ -835,12 +839,10 @@ def evaluate(args: Args, policy: GPT, ref: GPT, rm: GPT, prompts: list, labeler:
     mine = ranks.share(len(prompts))
     prompt, prompt_valid, response, mask, has_eos = sample_responses(policy, prompts[mine], uniforms[mine], args,
                                                                      device)
-    logp, logp_ref = [], []
-    for i in range(0, len(prompt), 256):
-        seq = (prompt[i:i + 256], prompt_valid[i:i + 256], response[i:i + 256])
-        logp.append(response_logprobs(full_forward(policy, *seq), seq[2], args.temperature)[0])
-        logp_ref.append(response_logprobs(full_forward(ref, *seq), seq[2], args.temperature)[0])
-    logp, logp_ref, m = torch.cat(logp), torch.cat(logp_ref), mask.float()
+    logp, logp_ref = in_chunks(lambda *seq: tuple(response_logprobs(full_forward(model, *seq), seq[2],
+                                                                      args.temperature)[0] for model in (policy, ref)),
+                               prompt, prompt_valid, response)
+    m = mask.float()
     rows = torch.stack([labeler.gold(decode(enc, response, mask)).to(device),
                         score_batched(rm, prompt, prompt_valid, response, mask), ((logp - logp_ref) * m).sum(1),
                         (logp_ref * m).sum(1), m.sum(1), has_eos.float()], 1)  # (B, 6): a row per response
