@@ -180,7 +180,7 @@ def reinforce_loss(policy, value_net, obs, actions, rewards, terminated, done, v
                    value_coef: float, entropy_coef: float, normalize_adv: bool):
     """-mean_t log pi(a_t|s_t) (v_t - b(s_t)) - c_H H + c_V mean_t (V(s_t) - v_t)^2 over the valid steps
     (obs is (T+1, N, obs_dim): s_0..s_T, the last row the final states). Returns (loss, stats)."""
-    if value_net is None:  # plain estimator: b = 0, truncated episodes do not bootstrap
+    if value_net is None:  # --baseline none: b = 0, truncated episodes do not bootstrap
         values = torch.zeros(obs.shape[:2], device=obs.device)
     else:
         values = value_net(obs).squeeze(-1)  # (T+1, N)
@@ -193,7 +193,8 @@ def reinforce_loss(policy, value_net, obs, actions, rewards, terminated, done, v
     log_prob, entropy = policy.log_prob_entropy(obs[:-1], actions)
     pg_loss = -masked_mean(log_prob * advantages, valid)
     entropy = masked_mean(entropy, valid)
-    value_loss = masked_mean((values[:-1] - returns).pow(2), valid)
+    value_loss = masked_mean((values[:-1] - returns).pow(2), valid) if value_net is not None else \
+        torch.zeros((), device=obs.device)  # --baseline none: no value network to regress
     loss = pg_loss - entropy_coef * entropy + value_coef * value_loss
     return loss, torch.stack([pg_loss, value_loss, entropy]).detach()
 

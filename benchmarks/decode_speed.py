@@ -1,10 +1,11 @@
 """Tokens per second of rlhf_ppo.py's PPO stage (rollout and update) and of scst.py's two stages (cross-entropy
-tokens, SCST words), the scripts as they are against the same scripts at an earlier git revision (--before), on one
-short configuration at the default model sizes. The two versions take turns, round after round; the medians and
-the ratio now/before of each round are printed, and the lines go to --results when given. Needs the git history.
+tokens, SCST words), the scripts of this folder against other copies of them (--other, a folder holding its own
+rlhf_ppo.py and scst.py: a change under review, a fork), on one short configuration at the default model sizes. The
+two take turns, round after round; the medians and the ratio this/other of each round are printed, and the lines go
+to --results when given.
 
     head -c 250000 tinyshakespeare.txt > ts.txt
-    python benchmarks/decode_speed.py --data ts.txt [--before REV] [--rounds 3] [--scripts rlhf_ppo,scst]
+    python benchmarks/decode_speed.py --data ts.txt --other DIR [--rounds 3] [--scripts rlhf_ppo,scst]
 """
 import argparse
 import json
@@ -33,7 +34,7 @@ def summary(script_dir: str, script: str, flags: str, out: str) -> dict:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True, help="text for rlhf_ppo.py (e.g. tinyshakespeare.txt)")
-    parser.add_argument("--before", default="6c17d04", help="the git revision to compare with")
+    parser.add_argument("--other", required=True, help="a folder with the other rlhf_ppo.py and scst.py")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--scripts", default="rlhf_ppo,scst", help="which of the two to time")
@@ -41,32 +42,25 @@ def main():
     flags = parser.parse_args()
     scripts = {script: SPEEDS[script] for script in flags.scripts.split(",")}
     work = tempfile.mkdtemp()
-    before_dir = os.path.join(work, "before")
-    os.makedirs(before_dir)
-    for script in scripts:
-        source = subprocess.run(["git", "show", f"{flags.before}:{script}.py"], cwd=ROOT, capture_output=True,
-                                text=True, check=True).stdout
-        with open(os.path.join(before_dir, f"{script}.py"), "w") as f:
-            f.write(source)
     config = {"rlhf_ppo": f"{RLHF} --data {os.path.abspath(flags.data)}", "scst": SCST}
     speeds = {}  # (script, key, version) -> one figure per round
     for round_ in range(flags.rounds):
         for script in scripts:
-            for version, script_dir in (("before", before_dir), ("now", ROOT)):
+            for version, script_dir in (("other", os.path.abspath(flags.other)), ("this", ROOT)):
                 out = os.path.join(work, f"{script}-{version}-{round_}")
                 line = summary(script_dir, script, f"{config[script]} --device {flags.device}", out)
                 for key in scripts[script]:
                     speeds.setdefault((script, key, version), []).append(line[key])
                 print(f"round {round_ + 1} {script} {version}: " +
                       ", ".join(f"{key} {line[key]}" for key in scripts[script]), flush=True)
-    lines = [f"device {flags.device}, one thread, median of {flags.rounds} rounds, before = {flags.before}, rlhf_ppo "
+    lines = [f"device {flags.device}, one thread, median of {flags.rounds} rounds, other = {flags.other}, rlhf_ppo "
              f"on {os.path.getsize(flags.data):,} bytes of {os.path.basename(flags.data)}",
-             "| script | speed | before | now | now / before (each round) |", "|---|---|---:|---:|---|"]
+             "| script | speed | other | this | this / other (each round) |", "|---|---|---:|---:|---|"]
     for script, keys in scripts.items():
         for key in keys:
-            before, now = speeds[script, key, "before"], speeds[script, key, "now"]
-            ratios = " ".join(f"{n / b:.2f}" for b, n in zip(before, now))
-            lines.append(f"| {script} | {key} | {statistics.median(before):.0f} | {statistics.median(now):.0f} | "
+            other, this = speeds[script, key, "other"], speeds[script, key, "this"]
+            ratios = " ".join(f"{n / b:.2f}" for b, n in zip(other, this))
+            lines.append(f"| {script} | {key} | {statistics.median(other):.0f} | {statistics.median(this):.0f} | "
                          f"{ratios} |")
     print("\n".join(lines))
     if flags.results:

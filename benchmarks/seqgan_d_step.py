@@ -1,20 +1,17 @@
 """Milliseconds per discriminator step of seqgan.py (forward, loss, backward, Adam) on one minibatch of 64 at the
-default sizes (the paper's 1,720 filters, vocabulary 5,000, length 20): the script as it is, in fp32 and under bf16
-autocast, side by side with seqgan.py at an earlier git revision run the way that revision ran it (--before; the
-default is the last revision with PyTorch's default Adam, fp32 only, the two highway matmuls and relu before the
-max-over-time pooling). The settings take turns, round after round; each one's median is printed with its speed-up
-over the earlier revision. Needs the git history (a clone, not an archive).
+default sizes (the paper's 1,720 filters, vocabulary 5,000, length 20): the script in fp32 and under bf16 autocast,
+and with --other, another seqgan.py (a change under review, a fork) in fp32, run with its own d_loss and, when it
+has one, its own adam(). The settings take turns, round after round; each one's median is printed with its
+speed-up over the first.
 
-    python benchmarks/seqgan_d_step.py [--before REV] [--device cpu] [--rounds 9] [--steps 10]
+    python benchmarks/seqgan_d_step.py [--other path/to/seqgan.py] [--device cpu] [--rounds 9] [--steps 10]
 """
 import argparse
 import importlib.util
 import os
 import platform
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 
 import torch
@@ -24,13 +21,9 @@ sys.path.insert(0, ROOT)
 import seqgan  # noqa: E402
 
 
-def module_at(rev: str):
-    """seqgan.py as it was at git revision `rev`, imported under another name."""
-    source = subprocess.run(["git", "show", f"{rev}:seqgan.py"], cwd=ROOT, capture_output=True, text=True, check=True)
-    path = os.path.join(tempfile.mkdtemp(), "seqgan_before.py")
-    with open(path, "w") as f:
-        f.write(source.stdout)
-    spec = importlib.util.spec_from_file_location("seqgan_before", path)
+def module_at(path: str):
+    """Another seqgan.py, imported under another name."""
+    spec = importlib.util.spec_from_file_location("seqgan_other", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -48,21 +41,20 @@ def processor(device) -> str:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--before", default="17f110f", help="the git revision of seqgan.py to compare with")
+    parser.add_argument("--other", help="another seqgan.py to time beside this one")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--steps", type=int, default=10, help="D steps timed together in each round")
     flags = parser.parse_args()
     device = torch.device(flags.device)
     torch.set_num_threads(1)
-    before = module_at(flags.before)
     a = seqgan.Args()
     torch.manual_seed(0)
     x = torch.randint(0, a.vocab_size, (a.batch_size, a.seq_len), device=device)
     y = torch.randint(0, 2, (a.batch_size,), device=device)
     runs = {}  # name -> (module, bf16, discriminator, optimizer, times in ms)
-    for name, module, bf16 in [(f"{flags.before}, fp32", before, False), ("now, fp32", seqgan, False),
-                               ("now, bf16", seqgan, True)]:
+    settings = [("this, fp32", seqgan, False), ("this, bf16", seqgan, True)]
+    for name, module, bf16 in ([("other, fp32", module_at(flags.other), False)] if flags.other else []) + settings:
         disc = module.Discriminator(a.vocab_size, a.d_emb, a.seq_len, a.d_filter_scale, a.d_dropout).to(device)
         adam = getattr(module, "adam", lambda params, lr, device: torch.optim.Adam(params, lr=lr))
         runs[name] = (module, bf16, disc, adam(disc.parameters(), a.d_lr, device), [])
@@ -85,15 +77,15 @@ def main():
                 torch.cuda.synchronize()
             if round_:
                 times.append(1000 * (time.perf_counter() - t) / flags.steps)
-    base = statistics.median(runs[f"{flags.before}, fp32"][-1])
+    base = statistics.median(next(iter(runs.values()))[-1])
     print(f"device {device.type} ({processor(device)}), torch {torch.__version__}, minibatch {a.batch_size}, "
           f"median of {flags.rounds} rounds")
     print("| seqgan.py | precision | ms per D step | speed-up |")
     print("|---|---|---:|---:|")
     for name, (_, _, _, _, times) in runs.items():
         ms = statistics.median(times)
-        revision, precision = name.split(", ")
-        print(f"| {revision} | {precision} | {ms:.1f} | {base / ms:.2f}x |")
+        which, precision = name.split(", ")
+        print(f"| {which} | {precision} | {ms:.1f} | {base / ms:.2f}x |")
 
 
 if __name__ == "__main__":

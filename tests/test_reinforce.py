@@ -1,5 +1,7 @@
 """reinforce.py: returns-to-go against a loop, the policy's log-probabilities against torch.distributions, the
 gradient's sign on a two-armed bandit, smoke runs, bad input, and a short CartPole run that must learn."""
+import json
+
 import gymnasium as gym
 import pytest
 import torch
@@ -107,9 +109,12 @@ def test_smoke_deterministic_and_reload(run_script, tmp_path):
 
 
 @pytest.mark.parametrize("flags", [("--env-id", "Pendulum-v1"), ("--baseline", "none", "--entropy-coef", 0.01)])
-def test_smoke_variants(run_script, flags):
-    summary, _ = run_script("reinforce.py", *SMOKE, *flags)
+def test_smoke_variants(run_script, tmp_path, flags):
+    summary, _ = run_script("reinforce.py", *SMOKE, *flags, "--out", "run")
     assert summary["env_steps"] >= 600
+    records = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
+    value_losses = [r["value_loss"] for r in records if "value_loss" in r]
+    assert value_losses and all((v == 0) == ("none" in flags) for v in value_losses)  # no value network, no loss
 
 
 def test_help(run_script):
