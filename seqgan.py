@@ -406,8 +406,9 @@ def main(argv=None):
     with torch.device("meta"):  # sizes only, nothing allocated: weights, gradients and Adam's moments of G and D
         sizes = 4 * 4 * sum(p.numel() for net in networks() for p in net.parameters())
         check_fits(sizes, f"--vocab-size {args.vocab_size} --emb {args.emb} --hidden {args.hidden}", device)
-    real, score, diversity, summary = make_task(args, device)
+    task = make_task(args, device) if args.data else None  # a text is read and checked before the folder is made
     out, resume = start_run(args)
+    real, score, diversity, summary = task or make_task(args, device)  # the oracle's samples: once the folder is
     gen, disc = (net.to(device) for net in networks())
     d_optimizer = adam(disc.parameters(), args.d_lr, device)
     if args.compile:  # its dropout then draws from inductor's random stream, not torch's: other draws, like a seed

@@ -200,3 +200,25 @@ def test_a_full_disk_ends_with_one_line_naming_the_file_and_its_size(tmp_path):
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().startswith("dqn.py: No space left on device (") and "run/model.pt" in proc.stderr
     assert (tmp_path / "run" / "resume.pt").is_file()  # the last checkpoint kept: the same command goes on from it
+
+
+def test_rank_without_the_rest_of_torchrun_is_a_usage_error(usage_error, monkeypatch):
+    monkeypatch.setenv("RANK", "0")
+    for name in ("WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    err = usage_error("rlhf_ppo.py", "--device", "cpu", *TINY["rlhf_ppo"])
+    assert "RANK is set but not WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT" in err
+
+
+@pytest.mark.parametrize("name, stages", [("alphago_mcts", ("sl", "rl")), ("rlhf_ppo", ("pretrain", "sft"))])
+def test_a_line_that_is_no_json_in_the_records_is_cut_with_the_rest(name, stages, tmp_path):
+    """Records are kept by the byte counts the checkpoints hold, not by reading them back: a stray line after the
+    last kept record (an editor, a kill mid-line) goes, and the next stage's records follow the kept ones."""
+    os.chdir(tmp_path)
+    for stage in stages:  # one stage a command, into one folder
+        importlib.import_module(name).main([str(f) for f in ("--device", "cpu", *TINY[name], "--stage", stage,
+                                                               "--out", "run")])
+        with open(tmp_path / "run" / "metrics.jsonl", "a") as f:
+            f.write("not a record\n{\"half\": ")
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[:-2]  # the last stage's stray lines aside
+    assert {json.loads(line)["stage"] for line in lines} >= {*stages}
