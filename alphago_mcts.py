@@ -321,6 +321,12 @@ def random_playout(pos: Position, rng: random.Random) -> Position:
 
 
 # --- fast rollout policy p_pi: a linear softmax over local patterns, for the playouts ---------------
+# The input planes of features(), from the view of the player to move. Stones: three planes each for own and
+# opponent stones, with 1, 2 and >= 3 liberties, starting at OWN and OPPONENT.
+OWN, OPPONENT, EMPTY_PLANE, KO_PLANE, LAST_MOVE_PLANE, LEGAL_PLANE, BLACK_PLANE, ONES_PLANE = 0, 3, 6, 7, 8, 9, 10, 11
+PLANES = 12
+
+
 def pattern_classes() -> np.ndarray:
     """3x3 patterns: the colours of a point's 8 neighbours (0 empty, 1 the mover's stone, 2 the opponent's, 3 off
     the board), in the order N, E, S, W, NE, SE, SW, NW, read as a base-4 number (4^8 ids). Ids that a rotation or
@@ -553,12 +559,6 @@ def rollout_evaluator(rng: random.Random):
 
 
 # --- networks -----------------------------------------------------------------------------------
-# The input planes of features(), from the view of the player to move. Stones: three planes each for own and
-# opponent stones, with 1, 2 and >= 3 liberties, starting at OWN and OPPONENT.
-OWN, OPPONENT, EMPTY_PLANE, KO_PLANE, LAST_MOVE_PLANE, LEGAL_PLANE, BLACK_PLANE, ONES_PLANE = 0, 3, 6, 7, 8, 9, 10, 11
-PLANES = 12
-
-
 def features(pos: Position) -> np.ndarray:
     """(PLANES, N, N) input planes from the view of the player to move: own and opponent stones with 1, 2 and
     >= 3 liberties (6 planes), empty points, the simple-ko point, the last move, legal moves, Black to play (komi
