@@ -81,8 +81,8 @@ class Args:
     eval_prompts: Annotated[int, "held-out prompts for the final evaluation"] = 500
     prompt: Annotated[str, "also continue this line with the SFT and PPO policies at the end"] = ""
     log_every: Annotated[int, "PPO steps between progress lines (pretraining: 25x this many iterations)"] = 10
-    checkpoint_every: Annotated[float, "seconds between resumable checkpoints inside a stage (0: at every "
-                                       "step)"] = 300.0
+    checkpoint_every: Annotated[int, "steps between resumable checkpoints inside a stage: pretraining iterations, "
+                                     "SFT epochs, PPO steps (the reward model's stage is redone)"] = 25
     seed: Annotated[int, "seeds python, numpy and torch"] = 1
     device: Annotated[str, "auto: cuda when available", {"choices": ("auto", "cpu", "cuda", "mps")}] = "auto"
     compile: Annotated[bool, "torch.compile the full-sequence forward (worth it on CUDA)"] = False
@@ -110,12 +110,12 @@ POSITIVE = 0.05  # VADER's own threshold: compound >= 0.05 is positive sentiment
 
 RULES = (  # (flags, test, what each must be), checked in this order before any work starts
     (("n_layer", "n_head", "n_embd", "block_size", "prompt_len", "response_len", "batch_size", "rm_prompts",
-      "rollout_batch", "minibatch", "ppo_epochs", "eval_prompts", "log_every"), lambda x: x >= 1, "at least 1"),
+      "rollout_batch", "minibatch", "ppo_epochs", "eval_prompts", "log_every", "checkpoint_every"), lambda x: x >= 1,
+     "at least 1"),
     (("pretrain_iters", "sft_epochs", "rm_epochs", "ppo_steps", "beta", "kl_target", "clip", "vf_clip", "vf_coef",
       "missing_eos_penalty"), lambda x: x >= 0, "0 or more"),
     (("lr", "sft_lr", "rm_lr", "ppo_lr", "temperature", "label_noise"), lambda x: x > 0, "positive"),
     (("gamma", "lam"), lambda x: 0 <= x <= 1, "in [0, 1]"),
-    (("checkpoint_every",), lambda x: x >= 0, "0 or more"),
     (("dropout",), lambda x: 0 <= x < 1, "in [0, 1)"),
     (("k",), lambda x: x >= 2, "at least 2 (a ranking compares two samples or more)"),
     (("vocab_size",), lambda x: 256 <= x <= 100_000, "in [256, 100000] (the 256 byte tokens come first)"),
@@ -924,7 +924,7 @@ def run_stage(run: Run, name: str, train_stage, start_from: GPT, reused: dict, r
     args, writes = run.args, run.ranks.rank == 0
     torch.manual_seed(args.seed + 1000 * STAGES.index(name))  # each stage reproducible alone: resumption is exact
     model = GPT(args, scalar_head=name == "rm", dropout=args.dropout if name in ("pretrain", "sft") else 0.0)
-    model, progress, last_save = model.to(run.device), None, time.time()
+    model, progress = model.to(run.device), None
     if name == "pretrain" and run.gpt2:  # OpenAI's GPT-2 instead of pretraining
         load_gpt2(model, run.gpt2)
         print(f"pretrain: GPT-2 from {run.gpt2}", flush=True)
@@ -946,11 +946,10 @@ def run_stage(run: Run, name: str, train_stage, start_from: GPT, reused: dict, r
         return {"model": model.state_dict(), "args": dataclasses.asdict(args), "metrics": result or {},
                 "made_from": depends(run, name), "progress": progress, "records": run.metrics.tell()}
 
-    def save(progress_now):  # a resumable checkpoint of this stage, every checkpoint_every seconds
-        nonlocal last_save
-        if writes and time.time() - last_save >= args.checkpoint_every:
-            save_checkpoint(os.path.join(run.out, "resume.pt"), checkpoint({"stage": name, **progress_now()}))
-            last_save = time.time()
+    def save(progress_now):  # a resumable checkpoint of this stage, every checkpoint_every steps of its counter
+        progress = progress_now()
+        if writes and progress[progress["counter"]] % args.checkpoint_every == 0:
+            save_checkpoint(os.path.join(run.out, "resume.pt"), checkpoint({"stage": name, **progress}))
 
     result = train_stage(run, model, save, progress)
     if writes:

@@ -20,7 +20,7 @@ FLAGS = {  # an early first checkpoint; the architecture and data stay the defau
     "actor_critic": ["--checkpoint-every", "256"],
     "scst": ["--checkpoint-every", "1", "--xe-epochs", "0"],
     "seqgan": [],
-    "rlhf_ppo": ["--checkpoint-every", "0"] + (["--data", os.environ["DATA"]] if "DATA" in os.environ else []),
+    "rlhf_ppo": ["--checkpoint-every", "1"] + (["--data", os.environ["DATA"]] if "DATA" in os.environ else []),
     "alphago_mcts": ["--expert-games", "10"],
 }
 

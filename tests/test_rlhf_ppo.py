@@ -329,12 +329,12 @@ def test_a_stage_checkpoint_made_from_other_flags_or_text_is_not_reused(usage_er
 def test_killed_inside_any_stage_and_rerun_ends_as_a_run_never_stopped(resumes_exactly, tmp_path):
     data = write_corpus(tmp_path / "text.txt")
     resumes_exactly("rlhf_ppo.py", *SMOKE, "--data", data, "--pretrain-iters", 60, "--sft-epochs", 3, "--ppo-steps", 6,
-                    "--checkpoint-every", 0, kills=6)
+                    "--checkpoint-every", 1, kills=6)
 
 
 TORCHRUN = (sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2")
 DETERMINISTIC = ("--dropout", 0, "--pretrain-iters", 100, "--rm-prompts", 32, "--k", 4,  # dropout: drawn per rank
-                 "--checkpoint-every", 0)
+                 "--checkpoint-every", 1)
 
 
 WRITES_OF_OTHER_RANKS = """import os, sys
@@ -379,7 +379,7 @@ def test_two_ranks_under_torchrun_train_as_one_process_and_rank_0_alone_writes(r
 def test_a_killed_two_rank_run_resumes_as_one_never_stopped(resumes_exactly, tmp_path):
     data = write_corpus(tmp_path / "text.txt")
     resumes_exactly("rlhf_ppo.py", *SMOKE, "--data", data, "--pretrain-iters", 60, "--sft-epochs", 3, "--ppo-steps", 6,
-                    "--checkpoint-every", 0, kills=3, launcher=TORCHRUN)
+                    "--checkpoint-every", 1, kills=3, launcher=TORCHRUN)
 
 
 def test_bf16_runs_the_blocks_in_bf16_and_the_heads_in_fp32():
