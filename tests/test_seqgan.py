@@ -222,3 +222,25 @@ def test_killed_in_any_phase_and_rerun_ends_as_a_run_never_stopped(resumes_exact
     resumes_exactly("seqgan.py", *SMALL, "--mle-epochs", 4, "--d-pretrain", 3, "--adv-epochs", 4, kills=6)
     assert json.loads((tmp_path / "killed" / "curves.json").read_text()) == \
         json.loads((tmp_path / "whole" / "curves.json").read_text())
+
+
+def test_the_authors_oracle_pickle_converts_to_what_oracle_reads(tmp_path):
+    """benchmarks/seqgan_oracle.py on a pickle laid out as the authors' target_params_py3.pkl (random values, the
+    real shapes); a pickle that asks for anything but arrays is refused."""
+    import pickle
+    import subprocess
+    import sys
+    from conftest import ROOT
+    rng = np.random.default_rng(0)
+    shapes = [(5000, 32)] + [(32, 32), (32, 32), (32,)] * 4 + [(32, 5000), (5000,)]
+    params = [rng.standard_normal(s) for s in shapes]
+    (tmp_path / "target.pkl").write_bytes(pickle.dumps(params))
+    script = str(ROOT / "benchmarks" / "seqgan_oracle.py")
+    proc = subprocess.run([sys.executable, script, tmp_path / "target.pkl", tmp_path / "oracle.npz"],
+                          capture_output=True)
+    assert proc.returncode == 0, proc.stderr
+    arrays = seqgan.read_oracle(str(tmp_path / "oracle.npz"))
+    assert seqgan.oracle_sizes(arrays) == (5000, 32, 32) and np.allclose(arrays["Wo"], params[13])
+    (tmp_path / "evil.pkl").write_bytes(pickle.dumps([print] * 15))
+    proc = subprocess.run([sys.executable, script, tmp_path / "evil.pkl", tmp_path / "x.npz"], capture_output=True)
+    assert proc.returncode != 0 and b"is not part of a list of arrays" in proc.stderr
