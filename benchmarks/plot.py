@@ -10,6 +10,7 @@ import os
 import re
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -32,13 +33,27 @@ def seed_of(path: str) -> int:
 
 
 def curves(ax, pattern: str, label: str, color: str, x: str, y: str):
-    """One thin line per seed's file, labelled once."""
+    """Each seed's file a faint line; their mean a bold one in a band from the lowest to the highest seed, over the
+    x range every seed covers (each curve interpolated onto one grid)."""
     paths = sorted(glob.glob(os.path.join(RESULTS, pattern)), key=seed_of)
-    for i, path in enumerate(paths):
+    runs = []
+    for path in paths:
         data = read_csv(path)
-        ax.plot(data[x], data[y], color=color, alpha=0.8, lw=1.2,
-                label=f"{label} ({len(paths)} seeds)" if i == 0 else None)
+        xs, ys = zip(*[(a, b) for a, b in zip(data[x], data[y]) if a is not None and b is not None])
+        ax.plot(xs, ys, color=color, alpha=0.25, lw=0.8)
+        runs.append((np.array(xs), np.array(ys)))
+    if runs:
+        grid = np.linspace(max(xs[0] for xs, _ in runs), min(xs[-1] for xs, _ in runs), 200)
+        ys = np.array([np.interp(grid, xs, ys) for xs, ys in runs])
+        ax.plot(grid, ys.mean(0), color=color, lw=2, label=f"{label}: mean of {len(runs)} seeds, band min-max")
+        ax.fill_between(grid, ys.min(0), ys.max(0), color=color, alpha=0.2, lw=0)
     return len(paths)
+
+
+def reference(ax, y: float, text: str, x: float = 0.01):
+    """A dashed horizontal line at y, named at the left end (x in axes fraction)."""
+    ax.axhline(y, color="grey", ls="--", lw=0.8)
+    ax.text(x, y, f" {text}", transform=ax.get_yaxis_transform(), color="grey", fontsize=8, va="bottom")
 
 
 def save(fig, name: str):
@@ -66,7 +81,7 @@ def dqn_cartpole():
     if not ours:
         plt.close(fig)
         return print("skipped dqn_cartpole.png: no benchmarks/results/dqn_cartpole/ (bash benchmarks/dqn_cartpole.sh)")
-    ax.axhline(475, color="grey", ls="--", lw=0.8)
+    reference(ax, 475, "475: the solved criterion")
     ax.set(xlabel="seconds from launch (one CPU thread)", ylabel="mean return of the last 10 training episodes",
            title="DQN on CartPole-v1" + (", side by side with CleanRL" if peer else ""), ylim=(0, 520))
     ax.legend(loc="lower right")
@@ -81,11 +96,11 @@ def pg_cartpole():
         curves(ax, f"pg_cartpole/ours-{script}-s*.csv", f"{script}.py", COLORS["ours"], "seconds", "value")
         curves(ax, f"pg_cartpole/pytorch_examples-{script}-s*.csv", "pytorch/examples", COLORS["peer"], "seconds",
                "value")
-        ax.axhline(475, color="grey", ls="--", lw=0.8)
+        reference(ax, 475, "475: solved")
         ax.set(xscale="log", xlabel="seconds from launch (log scale)", title=f"{title} on CartPole-v1", ylim=(0, 520))
         ax.set_xticks([2, 5, 10, 20, 50, 100, 200], ["2", "5", "10", "20", "50", "100", "200"])
         ax.minorticks_off()
-        ax.legend(loc="lower right", fontsize=8)
+        ax.legend(loc="lower right", fontsize=7)
     axes[0].set_ylabel("running reward (0.05 x return + 0.95 x before)")
     save(fig, "pg_cartpole.png")
 
@@ -145,29 +160,30 @@ def rlhf_ppo():
         if kind != "ppo":
             evals[float(beta)] = json.loads(record)
     sft = evals[0.1]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2))
-    for key, label, color in (("gold", "gold score (the labeler's VADER)", COLORS["ours"]),
-                              ("rm_score", "reward-model score", COLORS["peer"])):
-        points = sorted((e["kl_ppo"], e[f"{key}_ppo"], beta) for beta, e in evals.items())
-        left.plot([0] + [p[0] for p in points], [sft[f"{key}_sft"]] + [p[1] for p in points], marker="o",
-                  color=color, label=label)
-        if key == "gold":
-            for i, (kl, value, beta) in enumerate(points):  # below and above the line in turn: close KLs
-                left.annotate(f"beta {beta:g}", (kl, value), textcoords="offset points",
-                              xytext=(2, -13) if i % 2 == 0 else (-12, 7), fontsize=8)
-    left.annotate("SFT", (0, sft["gold_sft"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    left.set_xscale("symlog", linthresh=1.0)  # linear below 1 nat, logarithmic above: beta 0 drifts to tens of nats
-    left.set_xticks([0, 1, 2, 5, 10, 20, 50], ["0", "1", "2", "5", "10", "20", "50"])
-    left.set(xlabel="KL(policy || SFT) per response (nats, symlog scale), held-out prompts", ylabel="mean score",
-             title="Reward against KL: one PPO run per beta")
-    left.legend(fontsize=8)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 7.5))
+    points = sorted((e["kl_ppo"], e["gold_ppo"], e["rm_score_ppo"], beta) for beta, e in evals.items())
+    kls = [0] + [p[0] for p in points]
+    top.plot(kls, [sft["gold_sft"]] + [p[1] for p in points], marker="o", color=COLORS["ours"],
+             label="gold score (the labeler's VADER, left axis)")
+    rm_axis = top.twinx()  # the reward model's score is in its own units: its own axis
+    rm_axis.plot(kls, [sft["rm_score_sft"]] + [p[2] for p in points], marker="s", ls=":", color=COLORS["peer"],
+                 label="reward-model score (right axis)")
+    rm_axis.set_ylabel("reward-model score", color=COLORS["peer"])
+    for i, (kl, gold, _, beta) in enumerate(points):  # below and above the line in turn: close KLs; the last inside
+        offset = (-42, -4) if i == len(points) - 1 else (2, -13) if i % 2 == 0 else (-12, 7)
+        top.annotate(f"beta {beta:g}", (kl, gold), textcoords="offset points", xytext=offset, fontsize=8)
+    top.annotate("SFT", (0, sft["gold_sft"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    top.set_xscale("symlog", linthresh=1.0)  # linear below 1 nat, logarithmic above: beta 0 drifts to tens of nats
+    top.set_xticks([0, 1, 2, 5, 10, 20, 50], ["0", "1", "2", "5", "10", "20", "50"])
+    top.set(xlabel="KL(policy || SFT) per response (nats, symlog scale), held-out prompts",
+            ylabel="gold score", title="Reward against KL: one PPO run per beta, seed 1")
+    top.legend(handles=top.get_lines()[:1] + rm_axis.get_lines(), fontsize=8, loc="lower right")
     for beta, color in zip(sorted(evals), plt.cm.viridis([i / max(len(evals) - 1, 1) for i in range(len(evals))])):
         records = [json.loads(line) for line in open(os.path.join(folder, f"ppo-beta{beta:g}.jsonl"))]
-        right.plot([r["step"] for r in records], [r["gold"] for r in records], color=color, label=f"beta {beta:g}")
-    low = min(min(line.get_ydata()) for line in right.get_lines())
-    right.set(xlabel="PPO step (64 prompts each)", ylabel="gold score of the rollouts", title="During PPO",
-              ylim=(low - 0.12, None))
-    right.legend(fontsize=8, ncol=3, loc="lower right")
+        bottom.plot([r["step"] for r in records], [r["gold"] for r in records], color=color, label=f"beta {beta:g}")
+    reference(bottom, sft["gold_sft"], f"the SFT policy on the held-out prompts: {sft['gold_sft']:.2f}")
+    bottom.set(xlabel="PPO step (64 prompts each)", ylabel="gold score of the rollouts", title="During PPO")
+    bottom.legend(fontsize=8, ncol=5, loc="center right")
     save(fig, "rlhf_ppo.png")
 
 
@@ -192,6 +208,7 @@ def alphago(board: int, komi: float, gnugo_level: int):
     y = list(range(len(plays)))[::-1]
     ax.barh(y, rates, xerr=errors, color=COLORS["ours"], capsize=4)
     ax.axvline(50, color="grey", ls="--", lw=0.8)
+    ax.text(50, 1.0, " 50 %", transform=ax.get_xaxis_transform(), color="grey", fontsize=8, va="bottom")
     ax.set_yticks(y, labels, fontsize=8)
     ax.set(xlim=(0, 105), xlabel="win rate of alphago_mcts.py (%), +- one binomial standard error")
     ax.set_title(f"AlphaGo on {board}x{board}, komi {komi:g}, seed 1 (400 simulations a move unless noted)",
