@@ -208,7 +208,7 @@ def alphago(board: int, komi: float, gnugo_level: int):
     y = list(range(len(plays)))[::-1]
     ax.barh(y, rates, xerr=errors, color=COLORS["ours"], capsize=4)
     ax.axvline(50, color="grey", ls="--", lw=0.8)
-    ax.text(50, 1.0, " 50 %", transform=ax.get_xaxis_transform(), color="grey", fontsize=8, va="bottom")
+    ax.text(50, 0.01, " 50 %", transform=ax.get_xaxis_transform(), color="grey", fontsize=8, va="bottom")
     ax.set_yticks(y, labels, fontsize=8)
     ax.set(xlim=(0, 105), xlabel="win rate of alphago_mcts.py (%), +- one binomial standard error")
     ax.set_title(f"AlphaGo on {board}x{board}, komi {komi:g}, seed 1 (400 simulations a move unless noted)",
