@@ -19,6 +19,7 @@ for seed in ${SEEDS-1 2 3}; do
   { echo "# DATA=.../tinyshakespeare.txt SEEDS=$seed bash benchmarks/seqgan_cpu_real.sh, $(date +%F), one thread" \
       "of a $(nproc)-core $(lscpu | sed -n 's/^Model name: *//p')"
     echo "# summary:"; tail -1 "$out/s$seed.log"
+    echo "# five samples of the final generator:"; grep '^sample:' "$out/s$seed.log"
     echo "# BLEU-4 by stage and epoch (metrics.jsonl):"; cat "$out/s$seed/metrics.jsonl"
   } > "benchmarks/results/seqgan_cpu_real_s$seed.txt"
 done
