@@ -435,8 +435,8 @@ def start_device(args: Args) -> torch.device:  # auto: cuda if any; 1 CPU thread
 
 
 def check_fits(nbytes: int, what: str, device: torch.device):  # a usage error before any work, not an OOM later
-    total = torch.cuda.mem_get_info(device)[1] if device.type == "cuda" else \
-        os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    total = torch.cuda.mem_get_info(device)[1] if device.type == "cuda" else math.inf if not hasattr(os, "sysconf") \
+        else os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")  # (Windows has no sysconf: not checked)
     if nbytes > total:
         usage_error(f"{what} needs {nbytes / 2 ** 30:,.1f} GiB; this {device.type} has {total / 2 ** 30:,.1f} GiB")
 
