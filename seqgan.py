@@ -160,10 +160,11 @@ def max_over_time(x, conv: nn.Conv1d):  # (B, T, emb) -> (B, filters)
 
 class Discriminator(nn.Module):
     """The paper's CNN: token embeddings, convolutions of widths 1-10, 15, 20 with max-over-time pooling, a highway
-    layer, dropout, and a linear layer to (fake, real) logits."""
+    layer, dropout, and a linear layer to (fake, real) logits; under bf16 autocast when bf16, the logits in fp32."""
 
-    def __init__(self, vocab: int, emb: int, seq_len: int, filter_scale: float, dropout: float):
+    def __init__(self, vocab: int, emb: int, seq_len: int, filter_scale: float, dropout: float, bf16: bool = False):
         super().__init__()
+        self.bf16 = bf16
         filters = {w: max(1, round(n * filter_scale)) for w, n in PAPER_FILTERS.items() if w <= seq_len}
         self.emb = nn.Embedding(vocab, emb)
         nn.init.uniform_(self.emb.weight, -1.0, 1.0)
@@ -174,15 +175,16 @@ class Discriminator(nn.Module):
         self.out = nn.Linear(total, 2)
 
     def forward(self, seqs):  # (B, T) tokens -> (B, 2) logits of (fake, real)
-        x = self.emb(seqs)  # (B, T, emb)
-        if torch.is_autocast_enabled(x.device.type):  # cast once here, not in each width's matmul below
-            x = x.to(torch.get_autocast_dtype(x.device.type))
-        # max over time of relu(conv) = relu of the max: one relu on (B, filters), and max's backward is a scatter
-        pooled = F.relu(torch.cat([max_over_time(x, conv) for conv in self.convs], 1))
-        transform, gate = self.highway(pooled).chunk(2, -1)
-        gate = torch.sigmoid(gate)  # highway: t * relu(W_H x) + (1 - t) * x
-        h = gate * F.relu(transform) + (1.0 - gate) * pooled
-        return self.out(self.drop(h))
+        with torch.autocast(seqs.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            x = self.emb(seqs)  # (B, T, emb)
+            if torch.is_autocast_enabled(x.device.type):  # cast once here, not in each width's matmul below
+                x = x.to(torch.get_autocast_dtype(x.device.type))
+            # max over time of relu(conv) = relu of the max: one relu on (B, filters), max's backward is a scatter
+            pooled = F.relu(torch.cat([max_over_time(x, conv) for conv in self.convs], 1))
+            transform, gate = self.highway(pooled).chunk(2, -1)
+            gate = torch.sigmoid(gate)  # highway: t * relu(W_H x) + (1 - t) * x
+            h = gate * F.relu(transform) + (1.0 - gate) * pooled
+            return self.out(self.drop(h)).float()
 
     def prob_real(self, seqs):
         return torch.softmax(self(seqs).float(), -1)[:, 1]
@@ -196,7 +198,7 @@ def nll_oracle(oracle: LSTMLM, seqs, batch: int = 2_000) -> float:
 
 
 @torch.no_grad()
-def rollout_rewards(gen: LSTMLM, disc: Discriminator, seqs, num_rollouts: int, bf16: bool = False):
+def rollout_rewards(gen: LSTMLM, disc: Discriminator, seqs, num_rollouts: int):
     """Q(Y_1:t-1, y_t) for every position of (B, T) samples, as (B, T): for t < T, D's mean P(real) over N
     completions of the prefix Y_1:t sampled from G; for t = T, D(Y) itself (paper, eq. 4). The rollout policy is G
     itself (what the official code's rollout module amounts to; see docs/seqgan.md). Batched: the states after every
@@ -226,9 +228,8 @@ def rollout_rewards(gen: LSTMLM, disc: Discriminator, seqs, num_rollouts: int, b
             out, (h_new, c_new) = gen(token, (h[:active].reshape(1, -1, H), c[:active].reshape(1, -1, H)))
             h, c = h_new.view(active, -1, H), c_new.view(active, -1, H)
             lg = out[:, 0].view(active, -1, lg.shape[-1])
-    with autocast(seqs.device, bf16):
-        q = disc.prob_real(rolled.flatten(0, 1)).view(G, num_rollouts, B).mean(1)  # (G, B)
-        return torch.cat([q.T, disc.prob_real(seqs).unsqueeze(1)], 1)  # (B, T)
+    q = disc.prob_real(rolled.flatten(0, 1)).view(G, num_rollouts, B).mean(1)  # (G, B)
+    return torch.cat([q.T, disc.prob_real(seqs).unsqueeze(1)], 1)  # (B, T)
 
 
 def pg_loss(gen: LSTMLM, seqs, rewards):
@@ -248,11 +249,6 @@ def d_loss(disc: Discriminator, seqs, labels, l2: float):
 
 
 # --- training loop ------------------------------------------------------------------------------
-def autocast(device, bf16: bool):
-    """bf16 autocast (convolutions and matmuls in bf16, the losses in fp32), or a no-op."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
-
-
 def adam(params, lr: float, device):
     return torch.optim.Adam(params, lr=lr, fused=device.type in ("cuda", "cpu"))  # one kernel, not a loop per tensor
 
@@ -309,8 +305,7 @@ def train_discriminator(args: Args, disc, optimizer, gen, real, rounds: int, sav
         data = torch.cat([real, gen.sample(len(real), args.seq_len)])
         for _ in range(args.d_epochs):
             for idx in batches(len(data), args.batch_size, real.device):
-                with autocast(real.device, args.bf16):
-                    loss = d_loss(disc, data[idx], labels[idx], args.d_l2)
+                loss = d_loss(disc, data[idx], labels[idx], args.d_l2)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -338,7 +333,7 @@ def adversarial(args: Args, gen, disc, d_optimizer, real, score: Score, metrics,
             loss = mle_loss(gen, real[torch.randint(0, len(real), (args.batch_size,), device=real.device)])
         else:
             seqs = gen.sample(args.batch_size, args.seq_len)
-            q = rollout_rewards(gen, disc, seqs, args.rollouts, args.bf16) if reward == "seqgan" else \
+            q = rollout_rewards(gen, disc, seqs, args.rollouts) if reward == "seqgan" else \
                 torch.ones_like(seqs).float()
             loss = pg_loss(gen, seqs, q)
         g_step(gen, optimizer, loss)
@@ -402,7 +397,8 @@ def main(argv=None):
     device = start_device(args)
     args = dataclasses.replace(args, bf16=device.type == "cuda" if args.bf16 is None else args.bf16)
     networks = lambda: (init_generator(args.vocab_size, args.emb, args.hidden),
-                        Discriminator(args.vocab_size, args.d_emb, args.seq_len, args.d_filter_scale, args.d_dropout))
+                        Discriminator(args.vocab_size, args.d_emb, args.seq_len, args.d_filter_scale, args.d_dropout,
+                                      args.bf16))
     with torch.device("meta"):  # sizes only, nothing allocated: weights, gradients and Adam's moments of G and D
         sizes = 4 * 4 * sum(p.numel() for net in networks() for p in net.parameters())
         check_fits(sizes, f"--vocab-size {args.vocab_size} --emb {args.emb} --hidden {args.hidden}", device)

@@ -56,6 +56,7 @@ def main():
     settings = [("this, fp32", seqgan, False), ("this, bf16", seqgan, True)]
     for name, module, bf16 in ([("other, fp32", module_at(flags.other), False)] if flags.other else []) + settings:
         disc = module.Discriminator(a.vocab_size, a.d_emb, a.seq_len, a.d_filter_scale, a.d_dropout).to(device)
+        disc.bf16 = bf16  # this seqgan.py's own autocast; the one around d_loss below serves another copy
         adam = getattr(module, "adam", lambda params, lr, device: torch.optim.Adam(params, lr=lr))
         runs[name] = (module, bf16, disc, adam(disc.parameters(), a.d_lr, device), [])
 
