@@ -187,11 +187,11 @@ class Seq2Seq(nn.Module):
     """Attention encoder-decoder (Luong et al. 2015, global attention, general score): a bidirectional GRU reads the
     letters; a GRU decoder, started from the mean encoder state, writes phonemes, each output attending over the
     letters. decode() runs T steps at once for teacher forcing and one step at a time, carrying only the GRU
-    state, for incremental generation."""
+    state, for incremental generation. With bf16, both run under bf16 autocast (the GRUs in fp32, see fp32)."""
 
-    def __init__(self, n_src: int, n_tgt: int, hidden: int, layers: int, dropout: float):
+    def __init__(self, n_src: int, n_tgt: int, hidden: int, layers: int, dropout: float, bf16: bool = False):
         super().__init__()
-        self.layers, self.hidden = layers, hidden
+        self.layers, self.hidden, self.bf16 = layers, hidden, bf16
         self.src_emb = nn.Embedding(n_src, hidden, padding_idx=0)
         between = dropout if layers > 1 else 0.0  # GRU dropout acts between its layers only
         self.encoder = nn.GRU(hidden, hidden // 2, layers, batch_first=True, bidirectional=True, dropout=between)
@@ -211,18 +211,20 @@ class Seq2Seq(nn.Module):
 
     def encode(self, src: "Source"):
         """Letters -> memory (B, S, H), keys W e_s (B, S, H), initial decoder state (layers, B, H)."""
-        packed = nn.utils.rnn.pack_padded_sequence(self.src_emb(src.ids), src.lengths, batch_first=True,
-                                                   enforce_sorted=False)
-        memory, _ = self.fp32(self.encoder, packed)
-        memory, _ = nn.utils.rnn.pad_packed_sequence(memory, batch_first=True, total_length=src.ids.shape[1])
-        mean = (memory * src.mask.unsqueeze(-1)).sum(1) / src.mask.sum(1, keepdim=True)
-        state = torch.tanh(self.init_state(mean)).view(-1, self.layers, self.hidden).transpose(0, 1).contiguous()
-        return memory, self.score(memory), state
+        with torch.autocast(src.ids.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            packed = nn.utils.rnn.pack_padded_sequence(self.src_emb(src.ids), src.lengths, batch_first=True,
+                                                       enforce_sorted=False)
+            memory, _ = self.fp32(self.encoder, packed)
+            memory, _ = nn.utils.rnn.pad_packed_sequence(memory, batch_first=True, total_length=src.ids.shape[1])
+            mean = (memory * src.mask.unsqueeze(-1)).sum(1) / src.mask.sum(1, keepdim=True)
+            state = torch.tanh(self.init_state(mean)).view(-1, self.layers, self.hidden).transpose(0, 1).contiguous()
+            return memory, self.score(memory), state
 
     def decode(self, tokens, state, memory, keys, src_mask):
         """(B, T) previous tokens and the GRU state -> logits (B, T, V) of the next tokens and the new state."""
-        h, state = self.fp32(self.decoder, self.tgt_emb(tokens), state)  # (B, T, H)
-        return self.attend(h, memory, keys, src_mask), state
+        with torch.autocast(tokens.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            h, state = self.fp32(self.decoder, self.tgt_emb(tokens), state)  # (B, T, H)
+            return self.attend(h, memory, keys, src_mask), state
 
     def attend(self, h, memory, keys, src_mask):
         """Global attention and the output layer, decoder states (B, T, H) -> logits (B, T, V): what --compile
@@ -359,11 +361,6 @@ def max_output_len(src: Source) -> int:
     return src.ids.shape[1] + 8  # pronunciations in CMUdict are at most a few phonemes longer than the spelling
 
 
-def autocast(device, bf16: bool):
-    """bf16 autocast (matmuls in bf16; the GRUs, see Seq2Seq.fp32, and the losses in fp32), or a no-op."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
-
-
 def log(metrics, line: dict):
     """One progress line: `key value` pairs on stdout, a JSON object in metrics.jsonl."""
     print("  ".join(f"{k} {v}" for k, v in line.items()), flush=True)
@@ -414,9 +411,8 @@ def train_xe(args: Args, model, data: dict, device, metrics, save, progress: dic
             words, prons = zip(*(pairs[i] for i in order[b:b + args.batch_size]))
             src = encode_words(words, device)
             tgt_in, tgt_out = encode_targets(prons, data["phone_ids"], device)
-            with autocast(device, args.bf16):
-                memory, keys, state = model.encode(src)
-                logits, _ = model.decode(tgt_in, state, memory, keys, src.mask)
+            memory, keys, state = model.encode(src)
+            logits, _ = model.decode(tgt_in, state, memory, keys, src.mask)
             loss = F.cross_entropy(logits.float().flatten(0, 1), tgt_out.flatten(), ignore_index=PAD)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -464,15 +460,13 @@ def train_scst(args: Args, model, data: dict, device, metrics, save, progress: d
         src = encode_words(batch, device)
         refs, ref_len = encode_references(batch, data["lexicon"], data["phone_ids"], device)
         max_len = max_output_len(src)
-        with autocast(device, args.bf16):
-            samples, sample_len = generate(model, src.repeat(K), max_len, sample=True)  # (B*K, T)
-            greedy, greedy_len = generate(model, src, max_len) if args.baseline == "greedy" else (None, None)
+        samples, sample_len = generate(model, src.repeat(K), max_len, sample=True)  # (B*K, T)
+        greedy, greedy_len = generate(model, src, max_len) if args.baseline == "greedy" else (None, None)
         rewards = reward(samples, sample_len, refs.repeat_interleave(K, 0), ref_len.repeat_interleave(K, 0))
         rewards = rewards.view(-1, K)
         greedy_rewards = reward(greedy, greedy_len, refs, ref_len) if greedy is not None else None
         advantages = scst_advantages(rewards, greedy_rewards, args.baseline)
-        with autocast(device, args.bf16):
-            loss = scst_loss(model, src.repeat(K), samples, advantages)
+        loss = scst_loss(model, src.repeat(K), samples, advantages)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -511,11 +505,10 @@ def evaluate(model, words, data: dict, device, args: Args, beam: int = 0) -> dic
         batch = words[b:b + args.batch_size]
         src = encode_words(batch, device)
         refs, ref_len = encode_references(batch, data["lexicon"], data["phone_ids"], device)
-        with autocast(device, args.bf16):
-            if beam:
-                hyp, hyp_len = beam_search(model, src, max_output_len(src), beam)
-            else:
-                hyp, hyp_len = generate(model, src, max_output_len(src))
+        if beam:
+            hyp, hyp_len = beam_search(model, src, max_output_len(src), beam)
+        else:
+            hyp, hyp_len = generate(model, src, max_output_len(src))
         dist, length = closest_reference(hyp, hyp_len, refs, ref_len)
         dists.append(dist)
         lengths.append(length)
@@ -543,7 +536,7 @@ def main(argv=None):
     with torch.device("meta"):  # sizes only, nothing allocated: the weights, their gradients and AdamW's moments
         sizes = Seq2Seq(len(LETTERS) + 1, len(phones) + 3, args.hidden, args.layers, args.dropout).parameters()
         check_fits(4 * 4 * sum(p.numel() for p in sizes), f"--hidden {args.hidden} --layers {args.layers}", device)
-    model = Seq2Seq(len(LETTERS) + 1, len(phones) + 3, args.hidden, args.layers, args.dropout).to(device)
+    model = Seq2Seq(len(LETTERS) + 1, len(phones) + 3, args.hidden, args.layers, args.dropout, args.bf16).to(device)
     if ckpt:
         load_state(model, ckpt["model"], args.load)
     if args.predict:  # prints, writes nothing

@@ -277,15 +277,14 @@ def test_sampling_follows_the_output_distribution_without_multinomial(monkeypatc
 
 def test_the_grus_run_in_fp32_under_autocast():
     """cuDNN's autocast path would run the GRUs in fp16 without loss scaling; they must run with autocast off."""
-    model = scst.Seq2Seq(len(scst.LETTERS) + 1, 8, 16, 1, 0.0)
+    model = scst.Seq2Seq(len(scst.LETTERS) + 1, 8, 16, 1, 0.0, bf16=True)
     seen = []
-    for gru in (model.encoder, model.decoder):
-        gru.register_forward_pre_hook(lambda m, args: seen.append(torch.is_autocast_enabled("cpu")))
+    for module in (model.encoder, model.score, model.decoder):
+        module.register_forward_pre_hook(lambda m, args: seen.append(torch.is_autocast_enabled("cpu")))
     src = scst.encode_words(["abc"], torch.device("cpu"))
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        memory, keys, state = model.encode(src)
-        logits, _ = model.decode(torch.full((1, 1), scst.BOS), state, memory, keys, src.mask)
-    assert seen == [False, False]
+    memory, keys, state = model.encode(src)
+    logits, _ = model.decode(torch.full((1, 1), scst.BOS), state, memory, keys, src.mask)
+    assert seen == [False, True, False] and logits.dtype == torch.bfloat16  # bf16 around the GRUs, not in them
 
 
 @pytest.mark.slow
