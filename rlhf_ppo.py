@@ -1065,7 +1065,7 @@ def main(argv=None):
             usage_error(f"--{flag.replace('_', '-')} {getattr(args, flag)} is not a multiple of {ranks.world} ranks")
     args, text, enc, gpt2, train_pairs, val_pairs = prepare(args)
     t0 = time.time()
-    start_device(args)
+    start_device(args)  # one CPU thread, TF32 and the seeds; the device is this rank's (start_ranks)
     args = dataclasses.replace(args, bf16=device.type == "cuda" if args.bf16 is None else args.bf16)
     with torch.device("meta"):  # sizes only: PPO holds four models (policy, reference, critic, reward model)
         sizes = 4 * 4 * 4 * sum(p.numel() for p in GPT(args, scalar_head=False).parameters())  # weights, grads, AdamW
@@ -1077,7 +1077,7 @@ def main(argv=None):
     run = Run(args, device, ranks, out, text, enc, Labeler(args.label_noise), train_pairs, val_pairs,
               [p for p, _, _ in val_pairs[:args.eval_prompts]], gpt2, None)
     reused = {s: {**stage_checkpoint(run, s, path), "path": path} for s, path in reuse.items()}
-    kept = [c["records"] for s, c in reused.items() if os.path.dirname(c["path"]) == out] + [0]
+    kept = [c["records"] for c in reused.values() if os.path.dirname(c["path"]) == out] + [0]
     metrics = open(os.devnull, "w") if ranks.rank or args.eval_only else \
         open_records(out, resume or {"records": max(kept)})  # the records of the stages kept, each once
     run = run._replace(metrics=metrics)
