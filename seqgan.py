@@ -387,12 +387,8 @@ def main(argv=None):
         args = dataclasses.replace(args, **{k: ckpt["args"][k] for k in ARCH})
     if args.data:
         args.vocab_size = args.bpe_vocab + 1  # + id 0: padding after a line's end, and the start token
-    sizes = oracle_sizes(read_oracle(args.oracle)) if args.oracle else None  # (vocab, emb, hidden)
-    if sizes and (args.vocab_size, args.emb, args.hidden) != sizes:
-        if ckpt:
-            usage_error(f"--load {args.load}: a generator of (vocab, emb, hidden) "
-                        f"{(args.vocab_size, args.emb, args.hidden)}; the oracle's are {sizes}")
-        args.vocab_size, args.emb, args.hidden = sizes
+    if args.oracle:
+        args = with_oracle_sizes(args, loaded=ckpt is not None)
     t0 = time.time()
     device = start_device(args)
     args = dataclasses.replace(args, bf16=device.type == "cuda" if args.bf16 is None else args.bf16)
@@ -569,6 +565,15 @@ def read_oracle(path: str) -> dict:
 def oracle_sizes(a: dict) -> tuple:
     """(vocabulary, embedding width, LSTM width) of the oracle's arrays."""
     return (*a["emb"].shape, a["Ui"].shape[0])
+
+
+def with_oracle_sizes(args: Args, loaded: bool) -> Args:
+    """The generator's sizes set to the oracle's; a usage error when a loaded generator has others."""
+    sizes = oracle_sizes(read_oracle(args.oracle))  # (vocab, emb, hidden)
+    if loaded and (args.vocab_size, args.emb, args.hidden) != sizes:
+        usage_error(f"--load {args.load}: a generator of (vocab, emb, hidden) "
+                    f"{(args.vocab_size, args.emb, args.hidden)}; the oracle's are {sizes}")
+    return dataclasses.replace(args, vocab_size=sizes[0], emb=sizes[1], hidden=sizes[2])
 
 
 def oracle_from_arrays(a: dict) -> LSTMLM:
