@@ -86,31 +86,6 @@ CHECKPOINT_FORMAT = 2  # version of the checkpoint dict (main's `save`, model_xe
 PAD, BOS, EOS = 0, 1, 2  # target specials; source ids are 1 + the letter's index, 0 is padding
 
 
-def read_dictionary(path: str) -> dict:
-    """word -> pronunciations of a file in cmudict format: `WORD(2)  P1 P2 ...` a line, `;;;` and `#` comments.
-    A usage error at the first line that is no such entry (a binary file, another format)."""
-    try:
-        with open(path, "rb") as f:
-            text = f.read()
-    except OSError as e:
-        usage_error(f"--data {path}: {e.strerror}")
-    if b"\0" in text:
-        usage_error(f"--data {path}: a binary file, not a dictionary in cmudict format")
-    try:
-        text = text.decode("utf-8-sig")  # a byte-order mark, which some editors write first, is not part of a word
-    except UnicodeDecodeError as e:
-        usage_error(f"--data {path}: not UTF-8 (byte {e.start}); save the dictionary as UTF-8")
-    entries = {}
-    for number, line in enumerate(text.splitlines(), 1):
-        if line.startswith(";;;") or not line.split("#")[0].strip():
-            continue
-        word, *phones = line.split("#")[0].split()
-        if not phones or not all(re.fullmatch(r"[A-Z]+[0-2]?", p) for p in phones):
-            usage_error(f"--data {path}, line {number}: {line[:50]!r} is not `WORD  P1 P2 ...` (phonemes in capitals)")
-        entries.setdefault(re.sub(r"\(\d+\)$", "", word.lower()), []).append(phones)
-    return entries
-
-
 def load_lexicon(path: str, keep_stress: bool) -> dict:
     """word -> list of distinct pronunciations (tuples of phonemes), words made of a-z and apostrophes only.
     Stress digits (AH0, AH1) are stripped unless keep_stress."""
@@ -324,38 +299,6 @@ def generate(model, src: Source, max_len: int, sample: bool = False):
 
 
 @torch.no_grad()
-def beam_search(model, src: Source, max_len: int, beam: int):
-    """Beam search over sum_t log pi(y_t | y_<t, x), batched over words and beams with incremental GRU state.
-    A finished beam (EOS emitted) only extends with PAD at no cost. Returns the best tokens (B, max_len), lengths."""
-    memory, keys, state = model.encode(src)
-    B, V, dev = src.ids.shape[0], model.out[-1].out_features, src.ids.device
-    expand = lambda x: x.repeat_interleave(beam, 0)
-    memory, keys, src_mask = expand(memory), expand(keys), expand(src.mask)
-    state = state.repeat_interleave(beam, 1)  # (layers, B*beam, H)
-    scores = torch.full((B, beam), float("-inf"), device=dev)
-    scores[:, 0] = 0.0  # all beams start identical: keep one
-    tokens = torch.full((B, beam, max_len), PAD, dtype=torch.long, device=dev)
-    last = torch.full((B * beam, 1), BOS, dtype=torch.long, device=dev)
-    finished = torch.zeros(B, beam, dtype=torch.bool, device=dev)
-    only_pad = torch.full((V,), float("-inf"), device=dev)
-    only_pad[PAD] = 0.0
-    for t in range(max_len):
-        logits, state = model.decode(last, state, memory, keys, src_mask)
-        log_p = output_log_probs(logits[:, 0]).view(B, beam, V)
-        log_p = torch.where(finished.unsqueeze(-1), only_pad, log_p)
-        total = (scores.unsqueeze(-1) + log_p).view(B, beam * V)
-        scores, index = total.topk(beam, -1)  # (B, beam)
-        origin, token = index // V, index % V
-        tokens = tokens.gather(1, origin.unsqueeze(-1).expand(-1, -1, max_len))
-        tokens[:, :, t] = token
-        finished = finished.gather(1, origin) | (token == EOS)
-        flat_origin = (origin + torch.arange(B, device=dev).unsqueeze(1) * beam).flatten()
-        state = state[:, flat_origin]
-        last = token.view(-1, 1)
-    best = tokens[torch.arange(B, device=dev), scores.argmax(1)]
-    return best, ((best != PAD) & (best != EOS)).sum(1)
-
-
 # --- training loop ------------------------------------------------------------------------------
 def max_output_len(src: Source) -> int:
     return src.ids.shape[1] + 8  # pronunciations in CMUdict are at most a few phonemes longer than the spelling
@@ -515,12 +458,6 @@ def evaluate(model, words, data: dict, device, args: Args, beam: int = 0) -> dic
     return error_rates(torch.cat(dists), torch.cat(lengths))
 
 
-def transcribe(model, words, phones: list, device) -> list:
-    src = encode_words(words, device)
-    hyp, hyp_len = beam_search(model, src, max_output_len(src), 5)
-    return [" ".join(phones[i - 3] for i in h[:n].tolist()) for h, n in zip(hyp, hyp_len)]  # ids 0-2: specials
-
-
 # --- main ---------------------------------------------------------------------------------------
 def main(argv=None):
     args = parse_args(argv)
@@ -591,6 +528,71 @@ def main(argv=None):
                            "test_per_beam": round(test_beam["per"], 4), "test_wer_beam": round(test_beam["wer"], 4),
                            "baseline": args.baseline, "wall_s": round(time.time() - t0, 1), "device": device.type,
                            "seed": args.seed})
+
+
+# === optional: your own dictionary (--data), in cmudict's format ==================================================
+def read_dictionary(path: str) -> dict:
+    """word -> pronunciations of a file in cmudict format: `WORD(2)  P1 P2 ...` a line, `;;;` and `#` comments.
+    A usage error at the first line that is no such entry (a binary file, another format)."""
+    try:
+        with open(path, "rb") as f:
+            text = f.read()
+    except OSError as e:
+        usage_error(f"--data {path}: {e.strerror}")
+    if b"\0" in text:
+        usage_error(f"--data {path}: a binary file, not a dictionary in cmudict format")
+    try:
+        text = text.decode("utf-8-sig")  # a byte-order mark, which some editors write first, is not part of a word
+    except UnicodeDecodeError as e:
+        usage_error(f"--data {path}: not UTF-8 (byte {e.start}); save the dictionary as UTF-8")
+    entries = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.startswith(";;;") or not line.split("#")[0].strip():
+            continue
+        word, *phones = line.split("#")[0].split()
+        if not phones or not all(re.fullmatch(r"[A-Z]+[0-2]?", p) for p in phones):
+            usage_error(f"--data {path}, line {number}: {line[:50]!r} is not `WORD  P1 P2 ...` (phonemes in capitals)")
+        entries.setdefault(re.sub(r"\(\d+\)$", "", word.lower()), []).append(phones)
+    return entries
+
+
+# === optional: beam search, for the evaluation and --predict ======================================================
+def beam_search(model, src: Source, max_len: int, beam: int):
+    """Beam search over sum_t log pi(y_t | y_<t, x), batched over words and beams with incremental GRU state.
+    A finished beam (EOS emitted) only extends with PAD at no cost. Returns the best tokens (B, max_len), lengths."""
+    memory, keys, state = model.encode(src)
+    B, V, dev = src.ids.shape[0], model.out[-1].out_features, src.ids.device
+    expand = lambda x: x.repeat_interleave(beam, 0)
+    memory, keys, src_mask = expand(memory), expand(keys), expand(src.mask)
+    state = state.repeat_interleave(beam, 1)  # (layers, B*beam, H)
+    scores = torch.full((B, beam), float("-inf"), device=dev)
+    scores[:, 0] = 0.0  # all beams start identical: keep one
+    tokens = torch.full((B, beam, max_len), PAD, dtype=torch.long, device=dev)
+    last = torch.full((B * beam, 1), BOS, dtype=torch.long, device=dev)
+    finished = torch.zeros(B, beam, dtype=torch.bool, device=dev)
+    only_pad = torch.full((V,), float("-inf"), device=dev)
+    only_pad[PAD] = 0.0
+    for t in range(max_len):
+        logits, state = model.decode(last, state, memory, keys, src_mask)
+        log_p = output_log_probs(logits[:, 0]).view(B, beam, V)
+        log_p = torch.where(finished.unsqueeze(-1), only_pad, log_p)
+        total = (scores.unsqueeze(-1) + log_p).view(B, beam * V)
+        scores, index = total.topk(beam, -1)  # (B, beam)
+        origin, token = index // V, index % V
+        tokens = tokens.gather(1, origin.unsqueeze(-1).expand(-1, -1, max_len))
+        tokens[:, :, t] = token
+        finished = finished.gather(1, origin) | (token == EOS)
+        flat_origin = (origin + torch.arange(B, device=dev).unsqueeze(1) * beam).flatten()
+        state = state[:, flat_origin]
+        last = token.view(-1, 1)
+    best = tokens[torch.arange(B, device=dev), scores.argmax(1)]
+    return best, ((best != PAD) & (best != EOS)).sum(1)
+
+
+def transcribe(model, words, phones: list, device) -> list:
+    src = encode_words(words, device)
+    hyp, hyp_len = beam_search(model, src, max_output_len(src), 5)
+    return [" ".join(phones[i - 3] for i in h[:n].tolist()) for h, n in zip(hyp, hyp_len)]  # ids 0-2: specials
 
 
 # === plumbing: the same in every script ===========================================================================
