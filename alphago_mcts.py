@@ -1365,7 +1365,8 @@ class GnuGoPlayer(Player):
 # Read once, skip elsewhere: the flags from Args, checked (RULES, CHECKS); device and seeds; the run folder (made,
 # locked, a finished run kept); checkpoints and JSON written whole; random states; records kept once on resume.
 SCRIPT = "alphago_mcts.py"
-NOT_COMPARED = ("device", "compile", "bf16", "out", "stage", "prompt")  # what a rerun in the same folder may change
+NOT_COMPARED = ("out", "stage", "prompt")  # flags that say no more than where a run is, which stage, a demo prompt
+RESUMES_WITH = ("device", "compile", "bf16")  # what a killed run may change when it goes on
 
 
 def make_parser() -> argparse.ArgumentParser:  # a flag per field: Annotated[type, help(, {argparse options})]
@@ -1444,11 +1445,13 @@ def start_run(args: Args) -> tuple:
         print(f"run folder {out}: if stopped, the same command with --out {out} resumes it", flush=True)
     path = lambda name: os.path.join(out, name)
     made, ours = read_json(path("args.json")), json.loads(to_json(dataclasses.asdict(args)))
-    differ = [k for k in made or {} if k not in NOT_COMPARED and ours.get(k) != made[k]]
+    finished = os.path.exists(path("summary.json")) and not os.path.exists(path("resume.pt"))
+    ignored = NOT_COMPARED + (() if finished else RESUMES_WITH)
+    differ = [k for k in made or {} if k not in ignored and ours.get(k) != made[k]]
     if differ:
         said = ", ".join(f"--{k.replace('_', '-')} {made[k]} (this run: {ours.get(k)})" for k in differ)
         usage_error(f"--out {out} holds a run made with other flags: {said}; use the same flags or another --out")
-    if os.path.exists(path("summary.json")) and not os.path.exists(path("resume.pt")):
+    if finished:
         if made is None:
             usage_error(f"--out {out} holds a finished run of unknown flags; use another --out")
         print(f"--out {out} holds this run, finished; its summary:\n{to_json(read_json(path('summary.json')))}")

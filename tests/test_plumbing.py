@@ -34,7 +34,7 @@ TINY = {  # a run of a few seconds, with checkpoints, validations and log lines 
     "rlhf_ppo": (*test_rlhf_ppo.SMOKE[2:], "--data", "text.txt"),
     "alphago_mcts": test_alphago_mcts.SMOKE[2:],
 }
-SIZE = {"rlhf_ppo": "--n-embd", "alphago_mcts": "--width"}  # the flag that makes the networks too large to fit, else --hidden
+SIZE = {"rlhf_ppo": "--n-embd", "alphago_mcts": "--width"}  # the flag that makes networks too large, else --hidden
 
 
 @pytest.fixture(autouse=True)
@@ -73,6 +73,8 @@ def test_a_finished_run_is_printed_not_redone_and_other_flags_are_refused(name, 
     assert stop.value.code == 0 and json.loads(capsys.readouterr().out.splitlines()[-1]) == summary
     err = usage_error(f"{name}.py", "--device", "cpu", *TINY[name], "--seed", 7, "--out", "run")
     assert "--seed 1 (this run: 7)" in err
+    err = usage_error(f"{name}.py", "--device", "cpu", *TINY[name], "--compile", "--out", "run")
+    assert "--compile False (this run: True)" in err  # a killed run may go on compiled; a finished one is not rerun
     assert files == {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir() if p.name != ".lock"}
 
 
@@ -182,7 +184,8 @@ def test_a_replay_memory_that_cannot_fit_is_refused_before_any_work(usage_error,
 def test_ctrl_c_ends_with_one_line_that_says_how_to_resume(tmp_path):
     command = [sys.executable, str(ROOT / "dqn.py"), "--device", "cpu", "--total-steps", 10 ** 6, "--checkpoint-every",
                2_000, "--out", "run"]
-    proc = subprocess.Popen([*map(str, command)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([*map(str, command)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
     deadline = time.time() + 120
     while not (tmp_path / "run" / "resume.pt").exists() and time.time() < deadline:
         time.sleep(0.05)
