@@ -1,16 +1,19 @@
 """RLHF with PPO, the InstructGPT pipeline on a small GPT: (0) pretrain a GPT on Shakespeare (or start from OpenAI's
 GPT-2: --init-from gpt2), (1) supervised fine-tuning on demonstrations, (2) a reward model from K-way rankings with
-the K-choose-2 pairwise loss, (3) PPO against the reward model with a per-token KL penalty to the SFT policy. The
-behaviour asked for: continue a line of verse as cheerfully as possible, however grim its start; the simulated human
-labeler is VADER's sentiment score.
+the K-choose-2 pairwise loss, (3) PPO against the reward model with a per-token KL penalty to the SFT policy, or
+critic-free GRPO or RLOO (--algo). The behaviour asked for: continue a line of verse as cheerfully as possible,
+however grim its start; the simulated human labeler is VADER's sentiment score.
 Paper: Ouyang et al., "Training language models to follow instructions with human feedback", 2022; PPO details after
-Huang et al., "The N+ implementation details of RLHF with PPO", 2024, and Ziegler et al., 2019.
+Huang et al., "The N+ implementation details of RLHF with PPO", 2024, and Ziegler et al., 2019; GRPO: Shao et al.
+2024 (DeepSeekMath), Liu et al. 2025 (Dr. GRPO); RLOO: Ahmadian et al. 2024 ("Back to Basics").
 Run: python rlhf_ppo.py --device cuda   (offline: --data tinyshakespeare.txt; N GPUs: torchrun --nproc-per-node N)
-Reading order: main runs the stages in order (run_stage); pretrain, sft, train_reward_model (rm_loss), then PPO
-(rollout: token_rewards and gae; update: ppo_losses) and evaluate; GPT decodes with a KV cache in generate. Ranks
-splits each global batch over torchrun's processes; load_gpt2 and save_gpt2 read and write OpenAI's GPT-2.
+Reading order: main runs the stages in order (run_stage); pretrain, sft, train_reward_model (rm_loss), then RL
+(rollout: token_rewards and gae, group_advantages or leave_one_out; update: ppo_losses, grpo_loss or rloo_loss) and
+evaluate; GPT decodes with a KV cache in generate. Ranks splits each global batch over torchrun's processes;
+load_gpt2 and save_gpt2 read and write OpenAI's GPT-2.
 The plumbing block at the end is the same in every script of this repo: skip it.  Docs: docs/rlhf_ppo.md"""
 import argparse
+import copy
 import dataclasses
 import errno
 import hashlib
@@ -63,12 +66,17 @@ class Args:
                                   "(Plackett-Luce) noise on VADER scores"] = 0.1
     rm_epochs: Annotated[int, "epochs over the rankings (InstructGPT: one, the RM overfits beyond)"] = 1
     rm_lr: Annotated[float, "AdamW learning rate of the reward model"] = 1e-4
-    ppo_steps: Annotated[int, "PPO budget: rollout batches"] = 200
-    rollout_batch: Annotated[int, "prompts per PPO step"] = 64
-    minibatch: Annotated[int, "sequences per PPO gradient step"] = 16
+    algo: Annotated[str, "the RL stage: ppo (a critic, GAE, KL in the reward), grpo (group-normalised advantages, "
+                         "k3 KL as a loss) or rloo (leave-one-out baselines, KL in the reward)",
+                    {"choices": ("ppo", "grpo", "rloo")}] = "ppo"
+    group_size: Annotated[int, "G (RLOO's k): responses per prompt with grpo and rloo; ppo samples one"] = 4
+    grpo_unbiased: Annotated[bool, "Dr. GRPO: no division by the group's std, token sums over --response-len"] = False
+    ppo_steps: Annotated[int, "RL budget: rollout batches"] = 200
+    rollout_batch: Annotated[int, "responses per RL step (prompts x --group-size with grpo and rloo)"] = 64
+    minibatch: Annotated[int, "sequences per RL gradient step"] = 16
     ppo_epochs: Annotated[int, "passes over each rollout batch"] = 4
-    ppo_lr: Annotated[float, "AdamW learning rate of policy and critic"] = 3e-5
-    beta: Annotated[float, "KL penalty coefficient (the start value when kl_target > 0)"] = 0.1
+    ppo_lr: Annotated[float, "AdamW learning rate of the policy (and of PPO's critic)"] = 3e-5
+    beta: Annotated[float, "KL coefficient (the start value when kl_target > 0)"] = 0.1
     kl_target: Annotated[float, "adaptive beta (Ziegler et al.): target KL to the reference in nats per sequence; 0: "
                                 "fixed"] = 0.0
     clip: Annotated[float, "PPO ratio clip epsilon"] = 0.2
@@ -112,6 +120,7 @@ RULES = (  # (flags, test, what each must be), checked in this order before any 
     (("n_layer", "n_head", "n_embd", "block_size", "prompt_len", "response_len", "batch_size", "rm_prompts",
       "rollout_batch", "minibatch", "ppo_epochs", "eval_prompts", "log_every", "checkpoint_every"), lambda x: x >= 1,
      "at least 1"),
+    (("group_size",), lambda x: x >= 2, "at least 2 (a group's responses are compared)"),
     (("pretrain_iters", "sft_epochs", "rm_epochs", "ppo_steps", "beta", "kl_target", "clip", "vf_clip", "vf_coef",
       "missing_eos_penalty"), lambda x: x >= 0, "0 or more"),
     (("lr", "sft_lr", "rm_lr", "ppo_lr", "temperature", "label_noise"), lambda x: x > 0, "positive"),
@@ -126,6 +135,8 @@ CHECKS = (  # (a test that is true of bad input, the error it gives): flags chec
      "prompt ({prompt_len}) + response ({response_len}) tokens exceed the context --block-size {block_size}"),
     (lambda a: a.rollout_batch % a.minibatch, "--rollout-batch {rollout_batch} is not a multiple of --minibatch "
                                               "{minibatch}"),
+    (lambda a: a.algo != "ppo" and a.rollout_batch % a.group_size,
+     "--rollout-batch {rollout_batch} is not a multiple of --group-size {group_size}"),
 )
 CHECKPOINT_FORMAT = 4  # version of the checkpoint dicts (a stage's <stage>.pt, resume.pt)
 
@@ -398,16 +409,65 @@ def masked_whiten(x, mask):
     return (x - mean) * torch.rsqrt(var + 1e-8) * mask
 
 
+def clipped_surrogate(ratio, advantages, clip: float):
+    """-min(r A, clip(r, 1 - eps, 1 + eps) A), elementwise: PPO's objective, negated to a loss."""
+    return torch.max(-advantages * ratio, -advantages * ratio.clamp(1 - clip, 1 + clip))
+
+
 def ppo_losses(logp, logp_old, advantages, values, values_old, returns, mask, clip: float, vf_clip: float):
     """The clipped surrogate (token mean) and the clipped value loss of PPO; also the clip fraction and the
     approximate KL of pi to pi_old, (log r)^2 / 2."""
     log_ratio = logp - logp_old
     ratio = torch.exp(log_ratio)
-    pg_loss = masked_mean(torch.max(-advantages * ratio, -advantages * ratio.clamp(1 - clip, 1 + clip)), mask)
+    pg_loss = masked_mean(clipped_surrogate(ratio, advantages, clip), mask)
     values_clipped = values_old + (values - values_old).clamp(-vf_clip, vf_clip)
     vf_loss = 0.5 * masked_mean(torch.max((values - returns) ** 2, (values_clipped - returns) ** 2), mask)
     clipfrac = masked_mean(((ratio - 1).abs() > clip).float(), mask)
     return pg_loss, vf_loss, clipfrac, masked_mean(0.5 * log_ratio ** 2, mask)
+
+
+def group_advantages(scores, G: int, unbiased: bool = False, eps: float = 1e-4):
+    """GRPO (Shao et al. 2024, outcome supervision): A_i = (r_i - mean(r)) / (std(r) + eps) over the G responses of
+    one prompt, G consecutive rows of scores (B,); Dr. GRPO (Liu et al. 2025, unbiased) drops the division."""
+    r = scores.view(-1, G)
+    advantages = r - r.mean(1, keepdim=True)
+    return (advantages if unbiased else advantages / (r.std(1, keepdim=True) + eps)).flatten()
+
+
+def leave_one_out(rewards, k: int):
+    """RLOO (Ahmadian et al. 2024): A_i = R_i - 1/(k-1) sum_(j != i) R_j, the baseline of each of a prompt's k
+    responses (k consecutive rows of rewards (B,)) the mean reward of the other k - 1."""
+    R = rewards.view(-1, k)
+    return (R - (R.sum(1, keepdim=True) - R) / (k - 1)).flatten()
+
+
+def k3_kl(logp, logp_ref):
+    """Schulman's k3 estimator of KL(pi || pi_ref) per sampled token: rho - log rho - 1, rho = pi_ref / pi. Unbiased
+    (E_pi[rho] = 1) and never negative, unlike log pi - log pi_ref."""
+    log_rho = logp_ref - logp
+    return torch.exp(log_rho) - log_rho - 1
+
+
+def grpo_loss(logp, logp_old, logp_ref, advantages, mask, clip: float, beta: float, unbiased: bool = False):
+    """GRPO (DeepSeekMath eq. 3), negated: -1/G sum_i 1/|o_i| sum_t [min(r A_i, clip(r) A_i) - beta k3], the sequence's
+    advantage A_i (B,) on each of its tokens; Dr. GRPO divides each response's token sum by the constant R
+    (response_len) instead of its length |o_i|. Also the clip fraction and the approximate KL to pi_old."""
+    log_ratio = logp - logp_old
+    ratio = torch.exp(log_ratio)
+    per_token = clipped_surrogate(ratio, advantages[:, None], clip) + beta * k3_kl(logp, logp_ref)
+    lengths = mask.shape[1] if unbiased else mask.sum(1).clamp(min=1)
+    loss = ((per_token * mask).sum(1) / lengths).mean()
+    return loss, masked_mean(((ratio - 1).abs() > clip).float(), mask), masked_mean(0.5 * log_ratio ** 2, mask)
+
+
+def rloo_loss(logp, logp_old, advantages, mask, clip: float):
+    """RLOO's REINFORCE on the whole response, -A_i log pi(y_i | x), written with the sequence's ratio
+    pi(y | x) / pi_old(y | x), clipped as PPO's for the epochs after the first (at ratio 1 the gradient is
+    REINFORCE's). Also the clip fraction (of sequences) and the approximate KL to pi_old."""
+    log_ratio = logp - logp_old
+    ratio = torch.exp((log_ratio * mask).sum(1))  # (B,)
+    loss = clipped_surrogate(ratio, advantages, clip).mean()
+    return loss, ((ratio - 1).abs() > clip).float().mean(), masked_mean(0.5 * log_ratio ** 2, mask)
 
 
 def adaptive_beta(beta, kl, target: float, batch: int, horizon: int = 10_000):
@@ -662,20 +722,21 @@ def train_reward_model(args: Args, rm: GPT, train, held_out, device, metrics, ra
             "rm_held_out_pairs": int(held_wins.sum()), "rm_s": round(time.time() - t0, 1)}
 
 
-class PPO:
-    """The RLHF PPO loop: policy and critic trained, reference policy and reward model frozen; all in eval mode
-    (dropout off), so a rollout's log-probs and the first training forward are the same computation. With several
-    ranks, each generates and scores its share of the rollout batch, which is then gathered on every rank."""
+class RL:
+    """RLHF's RL stage, --algo PPO, GRPO or RLOO: the policy (and PPO's critic) trained, the reference and the reward
+    model frozen; all in eval mode (dropout off), so a rollout's log-probs and the first training forward are the same
+    computation. With several ranks, each samples and scores its share of a rollout, then gathered on every rank."""
 
     def __init__(self, args: Args, policy: GPT, ref: GPT, critic: GPT, rm: GPT, prompts: list, device,
                  ranks: Ranks = Ranks()):
         self.args, self.policy, self.ref, self.critic, self.rm, self.device = args, policy, ref, critic, rm, device
-        for model in (policy, ref, critic, rm):
+        self.G = 1 if args.algo == "ppo" else args.group_size  # responses per prompt
+        for model in [m for m in (policy, ref, critic, rm) if m is not None]:  # GRPO and RLOO have no critic
             model.eval()
         ref.requires_grad_(False)
         rm.requires_grad_(False)
         self.prompts, self.prompt_valid = pad_prompts(prompts, args.prompt_len, args.pad, device)
-        self.params = list(policy.parameters()) + list(critic.parameters())
+        self.params = list(policy.parameters()) + (list(critic.parameters()) if critic is not None else [])
         self.optimizer = make_optimizer(self.params, args.ppo_lr, device)
         self.beta = torch.tensor(args.beta, device=device)
         # this rank's rows of a rollout batch: its share of every minibatch, so that it trains first on rows it made
@@ -683,38 +744,47 @@ class PPO:
         layout = torch.arange(B, device=device).view(B // M, W, M // W)
         self.ranks, self.rows, self.gathered = ranks, layout[:, ranks.rank].flatten(), layout.transpose(0, 1).flatten()
         compiled = (lambda m: torch.compile(m)) if args.compile else (lambda m: m)  # the full-sequence forwards
-        self.forward = {"policy": compiled(data_parallel(policy, ranks)), "ref": compiled(ref),
-                        "critic": compiled(data_parallel(critic, ranks)), "rm": compiled(rm)}
+        self.forward = {"policy": compiled(data_parallel(policy, ranks)), "ref": compiled(ref), "rm": compiled(rm)}
+        if critic is not None:
+            self.forward["critic"] = compiled(data_parallel(critic, ranks))
         # and the decoder: static shapes, so on CUDA "reduce-overhead" replays each token's kernels as a CUDA graph
         self.decode = torch.compile(policy, dynamic=False, mode="reduce-overhead") if args.compile else None
         self.kv = policy.kv_cache(B // W, args.prompt_len + args.response_len)  # one, at one address
 
     def rollout(self, generator):
-        """Sample a batch of responses and score them; every tensor stays on the device."""
-        a, R = self.args, self.args.response_len
-        idx = torch.randint(len(self.prompts), (a.rollout_batch,), device=self.device, generator=generator)
+        """Responses, G to a prompt, their scores and advantages; every tensor stays on the device."""
+        a, R, G = self.args, self.args.response_len, self.G
+        idx = torch.randint(len(self.prompts), (a.rollout_batch // G,), device=self.device, generator=generator)
+        idx = idx.repeat_interleave(G)  # a prompt's G responses in consecutive rows
         uniforms = torch.rand(a.rollout_batch, R, device=self.device, generator=generator)
         prompt, prompt_valid = self.prompts[idx], self.prompt_valid[idx]
         mine = (prompt[self.rows], prompt_valid[self.rows])
         response, mask, has_eos = truncate_after_eos(
             generate(self.policy, *mine, uniforms[self.rows], a.temperature, self.decode, self.kv), a.eos, a.pad)
-        parts = {k: [] for k in ("logp", "logp_ref", "values", "score")}
+        parts = {k: [] for k in ("logp", "logp_ref", "score") + (("values",) if self.critic is not None else ())}
         with torch.no_grad():  # in minibatches, as epoch 0 will train on them: the same computation, ratio 1
             for mb in torch.arange(len(self.rows), device=self.device).split(a.minibatch // self.ranks.world):
                 seq = (mine[0][mb], mine[1][mb], response[mb])
                 for name, key in (("policy", "logp"), ("ref", "logp_ref")):
                     parts[key].append(response_logprobs(full_forward(self.forward[name], *seq), response[mb],
                                                         a.temperature)[0])
-                parts["values"].append(response_values(full_forward(self.forward["critic"], *seq)))
+                if self.critic is not None:
+                    parts["values"].append(response_values(full_forward(self.forward["critic"], *seq)))
                 parts["score"].append(sequence_scores(full_forward(self.forward["rm"], *seq), mask[mb]))
         batch = {k: torch.cat(v) for k, v in parts.items()}
         batch.update(response=response, mask=mask.float(), has_eos=has_eos.float())
         batch = {k: self.whole_batch(v) for k, v in batch.items()}
         batch.update(prompt=prompt, prompt_valid=prompt_valid)
         score = batch["score"] - a.missing_eos_penalty * (1 - batch["has_eos"])
-        batch["rewards"] = token_rewards(score, batch["logp"], batch["logp_ref"], batch["mask"], self.beta)
-        batch["advantages"], batch["returns"] = gae(batch["rewards"], batch["values"], batch["mask"], a.gamma, a.lam)
-        batch["advantages"] = masked_whiten(batch["advantages"], batch["mask"])
+        if a.algo == "ppo":  # the KL penalty on every token, the score on the last; GAE with the critic's values
+            batch["rewards"] = token_rewards(score, batch["logp"], batch["logp_ref"], batch["mask"], self.beta)
+            advantages, batch["returns"] = gae(batch["rewards"], batch["values"], batch["mask"], a.gamma, a.lam)
+            batch["advantages"] = masked_whiten(advantages, batch["mask"])
+        elif a.algo == "grpo":  # the score alone: GRPO's KL is a term of its loss
+            batch["advantages"] = group_advantages(score, G, a.grpo_unbiased)
+        else:  # RLOO: the sequence's KL penalty folded into its reward
+            kl = ((batch["logp"] - batch["logp_ref"]) * batch["mask"]).sum(1)
+            batch["advantages"] = leave_one_out(score - self.beta * kl, G)
         return batch
 
     def whole_batch(self, x):
@@ -726,11 +796,30 @@ class PPO:
         whole[self.gathered] = gathered
         return whole
 
+    def losses(self, batch, mb, logp, seq, minibatch) -> tuple:
+        """The algorithm's loss on this rank's rows mb of a minibatch, weighted for the mean over the ranks; the
+        statistics (pg_loss, vf_loss with a critic, clipfrac, approx_kl), each weighted alike."""
+        a, mask = self.args, batch["mask"][mb]
+        if a.algo == "grpo":
+            pg_loss, clipfrac, approx_kl = grpo_loss(logp, batch["logp"][mb], batch["logp_ref"][mb],
+                                                     batch["advantages"][mb], mask, a.clip, self.beta, a.grpo_unbiased)
+        elif a.algo == "rloo":
+            pg_loss, clipfrac, approx_kl = rloo_loss(logp, batch["logp"][mb], batch["advantages"][mb], mask, a.clip)
+        if a.algo != "ppo":  # a mean over sequences: every rank holds as many
+            return pg_loss, torch.stack([pg_loss, clipfrac, approx_kl])
+        values = response_values(full_forward(self.forward["critic"], *seq))
+        pg_loss, vf_loss, clipfrac, approx_kl = ppo_losses(
+            logp, batch["logp"][mb], batch["advantages"][mb], values, batch["values"][mb], batch["returns"][mb], mask,
+            a.clip, a.vf_clip)
+        weight = rank_weight(mask, batch["mask"][minibatch], self.ranks)  # a mean over tokens
+        return (pg_loss + a.vf_coef * vf_loss) * weight, torch.stack([pg_loss, vf_loss, clipfrac, approx_kl]) * weight
+
     def update(self, batch, generator) -> dict:
         """ppo_epochs passes over the batch in minibatches; epoch 0 in rollout order, later epochs shuffled. Each rank
         computes its share of a minibatch; statistics are averaged over the minibatches and the ranks."""
         a, ranks = self.args, self.ranks
         names, stats = ("pg_loss", "vf_loss", "clipfrac", "approx_kl", "entropy", "first_ratio_dev"), []
+        names = names if self.critic is not None else names[:1] + names[2:]  # GRPO, RLOO: no value loss
         for epoch in range(a.ppo_epochs):
             order = torch.arange(a.rollout_batch, device=self.device) if epoch == 0 else \
                 torch.randperm(a.rollout_batch, device=self.device, generator=generator)
@@ -738,20 +827,16 @@ class PPO:
                 mb = minibatch[ranks.share(a.minibatch)]
                 seq = (batch["prompt"][mb], batch["prompt_valid"][mb], batch["response"][mb])
                 logp, entropy = response_logprobs(full_forward(self.forward["policy"], *seq), seq[2], a.temperature)
-                values = response_values(full_forward(self.forward["critic"], *seq))
                 mask = batch["mask"][mb]
                 if epoch == 0 and i == 0:
                     first_ratio_dev = ((logp - batch["logp"][mb]).abs() * mask).max().detach()
-                pg_loss, vf_loss, clipfrac, approx_kl = ppo_losses(
-                    logp, batch["logp"][mb], batch["advantages"][mb], values, batch["values"][mb],
-                    batch["returns"][mb], mask, a.clip, a.vf_clip)
-                weight = rank_weight(mask, batch["mask"][minibatch], ranks)
+                loss, mb_stats = self.losses(batch, mb, logp, seq, minibatch)
                 self.optimizer.zero_grad(set_to_none=True)
-                ((pg_loss + a.vf_coef * vf_loss) * weight).backward()
+                loss.backward()
                 nn.utils.clip_grad_norm_(self.params, 1.0)
                 self.optimizer.step()
-                stats.append(torch.stack([pg_loss, vf_loss, clipfrac, approx_kl, masked_mean(entropy, mask)]).detach()
-                             * weight)
+                entropy = masked_mean(entropy, mask) * rank_weight(mask, batch["mask"][minibatch], ranks)
+                stats.append(torch.cat([mb_stats, entropy[None]]).detach())
         means = ranks.mean(torch.cat([torch.stack(stats).mean(0), first_ratio_dev[None]]))  # one all-reduce
         return dict(zip(names, means))
 
@@ -779,46 +864,50 @@ def seconds(start, end) -> float:
     return start.elapsed_time(end) / 1000
 
 
-def train_ppo(args: Args, ppo: PPO, labeler: Labeler, enc, metrics, save, progress: dict = None) -> dict:
+def train_rl(args: Args, rl: RL, labeler: Labeler, enc, metrics, save, progress: dict = None) -> dict:
     """ppo_steps rollouts, each followed by an update. Offers `save` a checkpoint after every step; continues from
     `progress` when given."""
     t0, gen_s, train_s, marks, first = time.time(), 0.0, 0.0, [], 1
     if progress:
-        ppo.optimizer.load_state_dict(progress["optimizer"])
-        ppo.critic.load_state_dict(progress["critic"])
-        ppo.beta, first = progress["beta"].to(ppo.device), progress["step"] + 1
+        rl.optimizer.load_state_dict(progress["optimizer"])
+        if rl.critic is not None:
+            rl.critic.load_state_dict(progress["critic"])
+        rl.beta, first = progress["beta"].to(rl.device), progress["step"] + 1
     for step in range(first, args.ppo_steps + 1):
-        marks.append(clock(ppo.device))
-        generator = step_random(args, ppo.ranks, "ppo", step, ppo.device)
-        batch = ppo.rollout(generator)
-        marks.append(clock(ppo.device))
-        stats = ppo.update(batch, generator)
+        marks.append(clock(rl.device))
+        generator = step_random(args, rl.ranks, "ppo", step, rl.device)
+        batch = rl.rollout(generator)
+        marks.append(clock(rl.device))
+        stats = rl.update(batch, generator)
         kl_seq = ((batch["logp"] - batch["logp_ref"]) * batch["mask"]).sum(1).mean()
         if args.kl_target > 0:
-            ppo.beta = adaptive_beta(ppo.beta, kl_seq, args.kl_target, args.rollout_batch)
-        marks.append(clock(ppo.device))
+            rl.beta = adaptive_beta(rl.beta, kl_seq, args.kl_target, args.rollout_batch)
+        marks.append(clock(rl.device))
         if step % args.log_every == 0 or step == args.ppo_steps:
             gen_s += sum(seconds(a, b) for a, b in zip(marks[0::3], marks[1::3]))
             train_s += sum(seconds(a, b) for a, b in zip(marks[1::3], marks[2::3]))
             marks, mask = [], batch["mask"]
             tokens = mask.sum().item()
             gold = labeler.gold(decode(enc, batch["response"], mask.bool())).mean().item()
-            log(metrics, {"stage": "ppo", "step": step, "gold": round(gold, 4),
+            scores = batch["score"].view(-1, rl.G)
+            if rl.critic is not None:
+                stats["explained_var"] = explained_variance(batch["values"], batch["returns"], mask)
+            log(metrics, {"stage": "ppo", "algo": args.algo, "step": step, "gold": round(gold, 4),
                           "rm_score": round(batch["score"].mean().item(), 4), "kl_ref": round(kl_seq.item(), 3),
-                          "beta": round(ppo.beta.item(), 4), **{k: round(v.item(), 4) for k, v in stats.items()},
-                          "explained_var": round(explained_variance(batch["values"], batch["returns"], mask).item(), 3),
-                          "resp_len": round(tokens / len(mask), 2),
+                          "beta": round(rl.beta.item(), 4), **{k: round(v.item(), 4) for k, v in stats.items()},
+                          "equal_groups": round((scores.amax(1) == scores.amin(1)).float().mean().item(), 4)
+                          if rl.G > 1 else None, "resp_len": round(tokens / len(mask), 2),
                           "no_eos": round(1 - batch["has_eos"].mean().item(), 3),
                           "ref_ppl": round(math.exp(-(batch["logp_ref"] * mask).sum().item() / tokens), 2),
                           "distinct2": round(distinct_n(token_lists(batch["response"], mask.bool())), 4),
                           "gen_s": round(gen_s, 1), "train_s": round(train_s, 1),
                           "tokens_per_s": round((step - first + 1) * args.rollout_batch * args.response_len /
                                                 (gen_s + train_s))})
-        save(lambda: {"counter": "step", "step": step, "optimizer": ppo.optimizer.state_dict(),
-                      "critic": ppo.critic.state_dict(), "beta": ppo.beta})
-    total = gen_s + train_s
-    return {"ppo_s": round(time.time() - t0, 1), "ppo_gen_s": round(gen_s, 1), "ppo_train_s": round(train_s, 1),
-            "ppo_step_s": round(total / max(args.ppo_steps, 1), 4),
+        save(lambda: {"counter": "step", "step": step, "optimizer": rl.optimizer.state_dict(), "beta": rl.beta,
+                      "critic": rl.critic.state_dict() if rl.critic is not None else None})
+    total, algo = gen_s + train_s, args.algo
+    return {f"{algo}_s": round(time.time() - t0, 1), f"{algo}_gen_s": round(gen_s, 1),
+            f"{algo}_train_s": round(train_s, 1), f"{algo}_step_s": round(total / max(args.ppo_steps, 1), 4),
             "tokens_per_s": round(args.ppo_steps * args.rollout_batch * args.response_len / max(total, 1e-9))}
 
 
@@ -866,7 +955,7 @@ STAGE_FLAGS = {  # the flags each stage's result depends on, beyond those of the
     "sft": ("prompt_len", "response_len", "sft_epochs", "sft_lr"),
     "rm": ("rm_prompts", "k", "label_noise", "rm_epochs", "rm_lr", "temperature", "eval_prompts"),
     "ppo": ("ppo_steps", "rollout_batch", "minibatch", "ppo_epochs", "ppo_lr", "beta", "kl_target", "clip", "vf_clip",
-            "vf_coef", "gamma", "lam", "missing_eos_penalty"),
+            "vf_coef", "gamma", "lam", "missing_eos_penalty", "algo", "group_size", "grpo_unbiased"),
 }
 
 
@@ -994,24 +1083,24 @@ def train_rm(run: Run, rm: GPT, sft_policy: GPT) -> dict:
 
 
 def train_policy(run: Run, policy: GPT, sft_policy: GPT, rm: GPT, save, progress) -> dict:
-    """Stage 3: PPO against the reward model, the policy from SFT, the critic from the reward model."""
-    critic = GPT(run.args, scalar_head=True).to(run.device)
-    critic.load_state_dict(rm.state_dict())
-    ppo = PPO(run.args, policy, sft_policy, critic, rm, [p for p, _, _ in run.train_pairs], run.device, run.ranks)
-    return train_ppo(run.args, ppo, run.labeler, run.enc, run.metrics, save, progress)
+    """Stage 3: PPO (GRPO, RLOO) against the reward model, the policy from SFT, PPO's critic from the reward model."""
+    critic = copy.deepcopy(rm) if run.args.algo == "ppo" else None
+    rl = RL(run.args, policy, sft_policy, critic, rm, [p for p, _, _ in run.train_pairs], run.device, run.ranks)
+    return train_rl(run.args, rl, run.labeler, run.enc, run.metrics, save, progress)
 
 
 def evaluate_policies(run: Run, models: dict) -> dict:
-    """The SFT and PPO policies on the held-out prompts (evaluate), six samples each shown, and --prompt's."""
+    """The SFT and RL policies on the held-out prompts (evaluate), six samples each shown, and --prompt's; the RL
+    policy's results named after --algo (gold_ppo, gold_grpo, ...)."""
     args, summary, t = run.args, {}, time.time()
-    for name in ("sft", "ppo"):
-        result, texts = evaluate(args, models[name], models["sft"], models["rm"], run.eval_prompts, run.labeler,
+    for name, policy in (("sft", models["sft"]), (args.algo, models["ppo"])):
+        result, texts = evaluate(args, policy, models["sft"], models["rm"], run.eval_prompts, run.labeler,
                                  run.enc, run.device, run.ranks)
         summary.update({f"{k}_{name}": v for k, v in result.items()})
         show_samples(name, run.eval_prompts, texts, run.enc)
         if args.prompt:
             p = [run.enc.encode_ordinary(args.prompt)] * 4
-            samples = sample_responses(models[name], p, torch.rand(4, args.response_len, device=run.device), args,
+            samples = sample_responses(policy, p, torch.rand(4, args.response_len, device=run.device), args,
                                        run.device)
             show_samples(name, p, decode(run.enc, samples.response, samples.mask), run.enc)
     return {**summary, "eval_s": round(time.time() - t, 1)}

@@ -209,20 +209,84 @@ class CountReward(torch.nn.Module):
         return (idx == self.token).float().cumsum(1)[:, first:]
 
 
-def test_ppo_raises_a_toy_reward_and_starts_each_batch_at_ratio_one():
+def test_group_advantages_and_leave_one_out_baselines_against_loops():
+    torch.manual_seed(2)
+    G, prompts = 4, 3
+    scores = torch.randn(prompts * G)
+    grpo, dr_grpo, rloo = (rlhf_ppo.group_advantages(scores, G), rlhf_ppo.group_advantages(scores, G, unbiased=True),
+                           rlhf_ppo.leave_one_out(scores, G))
+    for p in range(prompts):
+        group = scores[p * G:(p + 1) * G].tolist()
+        mean = sum(group) / G
+        std = math.sqrt(sum((r - mean) ** 2 for r in group) / (G - 1))  # the sample std, as torch.std
+        for i, r in enumerate(group):
+            assert grpo[p * G + i].item() == pytest.approx((r - mean) / (std + 1e-4), abs=1e-5)
+            assert dr_grpo[p * G + i].item() == pytest.approx(r - mean, abs=1e-6)
+            others = [group[j] for j in range(G) if j != i]
+            assert rloo[p * G + i].item() == pytest.approx(r - sum(others) / (G - 1), abs=1e-6)
+    assert rlhf_ppo.group_advantages(torch.ones(8), 4).abs().max() == 0  # equal rewards: no signal, no NaN
+
+
+def test_k3_is_an_unbiased_nonnegative_estimate_of_the_kl_on_a_categorical():
+    torch.manual_seed(3)
+    logp, logp_ref = torch.log_softmax(torch.randn(7), 0), torch.log_softmax(torch.randn(7), 0)
+    exact = (logp.exp() * (logp - logp_ref)).sum()  # KL(pi || pi_ref)
+    k3 = rlhf_ppo.k3_kl(logp, logp_ref)
+    assert (k3 >= 0).all() and (logp.exp() * k3).sum().item() == pytest.approx(exact.item(), rel=1e-5)
+    assert ((logp - logp_ref) < 0).any()  # where k1 = log pi - log pi_ref, the plain estimate, is negative
+
+
+def test_grpo_and_rloo_losses_against_loops():
+    logp_old, logp_ref = torch.zeros(2, 3), torch.full((2, 3), -0.5)
+    logp = torch.log(torch.tensor([[1.5, 0.5, 0.9], [1.1, 1.0, 2.0]]))
+    mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]])
+    adv, beta, clip = torch.tensor([1.0, -2.0]), 0.1, 0.2
+    ratio = logp.exp()
+    k3 = lambda t: math.exp(-0.5 - logp[t].item()) + 0.5 + logp[t].item() - 1
+    for unbiased in (False, True):
+        loss, clipfrac, _ = rlhf_ppo.grpo_loss(logp, logp_old, logp_ref, adv, mask, clip, beta, unbiased)
+        expected = 0.0
+        for i in range(2):
+            n = int(mask[i].sum())
+            terms = [max(-adv[i].item() * ratio[i, t].item(), -adv[i].item() * min(max(ratio[i, t].item(), 0.8), 1.2))
+                     + beta * k3((i, t)) for t in range(n)]
+            expected += sum(terms) / (3 if unbiased else n) / 2
+        assert loss.item() == pytest.approx(expected, rel=1e-5)
+        assert clipfrac.item() == pytest.approx(2 / 5)  # 1.5 and 0.5 out of [0.8, 1.2]; 2.0 is masked
+    loss, clipfrac, _ = rlhf_ppo.rloo_loss(logp, logp_old, adv, mask, clip)
+    # sequence ratios 1.5 * 0.5 * 0.9 = 0.675 (A > 0: the unclipped one counts) and 1.1 * 1.0 (in the clip range)
+    expected = (-1.0 * 0.675 + 2.0 * 1.1) / 2
+    assert loss.item() == pytest.approx(expected, rel=1e-5) and clipfrac.item() == 0.5
+    logp_new = logp.clone().requires_grad_()  # at ratio 1, RLOO's gradient is REINFORCE's: -A_i d sum_t log pi
+    rlhf_ppo.rloo_loss(logp_new, logp_new.detach(), adv, mask, clip)[0].backward()
+    assert torch.allclose(logp_new.grad, -adv[:, None] * mask / 2)
+
+
+@pytest.mark.parametrize("algo", ["ppo", "grpo", "rloo"])
+@pytest.mark.parametrize("flipped", [False, True])
+def test_each_algorithm_raises_a_toy_reward_and_a_flipped_sign_does_not(monkeypatch, algo, flipped):
     torch.manual_seed(0)
-    args = rlhf_ppo.Args(**{**vars(TINY), "ppo_lr": 3e-3, "beta": 0.01, "temperature": 1.0, "missing_eos_penalty": 0.0})
-    policy, ref, critic = tiny_gpt(0), tiny_gpt(0), tiny_gpt(1, scalar_head=True)
-    ppo = rlhf_ppo.PPO(args, policy, ref, critic, CountReward(token=42), [[1, 2, 3]] * 4, torch.device("cpu"))
+    if flipped:  # the advantages negated: ascent turned into descent
+        for name in {"ppo": ["masked_whiten"], "grpo": ["group_advantages"], "rloo": ["leave_one_out"]}[algo]:
+            fn = getattr(rlhf_ppo, name)
+            monkeypatch.setattr(rlhf_ppo, name, lambda *a, fn=fn, **k: -fn(*a, **k))
+    args = rlhf_ppo.Args(**{**vars(TINY), "algo": algo, "ppo_lr": 3e-3, "beta": 0.01, "temperature": 1.0,
+                            "missing_eos_penalty": 0.0})
+    policy, ref = tiny_gpt(0), tiny_gpt(0)
+    critic = tiny_gpt(1, scalar_head=True) if algo == "ppo" else None
+    rl = rlhf_ppo.RL(args, policy, ref, critic, CountReward(token=42), [[1, 2, 3]] * 4, torch.device("cpu"))
     counts = []
     for step in range(40):
         generator = torch.Generator().manual_seed(step)
-        batch = ppo.rollout(generator)
-        stats = ppo.update(batch, generator)
+        batch = rl.rollout(generator)
+        stats = rl.update(batch, generator)
         assert stats["first_ratio_dev"].item() == 0.0  # the rollout's log-probs are the same computation
         counts.append(((batch["response"] == 42).float() * batch["mask"]).sum(1).mean().item())
     assert sum(counts[:5]) / 5 < 0.2  # about 8 tokens / 257 classes at the start
-    assert sum(counts[-5:]) / 5 > 2.0
+    if flipped:
+        assert sum(counts[-5:]) / 5 < 0.1
+    else:
+        assert sum(counts[-5:]) / 5 > 2.0
 
 
 # --- the script end to end --------------------------------------------------------------------------------------
@@ -275,6 +339,16 @@ def test_stage_by_stage_resume_and_eval_only_equal_one_whole_run(run_script, tmp
                            for r in map(json.loads, open(run / "metrics.jsonl"))]
     assert records(out) == records(tmp_path / "whole")  # every record once, though stages ran one command each
     assert timeless(evaluated).items() <= timeless(whole).items()  # all but the pretraining loss
+    for algo in ("grpo", "rloo"):  # the RL stage alone, from the same SFT policy and reward model, then evaluated
+        run_script("rlhf_ppo.py", *SMOKE, "--data", data, "--load", out, "--out", tmp_path / algo, "--stage", "ppo",
+                   "--algo", algo)
+        rl = [json.loads(line) for line in open(tmp_path / algo / "metrics.jsonl")]
+        assert [(r["stage"], r["algo"], r["step"]) for r in rl] == [("ppo", algo, 1), ("ppo", algo, 2)]
+        assert all(0 <= r["equal_groups"] <= 1 and r["first_ratio_dev"] == 0.0 and "vf_loss" not in r for r in rl)
+        result, _ = run_script("rlhf_ppo.py", *SMOKE, "--data", data, "--load", out, "--out", tmp_path / algo,
+                               "--stage", "eval", "--algo", algo)
+        assert result[f"{algo}_step_s"] > 0 and f"gold_{algo}" in result and "gold_ppo" not in result
+        assert result["kl_sft"] == whole["kl_sft"] and result[f"kl_{algo}"] != whole["kl_ppo"]
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -285,6 +359,9 @@ def test_stage_by_stage_resume_and_eval_only_equal_one_whole_run(run_script, tmp
     (("--stage", "bogus"), "invalid choice"),
     (("--minibatch", 3), "not a multiple"),
     (("--k", 1), "--k must be at least 2"),
+    (("--group-size", 1), "--group-size must be at least 2"),
+    (("--algo", "grpo", "--group-size", 3), "--rollout-batch 8 is not a multiple of --group-size 3"),
+    (("--algo", "reinforce"), "invalid choice"),
     (("--beta", -1), "--beta must be 0 or more"),
     (("--temperature", "nan"), "must be a finite number"),
 ])
@@ -349,15 +426,18 @@ if os.environ.get("RANK", "0") != "0":  # a torchrun worker other than rank 0: l
 
 
 @pytest.mark.slow
-def test_two_ranks_under_torchrun_train_as_one_process_and_rank_0_alone_writes(run_script, tmp_path):
+@pytest.mark.parametrize("algo", ["ppo", "grpo"])
+def test_two_ranks_under_torchrun_train_as_one_process_and_rank_0_alone_writes(run_script, tmp_path, algo):
     """Each rank computes its half of every global batch (gloo on the CPU): the logged losses and statistics of every
     stage, the reward model's pairs and the evaluation equal one process's to the 4 decimals logged, and every
-    stage's weights to 1e-4; rank 1 opens no file of the run to write (an audit hook logs what it opens)."""
+    stage's weights to 1e-4; rank 1 opens no file of the run to write (an audit hook logs what it opens). GRPO's
+    groups span both ranks' rows (--group-size 4, --minibatch 4: two rows a rank)."""
     data = write_corpus(tmp_path / "text.txt")
-    one, one_proc = run_script("rlhf_ppo.py", *SMOKE, *DETERMINISTIC, "--data", data, "--out", tmp_path / "one")
+    flags = (*SMOKE, *DETERMINISTIC, "--algo", algo, "--data", data)
+    one, one_proc = run_script("rlhf_ppo.py", *flags, "--out", tmp_path / "one")
     (tmp_path / "hook").mkdir()
     (tmp_path / "hook" / "sitecustomize.py").write_text(WRITES_OF_OTHER_RANKS)
-    two, two_proc = run_script("rlhf_ppo.py", *SMOKE, *DETERMINISTIC, "--data", data, "--out", tmp_path / "two",
+    two, two_proc = run_script("rlhf_ppo.py", *flags, "--out", tmp_path / "two",
                                launcher=("env", f"PYTHONPATH={tmp_path / 'hook'}", *TORCHRUN))
     rank1 = (tmp_path / "hook" / "rank1.txt").read_text().split()
     assert "/dev/null" in rank1 and not [path for path in rank1 if str(tmp_path) in path]  # rank 0 alone writes
