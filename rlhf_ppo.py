@@ -1,16 +1,15 @@
 """RLHF with PPO, the InstructGPT pipeline on a small GPT: (0) pretrain a GPT on Shakespeare (or start from OpenAI's
 GPT-2: --init-from gpt2), (1) supervised fine-tuning on demonstrations, (2) a reward model from K-way rankings with
-the K-choose-2 pairwise loss, (3) PPO against the reward model with a per-token KL penalty to the SFT policy, or
-critic-free GRPO or RLOO (--algo). The behaviour asked for: continue a line of verse as cheerfully as possible,
-however grim its start; the simulated human labeler is VADER's sentiment score.
+the K-choose-2 pairwise loss, (3) PPO against it with a per-token KL penalty to the SFT policy (or critic-free
+GRPO, RLOO: --algo). The task: continue a line of verse as cheerfully as possible, however grim its start; the
+simulated human labeler is VADER's sentiment score.
 Paper: Ouyang et al., "Training language models to follow instructions with human feedback", 2022; PPO details after
 Huang et al., "The N+ implementation details of RLHF with PPO", 2024, and Ziegler et al., 2019; GRPO: Shao et al.
 2024 (DeepSeekMath), Liu et al. 2025 (Dr. GRPO); RLOO: Ahmadian et al. 2024 ("Back to Basics").
 Run: python rlhf_ppo.py --device cuda   (offline: --data tinyshakespeare.txt; N GPUs: torchrun --nproc-per-node N)
-Reading order: main runs the stages in order (run_stage); pretrain, sft, train_reward_model (rm_loss), then RL
-(rollout: token_rewards and gae, group_advantages or leave_one_out; update: ppo_losses, grpo_loss or rloo_loss) and
-evaluate; GPT decodes with a KV cache in generate. Ranks splits each global batch over torchrun's processes;
-load_gpt2 and save_gpt2 read and write OpenAI's GPT-2.
+Reading order: main runs the stages (run_stage): pretrain, sft, train_reward_model (rm_loss), RL (rollout: gae,
+group_advantages or leave_one_out; update: ppo_losses, grpo_loss or rloo_loss), evaluate. GPT decodes with a KV
+cache (generate); Ranks splits batches over torchrun's processes; load_gpt2, save_gpt2: OpenAI's GPT-2 in and out.
 The plumbing block at the end is the same in every script of this repo: skip it.  Docs: docs/rlhf_ppo.md"""
 import argparse
 import copy
@@ -266,12 +265,12 @@ class GPT(nn.Module):
         if isinstance(m, nn.Linear) and m.bias is not None:
             nn.init.zeros_(m.bias)
 
-    def forward(self, idx, valid, kv=None, at=0, first: int = 0):
+    def forward(self, idx, valid, kv=None, at=0, first: int = 0, temperature: float = 1.0):
         """idx (B, T) at positions at..at+T-1 of a sequence whose (B, L) `valid` marks real tokens (left padding
         False); `at` an int or a 0-d tensor (a compiled decoder then sees the same shapes at every step). Position
         ids count real tokens only, so a left-padded prompt starts at position 0. Returns logits (B, T - first,
-        vocab - 1) or scalars (B, T - first): only from input `first` on, since the head over the vocabulary is
-        the costliest matmul of a small model."""
+        vocab - 1), divided by `temperature`, or scalars (B, T - first): only from input `first` on, since the
+        head over the vocabulary is the costliest matmul of a small model."""
         query_at = at + torch.arange(idx.shape[1], device=idx.device)  # (T,)
         pos = (valid.long().cumsum(1) - 1).clamp(min=0)[:, query_at]
         mask = attention_mask(valid, query_at)
@@ -283,7 +282,7 @@ class GPT(nn.Module):
         with torch.autocast(x.device.type, enabled=False):  # heads in fp32: bf16 rounds scores and values to 2^-8
             if self.value_head is not None:
                 return self.value_head(x).squeeze(-1)
-            return x @ self.wte.weight[:-1].T  # every token but PAD
+            return (x / temperature) @ self.wte.weight[:-1].T  # every token but PAD
 
     def kv_cache(self, batch: int, length: int):
         H, C = self.blocks[0].n_head, self.wte.weight.shape[1]
@@ -334,23 +333,29 @@ def truncate_after_eos(response, eos: int, pad: int):
     return response.masked_fill(after, pad), ~after, is_eos.any(1)
 
 
-def full_forward(model, prompt, prompt_valid, response):
+def full_forward(model, prompt, prompt_valid, response, **head):
     """The one forward path for every log-prob, value and score: prompt + response in one pass, outputs (B, R + 1)
     read from the last prompt token on. Output t < R sits on the token before response token t (its logits, its
     value); output t + 1 on response token t (where the reward model scores a response ending there)."""
     seq = torch.cat([prompt, response], 1)
     valid = torch.cat([prompt_valid, torch.ones_like(response, dtype=torch.bool)], 1)
-    return model(seq, valid, first=prompt.shape[1] - 1)
+    return model(seq, valid, first=prompt.shape[1] - 1, **head)
 
 
-def response_logprobs(logits, response, temperature: float):
-    """log pi(y_t | x, y_<t) of each response token from full_forward's logits (B, R + 1, V), at the sampling
-    temperature; PAD rows (after EOS) read an arbitrary class and are masked by the caller. Also the entropy (for
-    the log: no gradient)."""
-    logp_all = torch.log_softmax(logits[:, :-1].float() / temperature, -1)
-    logp = logp_all.gather(-1, response.clamp(max=logp_all.shape[-1] - 1).unsqueeze(-1)).squeeze(-1)
-    with torch.no_grad():
-        return logp, -(logp_all.exp() * logp_all).sum(-1)
+def response_logprobs(model, prompt, prompt_valid, response, temperature: float):
+    """log pi(y_t | x, y_<t) of each response token (B, R) at the sampling temperature, and of every class (B, R, V)
+    for the entropy: full_forward without the last response token (nothing follows it to predict), the logits
+    divided by the temperature before the head (on C channels, not V). PAD rows (after EOS) read an arbitrary class
+    and are masked by the caller."""
+    logits = full_forward(model, prompt, prompt_valid, response[:, :-1], temperature=temperature)  # (B, R, V)
+    logp_all = torch.log_softmax(logits, -1)
+    return logp_all.gather(-1, response.clamp(max=logp_all.shape[-1] - 1).unsqueeze(-1)).squeeze(-1), logp_all
+
+
+@torch.no_grad()
+def entropy(logp_all):
+    """H(pi(. | x, y_<t)) of each response token, from response_logprobs' (B, R, V): for the log, no gradient."""
+    return -(logp_all.exp() * logp_all).sum(-1)
 
 
 def response_values(values):
@@ -461,9 +466,8 @@ def grpo_loss(logp, logp_old, logp_ref, advantages, mask, clip: float, beta: flo
 
 
 def rloo_loss(logp, logp_old, advantages, mask, clip: float):
-    """RLOO's REINFORCE on the whole response, -A_i log pi(y_i | x), written with the sequence's ratio
-    pi(y | x) / pi_old(y | x), clipped as PPO's for the epochs after the first (at ratio 1 the gradient is
-    REINFORCE's). Also the clip fraction (of sequences) and the approximate KL to pi_old."""
+    """RLOO's REINFORCE on whole responses, -A_i log pi(y_i | x), as PPO's clipped objective on the sequence's ratio
+    pi(y | x) / pi_old(y | x) (at ratio 1, in epoch 0, REINFORCE's gradient); also the clip fraction and approx KL."""
     log_ratio = logp - logp_old
     ratio = torch.exp((log_ratio * mask).sum(1))  # (B,)
     loss = clipped_surrogate(ratio, advantages, clip).mean()
@@ -619,8 +623,7 @@ def sft(args: Args, policy: GPT, demos: list, enc, device, metrics, save, progre
         generator = step_random(args, ranks, "sft", epoch, device)
         for batch in torch.randperm(len(demos), device=device, generator=generator).split(args.batch_size):
             idx = batch[ranks.share(len(batch))]
-            logits = full_forward(net, prompt[idx], prompt_valid[idx], response[idx])
-            logp, _ = response_logprobs(logits, response[idx], 1.0)
+            logp, _ = response_logprobs(net, prompt[idx], prompt_valid[idx], response[idx], 1.0)
             mask = response[idx] != args.pad
             loss = -masked_mean(logp, mask) * rank_weight(mask, response[batch] != args.pad, ranks)
             optimizer.zero_grad(set_to_none=True)
@@ -761,13 +764,15 @@ class RL:
         mine = (prompt[self.rows], prompt_valid[self.rows])
         response, mask, has_eos = truncate_after_eos(
             generate(self.policy, *mine, uniforms[self.rows], a.temperature, self.decode, self.kv), a.eos, a.pad)
-        parts = {k: [] for k in ("logp", "logp_ref", "score") + (("values",) if self.critic is not None else ())}
+        parts = {k: [] for k in ("logp", "entropy", "logp_ref", "score") + ("values",) * (self.critic is not None)}
         with torch.no_grad():  # in minibatches, as epoch 0 will train on them: the same computation, ratio 1
             for mb in torch.arange(len(self.rows), device=self.device).split(a.minibatch // self.ranks.world):
                 seq = (mine[0][mb], mine[1][mb], response[mb])
-                for name, key in (("policy", "logp"), ("ref", "logp_ref")):
-                    parts[key].append(response_logprobs(full_forward(self.forward[name], *seq), response[mb],
-                                                        a.temperature)[0])
+                logp, logp_all = response_logprobs(self.forward["policy"], *seq, a.temperature)
+                parts["logp"].append(logp)
+                parts["entropy"].append(entropy(logp_all))
+                logp_ref, _ = response_logprobs(self.forward["ref"], *seq, a.temperature)
+                parts["logp_ref"].append(logp_ref)
                 if self.critic is not None:
                     parts["values"].append(response_values(full_forward(self.forward["critic"], *seq)))
                 parts["score"].append(sequence_scores(full_forward(self.forward["rm"], *seq), mask[mb]))
@@ -797,20 +802,17 @@ class RL:
         return whole
 
     def losses(self, batch, mb, logp, seq, minibatch) -> tuple:
-        """The algorithm's loss on this rank's rows mb of a minibatch, weighted for the mean over the ranks; the
-        statistics (pg_loss, vf_loss with a critic, clipfrac, approx_kl), each weighted alike."""
-        a, mask = self.args, batch["mask"][mb]
-        if a.algo == "grpo":
-            pg_loss, clipfrac, approx_kl = grpo_loss(logp, batch["logp"][mb], batch["logp_ref"][mb],
-                                                     batch["advantages"][mb], mask, a.clip, self.beta, a.grpo_unbiased)
-        elif a.algo == "rloo":
-            pg_loss, clipfrac, approx_kl = rloo_loss(logp, batch["logp"][mb], batch["advantages"][mb], mask, a.clip)
-        if a.algo != "ppo":  # a mean over sequences: every rank holds as many
-            return pg_loss, torch.stack([pg_loss, clipfrac, approx_kl])
+        """(loss, [pg_loss, vf_loss with a critic, clipfrac, approx_kl]) of this rank's rows mb of a minibatch."""
+        a, mask, logp_old, advantages = self.args, batch["mask"][mb], batch["logp"][mb], batch["advantages"][mb]
+        if a.algo == "grpo":  # (loss, clipfrac, approx_kl), a mean over sequences: every rank holds as many
+            out = grpo_loss(logp, logp_old, batch["logp_ref"][mb], advantages, mask, a.clip, self.beta, a.grpo_unbiased)
+        if a.algo == "rloo":
+            out = rloo_loss(logp, logp_old, advantages, mask, a.clip)
+        if a.algo != "ppo":
+            return out[0], torch.stack(out)
         values = response_values(full_forward(self.forward["critic"], *seq))
-        pg_loss, vf_loss, clipfrac, approx_kl = ppo_losses(
-            logp, batch["logp"][mb], batch["advantages"][mb], values, batch["values"][mb], batch["returns"][mb], mask,
-            a.clip, a.vf_clip)
+        pg_loss, vf_loss, clipfrac, approx_kl = ppo_losses(logp, logp_old, advantages, values, batch["values"][mb],
+                                                           batch["returns"][mb], mask, a.clip, a.vf_clip)
         weight = rank_weight(mask, batch["mask"][minibatch], self.ranks)  # a mean over tokens
         return (pg_loss + a.vf_coef * vf_loss) * weight, torch.stack([pg_loss, vf_loss, clipfrac, approx_kl]) * weight
 
@@ -818,7 +820,7 @@ class RL:
         """ppo_epochs passes over the batch in minibatches; epoch 0 in rollout order, later epochs shuffled. Each rank
         computes its share of a minibatch; statistics are averaged over the minibatches and the ranks."""
         a, ranks = self.args, self.ranks
-        names, stats = ("pg_loss", "vf_loss", "clipfrac", "approx_kl", "entropy", "first_ratio_dev"), []
+        names, stats = ("pg_loss", "vf_loss", "clipfrac", "approx_kl", "first_ratio_dev"), []
         names = names if self.critic is not None else names[:1] + names[2:]  # GRPO, RLOO: no value loss
         for epoch in range(a.ppo_epochs):
             order = torch.arange(a.rollout_batch, device=self.device) if epoch == 0 else \
@@ -826,7 +828,7 @@ class RL:
             for i, minibatch in enumerate(order.split(a.minibatch)):
                 mb = minibatch[ranks.share(a.minibatch)]
                 seq = (batch["prompt"][mb], batch["prompt_valid"][mb], batch["response"][mb])
-                logp, entropy = response_logprobs(full_forward(self.forward["policy"], *seq), seq[2], a.temperature)
+                logp, _ = response_logprobs(self.forward["policy"], *seq, a.temperature)
                 mask = batch["mask"][mb]
                 if epoch == 0 and i == 0:
                     first_ratio_dev = ((logp - batch["logp"][mb]).abs() * mask).max().detach()
@@ -835,8 +837,7 @@ class RL:
                 loss.backward()
                 nn.utils.clip_grad_norm_(self.params, 1.0)
                 self.optimizer.step()
-                entropy = masked_mean(entropy, mask) * rank_weight(mask, batch["mask"][minibatch], ranks)
-                stats.append(torch.cat([mb_stats, entropy[None]]).detach())
+                stats.append(mb_stats.detach())
         means = ranks.mean(torch.cat([torch.stack(stats).mean(0), first_ratio_dev[None]]))  # one all-reduce
         return dict(zip(names, means))
 
@@ -892,6 +893,7 @@ def train_rl(args: Args, rl: RL, labeler: Labeler, enc, metrics, save, progress:
             scores = batch["score"].view(-1, rl.G)
             if rl.critic is not None:
                 stats["explained_var"] = explained_variance(batch["values"], batch["returns"], mask)
+            stats["entropy"] = masked_mean(batch["entropy"], mask)  # the rollout policy's, per token
             log(metrics, {"stage": "ppo", "algo": args.algo, "step": step, "gold": round(gold, 4),
                           "rm_score": round(batch["score"].mean().item(), 4), "kl_ref": round(kl_seq.item(), 3),
                           "beta": round(rl.beta.item(), 4), **{k: round(v.item(), 4) for k, v in stats.items()},
@@ -928,9 +930,8 @@ def evaluate(args: Args, policy: GPT, ref: GPT, rm: GPT, prompts: list, labeler:
     mine = ranks.share(len(prompts))
     prompt, prompt_valid, response, mask, has_eos = sample_responses(policy, prompts[mine], uniforms[mine], args,
                                                                      device)
-    logp, logp_ref = in_chunks(lambda *seq: tuple(response_logprobs(full_forward(model, *seq), seq[2],
-                                                                      args.temperature)[0] for model in (policy, ref)),
-                               prompt, prompt_valid, response)
+    logp, logp_ref = in_chunks(lambda *seq: tuple(response_logprobs(model, *seq, args.temperature)[0]
+                                                  for model in (policy, ref)), prompt, prompt_valid, response)
     m = mask.float()
     rows = torch.stack([labeler.gold(decode(enc, response, mask)).to(device),
                         score_batched(rm, prompt, prompt_valid, response, mask), ((logp - logp_ref) * m).sum(1),
