@@ -22,7 +22,7 @@ base() {  # pretraining, SFT and the reward model of one seed, stage by stage
 rl() {  # one algorithm, beta and seed: the RL stage, then its evaluation (eval.json)
   local algo=$1 beta=$2 seed=$3 run="$out/$1-beta$2-s$3"
   local flags=(--device cpu --seed "$seed" --algo "$algo" --beta "$beta" --load "$out/base-s$seed" --out "$run")
-  [ -f "$run/ppo.pt" ] || python rlhf_ppo.py $data "${flags[@]}" --stage ppo > "$run.log"
+  [ -f "$run/ppo.pt" ] || python rlhf_ppo.py $data "${flags[@]}" --stage ppo > "$run.log" || return
   [ -f "$run/eval.json" ] || python rlhf_ppo.py $data "${flags[@]}" --stage eval > "$run-eval.log"
 }
 export -f rl
