@@ -1,7 +1,8 @@
 """AlphaGo on small boards: a supervised policy network learned from expert moves, a policy improved by self-play
 policy gradient (grad log p(a|s) z), a value network regressed on self-play outcomes, and Monte-Carlo tree search
 that selects by Q + u (u ~ P / (1 + N)), expands leaves with the policy's prior and evaluates them by
-(1 - lambda) v + lambda z_rollout. Go rules (Tromp-Taylor: positional superko, area scoring), a GTP engine.
+(1 - lambda) v + lambda z_rollout. Go rules (Tromp-Taylor: positional superko, area scoring), a GTP engine with
+Leela Zero's and KataGo's analysis, time controls and SGF files.
 Paper: Silver et al., "Mastering the game of Go with deep neural networks and tree search", Nature 2016.
 Run: python alphago_mcts.py --device cuda   (GTP: python alphago_mcts.py --gtp --load runs/.../model.pt)
 Reading order: Position is the rules, bottom-up; MCTS.search the search (descend by puct, evaluate the leaves
@@ -12,14 +13,17 @@ import argparse
 import copy
 import dataclasses
 import errno
+import inspect
 import io
 import json
 import math
 import os
+import queue
 import random
 import re
 import subprocess
 import sys
+import threading
 import time
 import typing
 from dataclasses import dataclass
@@ -61,7 +65,8 @@ class Args:
     uct_c: Annotated[float, "exploration constant of the pure UCT opponent (UCB1)"] = 1.0
     games: Annotated[int, "evaluation games against each opponent, colours alternating"] = 20
     opponents: Annotated[str, "evaluation opponents (gnugo only when installed)"] = "random,policy,uct,gnugo"
-    gtp: Annotated[bool, "speak GTP on stdin/stdout instead of training"] = False
+    gtp: Annotated[bool, "speak GTP on stdin/stdout instead of training (lz-analyze, kata-analyze, time_settings, "
+                         "loadsgf, ...)"] = False
     log_every: Annotated[int, "RL steps (SL and value: epochs) between progress lines"] = 10
     checkpoint_every: Annotated[int, "RL steps between resumable checkpoints (also: every tenth of the expert games, "
                                      "every finished stage)"] = 20
@@ -998,9 +1003,11 @@ def opponent_player(name: str, args: Args, nets: dict, device, rng: random.Rando
     return GnuGoPlayer(args)
 
 
-def match(args: Args, ours: SearchPlayer, opponent: Player, name: str, rng: random.Random, metrics) -> dict:
+def match(args: Args, ours: SearchPlayer, opponent: Player, name: str, rng: random.Random, metrics,
+          games_dir: str) -> dict:
     """args.games games of ours against the opponent, all played at once (one round covers every game whose turn
-    it is, so the networks see large batches). Game pairs share a random two-move opening and swap colours."""
+    it is, so the networks see large batches). Game pairs share a random two-move opening and swap colours. Each
+    game is written to games_dir as an SGF file."""
     n, G, t0 = args.board_size, args.games, time.time()
     for player in (ours, opponent):
         player.new_games(G)
@@ -1030,6 +1037,7 @@ def match(args: Args, ours: SearchPlayer, opponent: Player, name: str, rng: rand
                 player.played(g, positions[g], move)
             positions[g] = positions[g].play(move)
     opponent.close()
+    write_games(args, name, positions, ours_color, games_dir)
     wins = [(positions[g].result(ours_color[g]) + 1) / 2 for g in range(G)]  # a draw is half a win
     result = {"opponent": name, "games": G, "draws": wins.count(0.5), "winrate": round(float(np.mean(wins)), 4),
               "winrate_black": round(float(np.mean(wins[0::2])), 4),
@@ -1042,14 +1050,14 @@ def match(args: Args, ours: SearchPlayer, opponent: Player, name: str, rng: rand
     return result
 
 
-def play_matches(args: Args, nets: dict, device, rng: random.Random, metrics) -> dict:
+def play_matches(args: Args, nets: dict, device, rng: random.Random, metrics, games_dir: str) -> dict:
     """AlphaGo (the search with all its networks) against each of --opponents (GNU Go when it is installed): the
-    win rates, and the simulations a second of its search."""
+    win rates, and the simulations a second of its search; the games as SGF files in games_dir."""
     ours, sims, search_s, summary = alphago_player(args, nets, device, rng), 0, 0.0, {}
     for name in args.opponents.split(","):
         if name == "gnugo" and not gnugo_path():
             continue
-        result = match(args, ours, opponent_player(name, args, nets, device, rng), name, rng, metrics)
+        result = match(args, ours, opponent_player(name, args, nets, device, rng), name, rng, metrics, games_dir)
         summary[f"winrate_vs_{name}"] = result["winrate"]
         sims, search_s = sims + result["sims"], search_s + result["search_s"]
     return {**summary, "sims_per_s": round(sims / max(search_s, 1e-9))}
@@ -1127,7 +1135,7 @@ def main(argv=None):
         elif stage == "value":
             summary.update(train_value(args, nets["value"], nets["rl"], device, metrics, np_rng))
         else:
-            summary.update(play_matches(args, nets, device, rng, metrics))
+            summary.update(play_matches(args, nets, device, rng, metrics, os.path.join(out, "games")))
         if stage != "play":
             done = [s for s in done if s != stage] + [stage]
             save_checkpoint(os.path.join(out, "model.pt"), checkpoint(summary=summary))
@@ -1142,24 +1150,35 @@ def main(argv=None):
         print(to_json(summary), flush=True)
 
 
-# === optional: a GTP engine (--gtp), for Go programs ==============================================================
+# === optional: a GTP engine (--gtp) with analysis and time controls, and SGF files, for Go programs ===============
+class StreamEnd(str):
+    """What ends a multi-line reply that a command has already begun to write (an analysis)."""
+
+
 class GTPEngine:
     """Go Text Protocol v2: one command per line in, '= result' or '? error' and a blank line out. Each command is a
-    method cmd_<name> whose parameters are the command's arguments; a wrong count is a syntax error."""
+    method cmd_<name> ('-' in a name is '_' here) whose parameters are the command's arguments; a wrong count is a
+    syntax error. Lines are read by a thread, so that an analysis (lz-analyze, kata-analyze) streams until the next
+    command arrives, as Leela Zero's and KataGo's do."""
 
     def __init__(self, args: Args, nets: dict, device, rng: random.Random):
         self.args, self.nets, self.device, self.rng = args, nets, device, rng
-        self.n, self.komi, self.done = args.board_size, args.komi, False
+        self.n, self.komi, self.done, self.ident = args.board_size, args.komi, False, ""
+        self.lines, self.stdout = queue.Queue(), sys.stdout
+        self.clock = None  # time_settings: (main time s, byo-yomi period s, stones a period); None: no limit
+        self.left = {BLACK: [0, 0], WHITE: [0, 0]}  # each colour's [seconds, stones]: 0 stones is main time
         self.cmd_clear_board()
 
-    def commands(self) -> list:
-        return [name[4:] for name in dir(self) if name.startswith("cmd_")]
+    def commands(self) -> dict:
+        return {re.sub(r"^(kgs|lz|kata)_", r"\1-", name[4:]): getattr(self, name)
+                for name in dir(self) if name.startswith("cmd_")}
 
-    def player(self) -> SearchPlayer:
-        """The trained player on its own board size; on another size the policy network (fully convolutional)
-        still gives the priors, and playouts alone value the leaves (the value network's layer is size-bound)."""
+    def mcts(self) -> MCTS:
+        """The trained player's search on its own board size; on another size the policy network (fully
+        convolutional) still gives the priors, and playouts alone value the leaves (the value network's layer is
+        size-bound)."""
         same = self.nets["value"].n == self.n
-        return alphago_player(self.args, self.nets, self.device, self.rng, None if same else 1.0)
+        return alphago_player(self.args, self.nets, self.device, self.rng, None if same else 1.0).mcts
 
     def handle(self, line: str):
         """(id, success, reply text) for one command line, or None for a blank line or a comment."""
@@ -1167,35 +1186,136 @@ class GTPEngine:
         ident = words.pop(0) if words and is_gtp_int(words[0]) else ""
         if not words:
             return None if not ident else (ident, False, "syntax error")
-        method = getattr(self, "cmd_" + words[0].lower(), None)
+        method = self.commands().get(words[0].lower())
         if method is None:
             return ident, False, "unknown command"
-        if len(words) - 1 != method.__code__.co_argcount - 1:
+        given, needed = len(words) - 1, method.__code__.co_argcount - 1
+        if given < needed or given > needed and not method.__code__.co_flags & inspect.CO_VARARGS:
             return ident, False, "syntax error"
+        self.ident = ident
         try:
             return ident, True, method(*words[1:])
         except (ValueError, IllegalMove) as e:
             return ident, False, str(e)
 
     def serve(self, stdin=sys.stdin, stdout=sys.stdout):
-        """Answers each line as it comes; a line that is not UTF-8 is answered `? syntax error`, and a reader that
-        has gone away (a closed pipe) ends the engine quietly."""
-        for raw in getattr(stdin, "buffer", stdin):  # bytes from a real stdin, so that no byte can stop the loop
+        """Answers each line in turn; a line that is not UTF-8 is answered `? syntax error`, and a reader that has
+        gone away (a closed pipe) ends the engine quietly."""
+        self.stdout, self.lines = stdout, queue.Queue()
+
+        def read():  # bytes from a real stdin, so that no byte can stop the loop; None at the end
+            for raw in getattr(stdin, "buffer", stdin):
+                self.lines.put(raw)
+            self.lines.put(None)
+        threading.Thread(target=read, daemon=True).start()
+        while not self.done and (raw := self.lines.get()) is not None:
             try:
                 reply = self.handle(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
             except UnicodeDecodeError:
                 reply = "", False, "syntax error"
-            if reply is None:
-                continue
-            ident, ok, text = reply
-            try:
-                stdout.write(f"{'=' if ok else '?'}{ident} {text}".rstrip(" ") + "\n\n")
-                stdout.flush()
-            except BrokenPipeError:  # what is left to write goes nowhere, and Python's exit writes nothing either
-                os.dup2(os.open(os.devnull, os.O_WRONLY), stdout.fileno())
-                return
-            if self.done:
-                break
+            if reply is not None:
+                ident, ok, text = reply
+                self.emit(text if isinstance(text, StreamEnd) else f"{'=' if ok else '?'}{ident} {text}".rstrip(" ")
+                          + "\n\n")
+
+    def emit(self, text: str):
+        try:
+            self.stdout.write(text)
+            self.stdout.flush()
+        except BrokenPipeError:  # what is left to write goes nowhere, and Python's exit writes nothing either
+            os.dup2(os.open(os.devnull, os.O_WRONLY), self.stdout.fileno())
+            self.done = True
+
+    def think(self, pos: Position, sims=None, seconds=None, interval: float = 0.0, kata: bool = False,
+              cleanup: bool = False) -> Node:
+        """MCTS from pos in rounds of leaf_batch simulations: `sims` of them, or until the next command arrives
+        (sims None: an analysis); never past `seconds`. With an interval (s), an info line each time it passes.
+        cleanup: no pass while a move that fills no own eye is legal (kgs-genmove_cleanup)."""
+        mcts, root, start = self.mcts(), Node(pos), time.time()
+        mcts.search([root], 0)  # the root's priors
+        if cleanup and any(root.legal[:-1] & ~own_eyes(pos)):
+            root.legal = root.legal.copy()  # the position's own mask stays as it is
+            root.legal[-1], root.prior[-1] = False, 0.0
+        done, shown = 0, start
+        while (done < sims if sims is not None else self.lines.empty()) and not self.done and \
+                (seconds is None or time.time() - start < seconds):
+            k = mcts.leaf_batch if sims is None else min(mcts.leaf_batch, sims - done)
+            mcts.search([root], k)
+            done += k
+            if interval and time.time() - shown >= interval:
+                self.emit(analysis_line(root, self.n, kata) + "\n")
+                shown = time.time()
+        return root
+
+    def genmove(self, color, analyze: str = "", cleanup: bool = False) -> str:
+        """The search's most visited move, within its share of the clock (time_settings); a pass once the game is
+        over (two passes), where nothing is searched."""
+        pos, start = self.history[-1].with_to_play(parse_color(color)), time.time()
+        if cleanup and pos.is_over():  # the players passed but disagree about what is dead: play on
+            pos = pos.copy()
+            pos.passes = 0
+        interval = self.analysis_interval(analyze.split()) if analyze else 0.0
+        if analyze:
+            self.emit(f"={self.ident}\n")
+        move = pos.n * pos.n
+        if not pos.is_over():
+            root = self.think(pos, self.args.sims, self.time_share(pos), interval, cleanup=cleanup)
+            move = best_move(root)
+            if interval:
+                self.emit(analysis_line(root, self.n, False) + "\n")
+        self.history.append(pos.play(move))
+        self.spend(pos.to_play, time.time() - start)
+        return StreamEnd(f"play {to_gtp(move, self.n)}\n\n") if analyze else to_gtp(move, self.n)
+
+    def analysis_interval(self, words: list) -> float:
+        """[interval] or `interval N` among key-value pairs, in centiseconds (Leela Zero, KataGo) -> seconds."""
+        for i, word in enumerate(words):
+            if is_gtp_int(word) and (i == 0 or words[i - 1] == "interval"):
+                return max(int(word), 1) / 100
+        return 1.0
+
+    def analyze(self, words: tuple, kata: bool) -> str:
+        """[color] [interval] [key value ...]: info lines until the next command; ends the reply with a blank line."""
+        pos = self.history[-1]
+        if words and words[0].lower() in ("b", "w", "black", "white"):
+            pos = pos.with_to_play(parse_color(words[0]))
+            words = words[1:]
+        interval = self.analysis_interval(list(words))
+        self.emit(f"={self.ident}\n")
+        if not pos.is_over():
+            self.think(pos, None, None, interval, kata)
+        return StreamEnd("\n")
+
+    def time_share(self, pos: Position):
+        """Seconds this move may take: the time left over the moves still to come (about half the empty points,
+        at least 5), or the byo-yomi period over its stones; 80 % of it, less 50 ms for the reply. None: no limit."""
+        if self.clock is None:
+            return None
+        left, stones = self.left[pos.to_play]
+        if stones == 0 and left <= 0 and self.clock[1] > 0:  # main time over: byo-yomi
+            left, stones = self.clock[1], self.clock[2]
+        empty = pos.board.count(EMPTY)
+        share = left / stones if stones else left / max(empty / 2, 5)
+        return max(0.8 * share - 0.05, 0.01)
+
+    def spend(self, color: int, seconds: float):
+        """Our own clock between the controller's time_left: main time first, then byo-yomi periods."""
+        if self.clock is None:
+            return
+        left, stones = self.left[color]
+        if stones == 0 and left <= 0 < self.clock[1]:
+            left, stones = self.clock[1], self.clock[2]
+        left -= seconds
+        if stones:
+            stones -= 1
+            if stones == 0 and left > 0:  # a period's stones played in time: a new period
+                left, stones = self.clock[1], self.clock[2]
+        self.left[color] = [left, stones]
+
+    def set_clock(self, main: float, byo: float, stones: int) -> str:
+        self.clock = (main, byo, stones)
+        self.left = {c: [main, 0] if main > 0 or not byo else [byo, stones] for c in (BLACK, WHITE)}
+        return ""
 
     def cmd_protocol_version(self) -> str:
         return "2"
@@ -1251,11 +1371,80 @@ class GTPEngine:
         return ""
 
     def cmd_genmove(self, color) -> str:
-        """The search's most visited move; a pass once the game is over (two passes), where nothing is searched."""
-        pos = self.history[-1].with_to_play(parse_color(color))
-        move = pos.n * pos.n if pos.is_over() else self.player().moves([0], [pos])[0]
-        self.history.append(pos.play(move))
-        return to_gtp(move, self.n)
+        return self.genmove(color)
+
+    def cmd_kgs_genmove_cleanup(self, color) -> str:
+        """A move that does not pass while the opponent's dead stones could still be captured (KGS asks for it
+        when the players disagree about what is dead): no pass while a move that fills no eye of ours is legal."""
+        return self.genmove(color, cleanup=True)
+
+    def cmd_lz_genmove_analyze(self, color, *words) -> str:
+        return self.genmove(color, " ".join(words) or "100")
+
+    def cmd_lz_analyze(self, *words) -> str:
+        return self.analyze(words, kata=False)
+
+    def cmd_kata_analyze(self, *words) -> str:
+        return self.analyze(words, kata=True)
+
+    def cmd_time_settings(self, main, byo, stones) -> str:
+        """GTP v2: main time and Canadian byo-yomi, `stones` moves in each period of `byo` s; byo > 0 with
+        stones 0 means no time limit."""
+        if not all(map(is_gtp_int, (main, byo, stones))):
+            raise ValueError("syntax error")
+        if int(byo) > 0 and int(stones) == 0:
+            self.clock = None
+            return ""
+        return self.set_clock(int(main), int(byo), int(stones))
+
+    def cmd_kgs_time_settings(self, kind, *words) -> str:
+        """none, absolute MAIN, byoyomi MAIN PERIOD PERIODS (each move in one period) or canadian MAIN BYO STONES."""
+        counts = {"none": 0, "absolute": 1, "byoyomi": 3, "canadian": 3}
+        if counts.get(kind) != len(words) or not all(map(is_gtp_int, words)):
+            raise ValueError("syntax error")
+        if kind == "none":
+            self.clock = None
+            return ""
+        main = int(words[0])
+        if kind == "absolute":
+            return self.set_clock(main, 0, 0)
+        return self.set_clock(main, int(words[1]), 1 if kind == "byoyomi" else int(words[2]))  # byoyomi: 1 a period
+
+    def cmd_time_left(self, color, seconds, stones) -> str:
+        if not is_gtp_int(seconds) or not is_gtp_int(stones):
+            raise ValueError("syntax error")
+        self.clock = self.clock or (0, 0, 0)
+        self.left[parse_color(color)] = [int(seconds), int(stones)]
+        return ""
+
+    def cmd_loadsgf(self, *words) -> str:
+        """FILE [MOVE]: the board of an SGF file's main line as it was before move number MOVE (default: after
+        the last move); its SZ and KM, setup stones (AB, AW) and moves."""
+        if not 1 <= len(words) <= 2 or len(words) == 2 and not is_gtp_int(words[1]):
+            raise ValueError("syntax error")
+        try:
+            with open(words[0], encoding="utf-8", errors="replace") as f:
+                n, komi, moves = read_sgf(f.read())
+            history = [Position(n, self.komi if komi is None else komi)]
+            for color, move in moves[:int(words[1]) - 1 if len(words) == 2 else None]:
+                history.append(history[-1].with_to_play(color).play(move))
+        except (OSError, ValueError, IllegalMove):
+            raise ValueError("cannot load file")
+        self.n, self.komi, self.history = n, history[0].komi, history
+        return ""
+
+    def cmd_printsgf(self, *words) -> str:
+        """The game so far as SGF, or into FILE."""
+        moves = [(3 - after.to_play, after.history[-1]) for after in self.history[1:]]
+        sgf = write_sgf(self.n, self.komi, moves)
+        if not words:
+            return sgf
+        try:
+            with open(words[0], "w", encoding="utf-8") as f:
+                f.write(sgf)
+        except OSError:
+            raise ValueError("cannot write file")
+        return ""
 
     def cmd_showboard(self) -> str:
         return "\n" + str(self.history[-1])
@@ -1282,6 +1471,94 @@ def parse_color(word: str) -> int:
     if w in ("w", "white"):
         return WHITE
     raise ValueError("syntax error")
+
+
+def own_eyes(pos: Position) -> np.ndarray:
+    """(N*N,) True at the empty points whose neighbours are all the mover's stones (or the edge)."""
+    board = pos.board
+    return np.array([board[p] == EMPTY and all(board[q] in (pos.to_play, BORDER) for q in pos.neighbours(p))
+                     for p in map(pos.point, range(pos.n * pos.n))])
+
+
+def principal_variation(root: Node, move: int) -> list:
+    """move, then the most visited reply of each node below it, while there is a visited one."""
+    line, node = [move], root.children.get(move)
+    while node is not None and node.prior is not None and node.visits.sum() >= 1:
+        line.append(int(np.argmax(node.visits)))
+        node = node.children.get(line[-1])
+    return line
+
+
+def analysis_line(root: Node, n: int, kata: bool) -> str:
+    """`info move M visits V winrate W prior P lcb L order O pv M ...` for each visited move of the root, most
+    visited first, from the view of the player to move: Leela Zero's format (W, P, L in 1/10,000) or KataGo's
+    (fractions; no scoreLead: the value network estimates no score). lcb: W less 1.96 binomial standard errors."""
+    fmt = (lambda x: f"{x:.4f}") if kata else (lambda x: str(round(10_000 * x)))
+    infos = []
+    for order, a in enumerate(a for a in np.argsort(-root.visits, kind="stable") if root.visits[a] >= 1):
+        visits = round(root.visits[a])
+        winrate = min(max((root.value[a] / visits + 1) / 2, 0.0), 1.0)
+        lcb = max(winrate - 1.96 * math.sqrt(winrate * (1 - winrate) / visits), 0.0)
+        pv = " ".join(to_gtp(m, n) for m in principal_variation(root, int(a)))
+        infos.append(f"info move {to_gtp(int(a), n)} visits {visits} winrate {fmt(winrate)} prior "
+                     f"{fmt(root.prior[a])} lcb {fmt(lcb)} order {order} pv {pv}")
+    return " ".join(infos)
+
+
+SGF_LETTERS = "abcdefghijklmnopqrs"
+
+
+def write_games(args: Args, opponent: str, positions: list, ours_color: list, folder: str):
+    """A match's games as SGF files in folder, <time>-<opponent>-<sims>sims-<game>.sgf."""
+    os.makedirs(folder, exist_ok=True)
+    names = {"alphago": f"alphago_mcts ({args.sims} sims)", "random": "random", "policy": "RL policy network",
+             "uct": f"pure UCT ({args.sims} sims)", "gnugo": f"GNU Go level {args.gnugo_level}"}
+    start = time.strftime("%Y%m%d-%H%M%S")
+    for g, pos in enumerate(positions):
+        score = pos.score()
+        players = (names["alphago"], names[opponent])[::1 if ours_color[g] == BLACK else -1]
+        moves = [(BLACK if i % 2 == 0 else WHITE, m) for i, m in enumerate(pos.history)]
+        result = f"{'B' if score > 0 else 'W'}+{abs(score):g}" if score else "0"
+        sgf = write_sgf(args.board_size, args.komi, moves, *players, result)
+        write_file(os.path.join(folder, f"{start}-{opponent}-{args.sims}sims-{g + 1}.sgf"), sgf.encode())
+
+
+def write_sgf(n: int, komi: float, moves: list, black: str = "", white: str = "", result: str = "") -> str:
+    """An SGF FF[4] game: size, komi, rules, players, result, then ;B[..] and ;W[..] (column, row from the top
+    left; a pass is empty). moves: (colour, move index)."""
+    head = f"(;FF[4]GM[1]CA[UTF-8]AP[alphago_mcts]SZ[{n}]KM[{komi:g}]RU[Tromp-Taylor]"
+    head += "".join(f"{key}[{value}]" for key, value in (("PB", black), ("PW", white), ("RE", result)) if value)
+    coord = lambda m: "" if m == n * n else SGF_LETTERS[m % n] + SGF_LETTERS[m // n]
+    return head + "".join(f";{'BW'[color - 1]}[{coord(m)}]" for color, m in moves) + ")"
+
+
+def read_sgf(text: str) -> tuple:
+    """(size, komi or None, [(colour, move)]) of an SGF game's main line, which ends where the first variation
+    does: SZ, KM, the setup stones AB and AW (played as moves, before the rest) and the moves B and W ('tt' or an
+    empty value: a pass). ValueError for anything else on a 5x5 to 19x19 board."""
+    size, komi, key, stones = 19, None, "", []
+    for token in re.findall(r"\[(?:[^\]\\]|\\.)*\]|[A-Za-z]+|[();]", text):
+        if token == ")":
+            break
+        if token[0] != "[":
+            key = token if token not in "(;" else key
+        elif key == "SZ":
+            size = int(token[1:-1])
+        elif key == "KM":
+            komi = float(token[1:-1])
+        elif key in ("AB", "AW", "B", "W"):
+            stones.append((BLACK if key in ("AB", "B") else WHITE, token[1:-1]))
+    if not 5 <= size <= 19 or komi is not None and not math.isfinite(komi):
+        raise ValueError(f"board size {size}, komi {komi}")
+    letters = SGF_LETTERS[:size]
+
+    def move(v: str) -> int:
+        if v in ("", "tt"):
+            return size * size
+        if len(v) != 2 or v[0] not in letters or v[1] not in letters:
+            raise ValueError(f"not a point of a {size}x{size} board: {v!r}")
+        return letters.index(v[1]) * size + letters.index(v[0])
+    return size, komi, [(color, move(v)) for color, v in stones]
 
 
 # === optional: GNU Go over GTP: an expert and an opponent =========================================================

@@ -187,6 +187,45 @@ def rlhf_ppo():
     save(fig, "rlhf_ppo.png")
 
 
+def rlhf_frontier():
+    """Gold against KL for PPO, GRPO and RLOO at each beta (seed 1: a line over the betas; seed 2: open markers at
+    the middle beta), and the rollouts' gold during RL at the middle beta."""
+    folder = os.path.join(RESULTS, "rlhf_frontier")
+    path = os.path.join(folder, "summaries.jsonl")
+    if not os.path.isfile(path):
+        return print("skipped rlhf_frontier.png: no benchmarks/results/rlhf_frontier/ "
+                     "(bash benchmarks/rlhf_frontier.sh)")
+    runs = [json.loads(line) for line in open(path)]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 7.5))
+    for (algo, color), marker in zip(zip(("ppo", "grpo", "rloo"), COLORS.values()), "osD"):
+        mine = [r for r in runs if r["algo"] == algo]
+        line = sorted((r[f"kl_{algo}"], r[f"gold_{algo}"], r["beta"]) for r in mine if r["seed"] == 1)
+        top.plot([p[0] for p in line], [p[1] for p in line], marker=marker, color=color,
+                 label=f"{algo.upper()}, seed 1")
+        for kl, gold, beta in line:
+            top.annotate(f"{beta:g}", (kl, gold), textcoords="offset points", xytext=(4, -10), fontsize=7, color=color)
+        others = [(r[f"kl_{algo}"], r[f"gold_{algo}"]) for r in mine if r["seed"] != 1]
+        if others:
+            top.scatter(*zip(*others), marker=marker, facecolors="none", edgecolors=color,
+                        label=f"{algo.upper()}, seed 2 (beta {mine[-1]['beta']:g})")
+        for r in mine:
+            if r["beta"] == 0.1:
+                records = [json.loads(x) for x in open(os.path.join(folder, f"{algo}-beta0.1-s{r['seed']}.jsonl"))]
+                bottom.plot([x["step"] for x in records], [x["gold"] for x in records], color=color,
+                            ls="-" if r["seed"] == 1 else ":", label=f"{algo.upper()}, seed {r['seed']}")
+    sft = runs[0]
+    top.scatter([0], [sft["gold_sft"]], color="grey", zorder=3)
+    top.annotate("SFT", (0, sft["gold_sft"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    top.set(xlabel="KL(policy || SFT) per response (nats), 500 held-out prompts; labels: beta",
+            ylabel="gold score (VADER)", title="PPO, GRPO and RLOO from the same SFT policy and reward model")
+    top.legend(fontsize=8, loc="lower right")
+    reference(bottom, sft["gold_sft"], f"the SFT policy on the held-out prompts: {sft['gold_sft']:.2f}")
+    bottom.set(xlabel="RL step (64 responses each)", ylabel="gold score of the rollouts",
+               title="During RL, beta 0.1")
+    bottom.legend(fontsize=8, ncol=3, loc="lower right")
+    save(fig, "rlhf_frontier.png")
+
+
 def alphago(board: int, komi: float, gnugo_level: int):
     """Win rates against each opponent; gnugo_level names GNU Go in records that do not say its level."""
     name = f"alphago_{board}x{board}"
@@ -217,7 +256,7 @@ def alphago(board: int, komi: float, gnugo_level: int):
 
 
 if __name__ == "__main__":
-    for figure in (dqn_cartpole, pg_cartpole, pg_pendulum, seqgan_nll, scst_dev_per, rlhf_ppo):
+    for figure in (dqn_cartpole, pg_cartpole, pg_pendulum, seqgan_nll, scst_dev_per, rlhf_ppo, rlhf_frontier):
         figure()
     alphago(7, komi=9, gnugo_level=10)
     alphago(9, komi=7.5, gnugo_level=1)

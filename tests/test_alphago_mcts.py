@@ -1,12 +1,14 @@
 """alphago_mcts.py: the Go rules on hand-made positions (captures, suicide, ko, snapback, superko, seki), legality
 against GNU Go when it is installed, PUCT against a hand computation, MCTS finding the one winning move, the GTP
 engine, the rollout policy's patterns and learning, a smoke run of every stage on 5x5, and bad input."""
+import dataclasses
 import io
 import json
 import random
 import re
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -127,13 +129,23 @@ def test_expert_games_pass_only_to_end_the_game():
 
 
 @pytest.mark.skipif(not ag.gnugo_path(), reason="GNU Go is not installed")
-def test_a_match_against_gnugo_records_its_level():
+def test_a_match_against_gnugo_records_its_level_and_each_game_as_sgf(tmp_path):
     args = ag.parse_args(["--board-size", "5", "--komi", "24.5", "--games", "2", "--sims", "8", "--gnugo-level", "3"])
     rng, metrics = random.Random(0), io.StringIO()
     result = ag.match(args, ag.opponent_player("uct", args, {}, "cpu", rng), ag.opponent_player("gnugo", args, {},
-                      "cpu", rng), "gnugo", rng, metrics)
+                      "cpu", rng), "gnugo", rng, metrics, str(tmp_path))
     record = json.loads(metrics.getvalue())
     assert record["gnugo_level"] == 3 and record["opponent"] == "gnugo" and record["winrate"] == result["winrate"]
+    games = sorted(tmp_path.glob("*-gnugo-8sims-*.sgf"))
+    assert len(games) == 2
+    for g, path in enumerate(games):
+        sgf = path.read_text()
+        ours, theirs = "alphago_mcts (8 sims)", "GNU Go level 3"
+        assert f"PB[{ours if g == 0 else theirs}]PW[{theirs if g == 0 else ours}]" in sgf  # colours alternate
+        assert "SZ[5]KM[24.5]RU[Tromp-Taylor]" in sgf and re.search(r"RE\[(B|W)\+[0-9.]+\]|RE\[0\]", sgf)
+        size, komi, moves = ag.read_sgf(sgf)
+        assert (size, komi) == (5, 24.5) and [c for c, _ in moves] == [ag.BLACK, ag.WHITE] * (len(moves) // 2) + \
+            [ag.BLACK] * (len(moves) % 2)
 
 
 def test_puct_against_a_hand_computation():
@@ -413,3 +425,119 @@ def test_a_whole_game_over_gtp_against_gnugo(tmp_path):
 @pytest.mark.slow
 def test_killed_in_any_stage_and_rerun_ends_as_a_run_never_stopped(resumes_exactly):
     resumes_exactly("alphago_mcts.py", *SMOKE, "--expert-games", 20, "--rl-iters", 6, "--checkpoint-every", 2, kills=5)
+
+
+# --- GTP for Go programs: analysis, time controls, SGF --------------------------------------------------------------
+def sabaki_analysis(line: str) -> list:
+    """An info line read by the rules of Sabaki's parser (src/modules/analysis.js): split at `info`, the trailing
+    run of vertices is the pv (cut at a pass), the tokens before `pv` are key-value pairs, moves that are not
+    vertices dropped, a winrate with a point is a fraction, else ten-thousandths."""
+    out = []
+    for part in re.split(r"\s*info\s+", line)[1:]:
+        pv = re.search(r"(pass|[A-Za-z]\d+)(\s+(pass|[A-Za-z]\d+))*$", part.strip())
+        assert pv is not None, part
+        tokens = part[:pv.start()].split()[:-1]
+        record = dict(zip(tokens[0::2], tokens[1::2]))
+        if re.fullmatch(r"[A-Za-z]\d+", record["move"]):
+            winrate = record["winrate"]
+            out.append({"move": record["move"], "visits": int(record["visits"]),
+                        "winrate": float(winrate) * 100 if "." in winrate else int(winrate) / 100,
+                        "pv": pv[0].split("pass")[0].split(), "keys": list(record)})
+    return out
+
+
+GTP_TINY = [sys.executable, str(ag.__file__), "--gtp", "--board-size", "5", "--width", "8", "--layers", "2",
+            "--device", "cpu", "--sims", "32", "--leaf-batch", "4"]
+
+
+def read_reply(proc) -> list:
+    """The lines of one GTP reply, up to its blank line."""
+    lines = []
+    while (line := proc.stdout.readline().decode()) not in ("\n", ""):
+        lines.append(line.rstrip("\n"))
+    return lines
+
+
+def test_lz_analyze_streams_until_the_next_command_in_sabakis_format_and_genmove_analyze_adds_up():
+    proc = subprocess.Popen(GTP_TINY, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        proc.stdin.write(b"play b C3\n7 lz-analyze w 2\n")
+        proc.stdin.flush()
+        assert read_reply(proc) == ["="]
+        assert proc.stdout.readline() == b"=7\n"  # the analysis' reply begins at once
+        infos = [proc.stdout.readline().decode().rstrip("\n") for _ in range(4)]  # every 20 ms while it searches
+        proc.stdin.write(b"8 name\n")
+        proc.stdin.flush()
+        rest = read_reply(proc)  # more info lines may have come before the command was read; then the blank line
+        assert read_reply(proc) == ["=8 alphago_mcts"]  # and nothing after it: the stream stopped
+        totals = []
+        for line in infos + rest:
+            parsed = sabaki_analysis(line)
+            assert parsed and parsed[0]["keys"] == ["move", "visits", "winrate", "prior", "lcb", "order"]
+            assert all(0 <= p["winrate"] <= 100 and p["pv"][0] == p["move"] for p in parsed)
+            assert "C3" not in [p["move"] for p in parsed]  # occupied
+            totals.append(sum(map(int, re.findall(r"visits (\d+)", line))))  # a pass too, which Sabaki drops
+        assert totals == sorted(totals) and totals[-1] > totals[0] and all(t % 4 == 0 for t in totals)  # rounds
+        proc.stdin.write(b"kata-analyze b interval 3\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline() == b"=\n"
+        kata = proc.stdout.readline().decode()
+        assert "." in kata.split("winrate ")[1].split()[0] and "scoreLead" not in kata
+        proc.stdin.write(b"lz-genmove_analyze b 1\n")  # ends the analysis; then a whole search of --sims 32
+        proc.stdin.flush()
+        read_reply(proc)
+        lines = read_reply(proc)
+        assert lines[0] == "=" and lines[-1].startswith("play ")
+        assert sum(map(int, re.findall(r"visits (\d+)", lines[-2]))) == 32  # the last line: the whole search
+        assert lines[-1] == "play " + sabaki_analysis(lines[-2])[0]["move"]  # the most visited move
+        proc.stdin.write(b"list_commands\nquit\n")
+        proc.stdin.flush()
+        commands = read_reply(proc)
+        assert {"lz-analyze", "kata-analyze", "lz-genmove_analyze", "kgs-genmove_cleanup", "time_settings",
+                "time_left", "kgs-time_settings", "loadsgf", "printsgf"} <= set(commands[0][2:].split() + commands[1:])
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_time_settings_bound_every_move():
+    """With simulations enough for minutes, a move takes at most its share of the clock: the time left over half
+    the empty points (at least 5), or a byo-yomi period over its stones; 80 % of it, less 50 ms."""
+    engine = tiny_engine(5)
+    engine.args = dataclasses.replace(engine.args, sims=20_000)  # a minute or more without a clock
+    cases = [("time_settings 0 1 1", 0.8), ("time_settings 3 0 0", 0.8 * 3 / 12.5),
+             ("kgs-time_settings byoyomi 0 1 1", 0.8), ("kgs-time_settings canadian 0 2 2", 0.8),
+             ("time_settings 60 0 0\ntime_left b 1 0", 0.8 / 12.5)]
+    for settings, share in cases:
+        out = io.StringIO()
+        engine.serve(io.StringIO(f"clear_board\n{settings}\n"), out)
+        start = time.time()
+        assert gtp(engine, "genmove b\n").startswith("= ")
+        assert time.time() - start < share + 0.25, settings  # the reply's own cost on top
+    assert gtp(engine, "time_settings 0 1 0\ntime_settings x 0 0\nkgs-time_settings fischer 1\n").split("\n\n")[:3] \
+        == ["=", "? syntax error", "? syntax error"]
+
+
+def test_printsgf_and_loadsgf_round_trip_and_cleanup_does_not_pass(tmp_path):
+    engine = tiny_engine(5)
+    gtp(engine, "komi 3.5\nplay b C3\nplay w B2\nplay b pass\nplay w D4\n")
+    (tmp_path / "game.sgf").write_text(gtp(engine, "printsgf\n")[2:].strip())
+    assert gtp(engine, f"printsgf {tmp_path / 'copy.sgf'}\n") == "=\n\n"
+    assert (tmp_path / "copy.sgf").read_text() == (tmp_path / "game.sgf").read_text()
+    other = tiny_engine(7)
+    assert gtp(other, f"loadsgf {tmp_path / 'game.sgf'}\n") == "=\n\n"
+    assert (other.n, other.komi) == (5, 3.5)
+    assert str(other.history[-1]) == str(engine.history[-1]) and other.history[-1].to_play == ag.BLACK
+    assert gtp(other, f"loadsgf {tmp_path / 'game.sgf'} 3\nshowboard\n").split("\n\n")[1] == \
+        "= \n" + str(engine.history[2])  # before move 3: C3 and B2
+    (tmp_path / "setup.sgf").write_text("(;GM[1]FF[4]SZ[5]KM[0.5]AB[aa][bb]AW[cc](;B[dd];W[tt])(;B[ee]))")
+    assert gtp(other, f"loadsgf {tmp_path / 'setup.sgf'}\n") == "=\n\n"
+    assert [m for m in other.history[-1].history] == [0, 6, 12, 18, 25]  # the main line only
+    for bad in ("missing.sgf", "bad"):
+        (tmp_path / "bad").write_text("(;SZ[5];B[zz])")
+        assert gtp(other, f"loadsgf {tmp_path / bad}\n") == "? cannot load file\n\n"
+    # both passed with a dead white stone inside Black's area: cleanup captures rather than passes
+    gtp(engine, "clear_board\nkomi 0.5\n" + "".join(f"play b {v}\n" for v in ("B1", "B2", "B3", "B4", "B5"))
+        + "play w D3\nplay b pass\nplay w pass\n")
+    assert engine.history[-1].is_over()
+    assert gtp(engine, "kgs-genmove_cleanup b\n") != "= pass\n\n"
