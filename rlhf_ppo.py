@@ -343,19 +343,12 @@ def full_forward(model, prompt, prompt_valid, response, **head):
 
 
 def response_logprobs(model, prompt, prompt_valid, response, temperature: float):
-    """log pi(y_t | x, y_<t) of each response token (B, R) at the sampling temperature, and of every class (B, R, V)
-    for the entropy: full_forward without the last response token (nothing follows it to predict), the logits
-    divided by the temperature before the head (on C channels, not V). PAD rows (after EOS) read an arbitrary class
-    and are masked by the caller."""
+    """log pi(y_t | x, y_<t) of each response token (B, R) at the sampling temperature: full_forward without the last
+    response token (nothing follows it to predict), the logits divided by the temperature before the head (on C
+    channels, not V). PAD rows (after EOS) read an arbitrary class and are masked by the caller."""
     logits = full_forward(model, prompt, prompt_valid, response[:, :-1], temperature=temperature)  # (B, R, V)
     logp_all = torch.log_softmax(logits, -1)
-    return logp_all.gather(-1, response.clamp(max=logp_all.shape[-1] - 1).unsqueeze(-1)).squeeze(-1), logp_all
-
-
-@torch.no_grad()
-def entropy(logp_all):
-    """H(pi(. | x, y_<t)) of each response token, from response_logprobs' (B, R, V): for the log, no gradient."""
-    return -(logp_all.exp() * logp_all).sum(-1)
+    return logp_all.gather(-1, response.clamp(max=logp_all.shape[-1] - 1).unsqueeze(-1)).squeeze(-1)
 
 
 def response_values(values):
@@ -623,7 +616,7 @@ def sft(args: Args, policy: GPT, demos: list, enc, device, metrics, save, progre
         generator = step_random(args, ranks, "sft", epoch, device)
         for batch in torch.randperm(len(demos), device=device, generator=generator).split(args.batch_size):
             idx = batch[ranks.share(len(batch))]
-            logp, _ = response_logprobs(net, prompt[idx], prompt_valid[idx], response[idx], 1.0)
+            logp = response_logprobs(net, prompt[idx], prompt_valid[idx], response[idx], 1.0)
             mask = response[idx] != args.pad
             loss = -masked_mean(logp, mask) * rank_weight(mask, response[batch] != args.pad, ranks)
             optimizer.zero_grad(set_to_none=True)
@@ -764,15 +757,12 @@ class RL:
         mine = (prompt[self.rows], prompt_valid[self.rows])
         response, mask, has_eos = truncate_after_eos(
             generate(self.policy, *mine, uniforms[self.rows], a.temperature, self.decode, self.kv), a.eos, a.pad)
-        parts = {k: [] for k in ("logp", "entropy", "logp_ref", "score") + ("values",) * (self.critic is not None)}
+        parts = {k: [] for k in ("logp", "logp_ref", "score") + ("values",) * (self.critic is not None)}
         with torch.no_grad():  # in minibatches, as epoch 0 will train on them: the same computation, ratio 1
             for mb in torch.arange(len(self.rows), device=self.device).split(a.minibatch // self.ranks.world):
                 seq = (mine[0][mb], mine[1][mb], response[mb])
-                logp, logp_all = response_logprobs(self.forward["policy"], *seq, a.temperature)
-                parts["logp"].append(logp)
-                parts["entropy"].append(entropy(logp_all))
-                logp_ref, _ = response_logprobs(self.forward["ref"], *seq, a.temperature)
-                parts["logp_ref"].append(logp_ref)
+                parts["logp"].append(response_logprobs(self.forward["policy"], *seq, a.temperature))
+                parts["logp_ref"].append(response_logprobs(self.forward["ref"], *seq, a.temperature))
                 if self.critic is not None:
                     parts["values"].append(response_values(full_forward(self.forward["critic"], *seq)))
                 parts["score"].append(sequence_scores(full_forward(self.forward["rm"], *seq), mask[mb]))
@@ -828,7 +818,7 @@ class RL:
             for i, minibatch in enumerate(order.split(a.minibatch)):
                 mb = minibatch[ranks.share(a.minibatch)]
                 seq = (batch["prompt"][mb], batch["prompt_valid"][mb], batch["response"][mb])
-                logp, _ = response_logprobs(self.forward["policy"], *seq, a.temperature)
+                logp = response_logprobs(self.forward["policy"], *seq, a.temperature)
                 mask = batch["mask"][mb]
                 if epoch == 0 and i == 0:
                     first_ratio_dev = ((logp - batch["logp"][mb]).abs() * mask).max().detach()
@@ -893,7 +883,7 @@ def train_rl(args: Args, rl: RL, labeler: Labeler, enc, metrics, save, progress:
             scores = batch["score"].view(-1, rl.G)
             if rl.critic is not None:
                 stats["explained_var"] = explained_variance(batch["values"], batch["returns"], mask)
-            stats["entropy"] = masked_mean(batch["entropy"], mask)  # the rollout policy's, per token
+            stats["entropy"] = -masked_mean(batch["logp"], mask)  # E[-log pi(y)] over its samples: the entropy
             log(metrics, {"stage": "ppo", "algo": args.algo, "step": step, "gold": round(gold, 4),
                           "rm_score": round(batch["score"].mean().item(), 4), "kl_ref": round(kl_seq.item(), 3),
                           "beta": round(rl.beta.item(), 4), **{k: round(v.item(), 4) for k, v in stats.items()},
@@ -930,7 +920,7 @@ def evaluate(args: Args, policy: GPT, ref: GPT, rm: GPT, prompts: list, labeler:
     mine = ranks.share(len(prompts))
     prompt, prompt_valid, response, mask, has_eos = sample_responses(policy, prompts[mine], uniforms[mine], args,
                                                                      device)
-    logp, logp_ref = in_chunks(lambda *seq: tuple(response_logprobs(model, *seq, args.temperature)[0]
+    logp, logp_ref = in_chunks(lambda *seq: tuple(response_logprobs(model, *seq, args.temperature)
                                                   for model in (policy, ref)), prompt, prompt_valid, response)
     m = mask.float()
     rows = torch.stack([labeler.gold(decode(enc, response, mask)).to(device),

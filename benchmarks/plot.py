@@ -189,7 +189,7 @@ def rlhf_ppo():
 
 def rlhf_frontier():
     """Gold against KL for PPO, GRPO and RLOO at each beta (seed 1: a line over the betas; seed 2: open markers at
-    the middle beta), and the rollouts' gold during RL at the middle beta."""
+    the default beta 0.1), and the rollouts' gold during RL at beta 0.1."""
     folder = os.path.join(RESULTS, "rlhf_frontier")
     path = os.path.join(folder, "summaries.jsonl")
     if not os.path.isfile(path):
@@ -197,27 +197,32 @@ def rlhf_frontier():
                      "(bash benchmarks/rlhf_frontier.sh)")
     runs = [json.loads(line) for line in open(path)]
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 7.5))
-    for (algo, color), marker in zip(zip(("ppo", "grpo", "rloo"), COLORS.values()), "osD"):
-        mine = [r for r in runs if r["algo"] == algo]
+    names = {"ppo": "PPO", "grpo": "GRPO", "rloo": "RLOO", "drgrpo": "Dr. GRPO"}
+    for (algo, color), marker in zip(zip(names, (*COLORS.values(), "tab:red")), "osD^"):
+        mine = [{**r, **{k.replace("_grpo", "_drgrpo"): v for k, v in r.items()}} for r in runs if r["algo"] == algo]
         line = sorted((r[f"kl_{algo}"], r[f"gold_{algo}"], r["beta"]) for r in mine if r["seed"] == 1)
         top.plot([p[0] for p in line], [p[1] for p in line], marker=marker, color=color,
-                 label=f"{algo.upper()}, seed 1")
+                 label=f"{names[algo]}, seed 1", ls="--" if algo == "drgrpo" else "-")
         for kl, gold, beta in line:
-            top.annotate(f"{beta:g}", (kl, gold), textcoords="offset points", xytext=(4, -10), fontsize=7, color=color)
-        others = [(r[f"kl_{algo}"], r[f"gold_{algo}"]) for r in mine if r["seed"] != 1]
+            top.annotate(f"{beta:g}", (kl, gold), textcoords="offset points", fontsize=7, color=color,
+                         xytext=(-16, 5) if algo == "rloo" else (4, -10))  # RLOO's points sit on PPO's
+        others = [r for r in mine if r["seed"] != 1]
         if others:
-            top.scatter(*zip(*others), marker=marker, facecolors="none", edgecolors=color,
-                        label=f"{algo.upper()}, seed 2 (beta {mine[-1]['beta']:g})")
+            top.scatter([r[f"kl_{algo}"] for r in others], [r[f"gold_{algo}"] for r in others], marker=marker,
+                        facecolors="none", edgecolors=color,
+                        label=f"{names[algo]}, seed 2 (beta {others[0]['beta']:g})")
         for r in mine:
             if r["beta"] == 0.1:
                 records = [json.loads(x) for x in open(os.path.join(folder, f"{algo}-beta0.1-s{r['seed']}.jsonl"))]
                 bottom.plot([x["step"] for x in records], [x["gold"] for x in records], color=color,
-                            ls="-" if r["seed"] == 1 else ":", label=f"{algo.upper()}, seed {r['seed']}")
+                            ls="-" if r["seed"] == 1 else ":", label=f"{names[algo]}, seed {r['seed']}")
     sft = runs[0]
     top.scatter([0], [sft["gold_sft"]], color="grey", zorder=3)
     top.annotate("SFT", (0, sft["gold_sft"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    top.set(xlabel="KL(policy || SFT) per response (nats), 500 held-out prompts; labels: beta",
-            ylabel="gold score (VADER)", title="PPO, GRPO and RLOO from the same SFT policy and reward model")
+    top.set_xscale("symlog", linthresh=1.0)  # linear below 1 nat, logarithmic above
+    top.set_xticks([0, 1, 2, 5, 10, 20, 50], ["0", "1", "2", "5", "10", "20", "50"])
+    top.set(xlabel="KL(policy || SFT) per response (nats, symlog scale), 500 held-out prompts; labels: beta",
+            ylabel="gold score (VADER)", title="PPO, GRPO, RLOO from one SFT policy and reward model")
     top.legend(fontsize=8, loc="lower right")
     reference(bottom, sft["gold_sft"], f"the SFT policy on the held-out prompts: {sft['gold_sft']:.2f}")
     bottom.set(xlabel="RL step (64 responses each)", ylabel="gold score of the rollouts",

@@ -1,10 +1,12 @@
 """Seconds per GRPO rollout batch of TRL's GRPOTrainer (its current release) on a tiny GPT-2 with random weights,
 offline, one CPU thread: the peer of `rlhf_ppo.py --stage ppo --algo grpo` in benchmarks/rlhf_grpo_vs_trl.sh.
 Run it in a venv of its own: pip install torch==2.13.0 trl. Policy, reference and reward model have the same size;
-a rollout batch is 16 prompts of 16 tokens x 4 responses (G) of at most 32 tokens, trained over 4 iterations (mu) in
-minibatches of 16 responses: 16 optimizer steps per generation, as rlhf_ppo.py's step. KL coefficient 0.1 (so the
-reference model runs), clip 0.2, the per-response mean loss ("grpo") with rewards scaled by the group's std.
-Prints one JSON line: {"params": ..., "rollout_s_median": ..., "rollouts": ..., ...}."""
+a rollout batch is 16 prompts of 16 tokens x 4 responses (G) of at most 32 tokens, trained over EPOCHS iterations
+(mu; default 4) in minibatches of 16 responses: 4 x EPOCHS optimizer steps per generation, as rlhf_ppo.py's step.
+KL coefficient 0.1 (so the reference model runs), clip 0.2, the per-response mean loss ("grpo") with rewards scaled
+by the group's std.   Usage: python trl_grpo_speed.py [ROLLOUTS] [EPOCHS]
+Prints one JSON line: {"params": ..., "rollout_s_mean": ..., "rollout_s_median": ..., ...}, the first rollout batch
+(the warm-up) left out of both."""
 import json
 import os
 import sys
@@ -20,7 +22,8 @@ from trl import GRPOConfig, GRPOTrainer
 
 ROLLOUTS = int(sys.argv[1]) if len(sys.argv) > 1 else 6
 VOCAB, WIDTH, LAYERS, HEADS = 4098, 64, 3, 4  # as rlhf_ppo.py --vocab-size 4096 --n-embd 64 --n-layer 3 --n-head 4
-PROMPTS, G, MINIBATCH, EPOCHS = 16, 4, 16, 4
+EPOCHS = int(sys.argv[2]) if len(sys.argv) > 2 else 4
+PROMPTS, G, MINIBATCH = 16, 4, 16
 STEPS_PER_ROLLOUT = PROMPTS * G // MINIBATCH * EPOCHS  # optimizer steps
 torch.set_num_threads(1)
 torch.manual_seed(0)
@@ -57,7 +60,9 @@ trainer = GRPOTrainer(model=os.path.join(folder, "policy"), reward_funcs=reward,
 start = time.perf_counter()
 trainer.train()
 ends = [start] + step_ends[STEPS_PER_ROLLOUT - 1::STEPS_PER_ROLLOUT]  # the end of each rollout batch's last step
-rollouts = sorted(b - a for a, b in zip(ends, ends[1:]))[1:]  # the first warms up
-print(json.dumps({"params": sum(p.numel() for p in trainer.model.parameters()), "optimizer_steps": len(step_ends),
-                  "rollouts": len(ends) - 1, "rollout_s_median": round(rollouts[len(rollouts) // 2], 4),
+rollouts = sorted(b - a for a, b in list(zip(ends, ends[1:]))[1:])  # the first warms up
+print(json.dumps({"params": sum(p.numel() for p in trainer.model.parameters()), "epochs": EPOCHS,
+                  "optimizer_steps": len(step_ends),
+                  "rollouts": len(ends) - 1, "rollout_s_mean": round(sum(rollouts) / len(rollouts), 4),
+                  "rollout_s_median": round(rollouts[len(rollouts) // 2], 4),
                   "threads": torch.get_num_threads(), "omp": os.environ.get("OMP_NUM_THREADS")}))
