@@ -66,7 +66,7 @@ def main_of(name: str, tmp_path, *flags, out="run") -> dict:
 @pytest.mark.parametrize("name", SCRIPTS)
 def test_a_finished_run_is_printed_not_redone_and_other_flags_are_refused(name, tmp_path, capsys, usage_error):
     summary = main_of(name, tmp_path)
-    files = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir() if p.name != ".lock"}
+    files = {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file() and p.name != ".lock"}
     capsys.readouterr()
     with pytest.raises(SystemExit) as stop:  # the same command, the folder spelled otherwise: nothing is retrained
         main_of(name, tmp_path, out=f"{tmp_path}/run/")
@@ -75,7 +75,7 @@ def test_a_finished_run_is_printed_not_redone_and_other_flags_are_refused(name, 
     assert "--seed 1 (this run: 7)" in err
     err = usage_error(f"{name}.py", "--device", "cpu", *TINY[name], "--compile", "--out", "run")
     assert "--compile False (this run: True)" in err  # a killed run may go on compiled; a finished one is not rerun
-    assert files == {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir() if p.name != ".lock"}
+    assert files == {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file() and p.name != ".lock"}
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
