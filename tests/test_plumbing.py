@@ -185,8 +185,8 @@ def test_ctrl_c_ends_with_one_line_that_says_how_to_resume(tmp_path):
     command = [sys.executable, str(ROOT / "dqn.py"), "--device", "cpu", "--total-steps", 10 ** 6, "--checkpoint-every",
                2_000, "--out", "run"]
     proc = subprocess.Popen([*map(str, command)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    deadline = time.time() + 120
+                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as a terminal
+    deadline = time.time() + 120  # (a shell without job control starts its background commands with SIGINT ignored)
     while not (tmp_path / "run" / "resume.pt").exists() and time.time() < deadline:
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
