@@ -1291,20 +1291,21 @@ class GTPEngine:
         at least 5), or the byo-yomi period over its stones; 80 % of it, less 50 ms for the reply. None: no limit."""
         if self.clock is None:
             return None
-        left, stones = self.left[pos.to_play]
-        if stones == 0 and left <= 0 and self.clock[1] > 0:  # main time over: byo-yomi
-            left, stones = self.clock[1], self.clock[2]
+        left, stones = self.remaining(pos.to_play)
         empty = pos.board.count(EMPTY)
         share = left / stones if stones else left / max(empty / 2, 5)
         return max(0.8 * share - 0.05, 0.01)
+
+    def remaining(self, color: int) -> tuple:
+        """(seconds, stones) left to `color`: main time (0 stones), or byo-yomi once main time is over."""
+        left, stones = self.left[color]
+        return (self.clock[1], self.clock[2]) if stones == 0 and left <= 0 < self.clock[1] else (left, stones)
 
     def spend(self, color: int, seconds: float):
         """Our own clock between the controller's time_left: main time first, then byo-yomi periods."""
         if self.clock is None:
             return
-        left, stones = self.left[color]
-        if stones == 0 and left <= 0 < self.clock[1]:
-            left, stones = self.clock[1], self.clock[2]
+        left, stones = self.remaining(color)
         left -= seconds
         if stones:
             stones -= 1
